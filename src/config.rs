@@ -1,0 +1,201 @@
+//! One typed configuration, from flags, then environment variables, then defaults.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::labs::LabName;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "breakroom",
+    version,
+    about = "Live production-debugging labs for conference talks and workshops",
+    long_about = "breakroom runs small web apps with a planted production-only bug, \
+                  the traffic that triggers it, the telemetry that reveals it, a check \
+                  that proves the fix and a reset for the next talk."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a lab's web app (embedded SQLite by default; PostgreSQL + Redis when their URLs are set)
+    Serve(ServeArgs),
+    /// Replay the audience traffic that triggers a lab's bug, and say what happened
+    Demonstrate(StageArgs),
+    /// Test the fix: exit 0 only when the lab's bug no longer reproduces
+    Check(StageArgs),
+    /// Put a running lab back in its pre-talk state (needs the admin token)
+    Reset(StageArgs),
+    /// Create a lab's tables and seed data, then exit
+    Seed(SeedArgs),
+}
+
+/// Where a lab keeps its data.
+#[derive(Debug, Clone, Args)]
+pub struct BackendArgs {
+    /// PostgreSQL URL (postgres://user@host/db); without it the lab uses SQLite in --data-dir
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Redis URL (redis://host:6379); without it live state stays in the process
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Directory for the embedded SQLite databases and the generated admin token
+    #[arg(long, env = "BREAKROOM_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Prefix for every Redis key and channel, so several labs or tests can share one Redis
+    #[arg(long, env = "BREAKROOM_REDIS_PREFIX", default_value = "")]
+    pub redis_prefix: String,
+    /// Connections in the database pool
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Which lab to run
+    pub lab: LabName,
+    /// TCP port to listen on
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// Address to bind (0.0.0.0 so phones on the same network and a cluster's ingress reach it)
+    #[arg(long, env = "BREAKROOM_BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// Planted bugs to run fixed, comma-separated (e.g. `referral` or `vote:referral`)
+    #[arg(long, env = "BREAKROOM_FIXED", value_delimiter = ',')]
+    pub fixed: Vec<String>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Conference branding on the pages: sreday, kubecon, devopsdays
+    #[arg(long, env = "CONFERENCE")]
+    pub conference: Option<String>,
+    /// Version shown in the page footer and at /version
+    #[arg(long, env = "APP_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
+    pub app_version: String,
+    /// Token for every /admin action; generated and printed at start when not set
+    #[arg(long, env = "BREAKROOM_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// OTLP/HTTP collector (e.g. http://localhost:4318); traces are off without it
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    #[command(flatten)]
+    pub vote: VoteArgs,
+}
+
+/// Settings of the `vote` lab.
+#[derive(Debug, Clone, Args)]
+pub struct VoteArgs {
+    /// Generated referral partners seeded next to conf-partner-2026 (the original used 500000)
+    #[arg(long, env = "BREAKROOM_SEED_PARTNERS", default_value_t = 10_000)]
+    pub seed_partners: u32,
+    /// Entries the buggy referral cache holds before it reports itself exhausted
+    #[arg(long, env = "BREAKROOM_REFERRAL_CACHE_CAPACITY", default_value_t = 10)]
+    pub referral_cache_capacity: usize,
+}
+
+impl Default for VoteArgs {
+    fn default() -> Self {
+        VoteArgs { seed_partners: 10_000, referral_cache_capacity: 10 }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    pub lab: LabName,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    #[command(flatten)]
+    pub vote: VoteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    pub lab: LabName,
+    /// Where the lab runs
+    #[arg(long, env = "BREAKROOM_URL", default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Admin token (reset); read from the data directory when the server generated it
+    #[arg(long, env = "BREAKROOM_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory of a local server, where a generated admin token is written
+    #[arg(long, env = "BREAKROOM_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Pause between requests, in milliseconds, so the room can follow along
+    #[arg(long, default_value_t = 500)]
+    pub interval_ms: u64,
+}
+
+/// `$XDG_DATA_HOME/breakroom`, else `~/.local/share/breakroom`, else `./breakroom-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("breakroom");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/breakroom"),
+        None => PathBuf::from("breakroom-data"),
+    }
+}
+
+/// Everything a running lab is configured with. Built from `ServeArgs` by the CLI and
+/// directly by the tests.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub lab: LabName,
+    pub fixed: Vec<String>,
+    pub backend: BackendArgs,
+    pub conference: Option<String>,
+    pub app_version: String,
+    pub admin_token: Option<String>,
+    pub otlp_endpoint: Option<String>,
+    pub vote: VoteArgs,
+    /// How long a Redis command may take before the cache counts as unreachable.
+    pub redis_timeout: Duration,
+}
+
+impl ServeConfig {
+    /// The embedded default: SQLite in `data_dir`, live state in the process.
+    pub fn embedded(lab: LabName, data_dir: PathBuf) -> Self {
+        ServeConfig {
+            lab,
+            fixed: Vec::new(),
+            backend: BackendArgs {
+                database_url: None,
+                redis_url: None,
+                data_dir,
+                redis_prefix: String::new(),
+                db_max_connections: 10,
+            },
+            conference: None,
+            app_version: env!("CARGO_PKG_VERSION").to_string(),
+            admin_token: None,
+            otlp_endpoint: None,
+            vote: VoteArgs::default(),
+            redis_timeout: Duration::from_millis(150),
+        }
+    }
+}
+
+impl From<ServeArgs> for ServeConfig {
+    fn from(args: ServeArgs) -> Self {
+        let empty_to_none = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let mut backend = args.backend;
+        backend.database_url = empty_to_none(backend.database_url);
+        backend.redis_url = empty_to_none(backend.redis_url);
+        ServeConfig {
+            lab: args.lab,
+            fixed: args.fixed.into_iter().filter(|f| !f.trim().is_empty()).collect(),
+            backend,
+            conference: empty_to_none(args.conference),
+            app_version: args.app_version,
+            admin_token: empty_to_none(args.admin_token),
+            otlp_endpoint: empty_to_none(args.otlp_endpoint),
+            vote: args.vote,
+            redis_timeout: Duration::from_millis(150),
+        }
+    }
+}

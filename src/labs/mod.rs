@@ -1,0 +1,95 @@
+//! The labs and the registry of their scenarios. Labs never import each other.
+
+pub mod vote;
+
+use clap::ValueEnum;
+
+use crate::platform::bugs::BugInfo;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabName {
+    /// Conference poll whose referral cache exhausts after 10 referral votes
+    Vote,
+}
+
+impl LabName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabName::Vote => "vote",
+        }
+    }
+
+    /// The service name its traces and dashboards use.
+    pub fn service_name(self) -> &'static str {
+        match self {
+            LabName::Vote => "vote-api",
+        }
+    }
+
+    pub fn bugs(self) -> &'static [BugInfo] {
+        match self {
+            LabName::Vote => vote::BUGS,
+        }
+    }
+}
+
+/// A planted bug seen from the stage: what triggers it, what shows, and how it is fixed.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub lab: LabName,
+    pub bug: &'static str,
+    pub title: &'static str,
+    pub story: &'static str,
+    pub trigger: &'static str,
+    pub symptom: &'static str,
+    pub fix: &'static str,
+}
+
+pub const SCENARIOS: &[Scenario] = &[vote::SCENARIO];
+
+/// Builds a lab's router on a started platform; the lab registers its metrics.
+pub async fn build(
+    lab: LabName,
+    platform: &crate::platform::Platform,
+    registry: &mut prometheus_client::registry::Registry,
+) -> anyhow::Result<axum::Router> {
+    match lab {
+        LabName::Vote => vote::build(platform, registry).await,
+    }
+}
+
+/// `breakroom seed LAB`
+pub async fn seed(
+    lab: LabName,
+    db: &crate::platform::db::Db,
+    args: &crate::config::SeedArgs,
+) -> anyhow::Result<String> {
+    match lab {
+        LabName::Vote => {
+            let inserted = vote::seed(db, args.vote.seed_partners).await?;
+            Ok(format!("vote: {inserted} referral partners inserted"))
+        }
+    }
+}
+
+/// What a stage command does; each lab implements the ones its story has.
+#[derive(Debug, Clone, Copy)]
+pub enum StageCommand {
+    Demonstrate,
+    Check,
+    Reset,
+}
+
+/// Runs a stage command against a running lab; returns the process exit code.
+pub async fn stage(command: StageCommand, args: &crate::config::StageArgs) -> Result<u8, crate::stage::StageError> {
+    let target = crate::stage::Target::new(&args.url, args.lab.as_str())?;
+    let interval = std::time::Duration::from_millis(args.interval_ms);
+    match (args.lab, command) {
+        (LabName::Vote, StageCommand::Demonstrate) => vote::stage::demonstrate(&target, interval).await,
+        (LabName::Vote, StageCommand::Check) => vote::stage::check(&target, interval).await,
+        (LabName::Vote, StageCommand::Reset) => {
+            vote::stage::reset(&target, args.token.as_deref(), &args.data_dir).await
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The `vote` lab — "Honey, the Audience Broke My App" (seeds 000 and 001).
+//!
+//! A conference poll. Votes that carry a partner referral code pass through a referral
+//! "cache" that never evicts (`referral.rs`): after ten of them every referral vote
+//! answers 503 while `/health` stays green.
+
+mod ballot;
+mod live;
+mod pages;
+mod referral;
+pub mod stage;
+mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{LabName, Scenario};
+use crate::platform::Platform;
+use crate::platform::bugs::BugInfo;
+use crate::platform::cache::Subscription;
+use crate::platform::feed::Feed;
+use crate::platform::http::{ApiError, JsonBody, QueryParams};
+use ballot::Choice;
+use live::LiveCounts;
+use referral::{ReferralError, ReferralValidator};
+use store::VoteStore;
+
+pub use store::KNOWN_PARTNER_CODE;
+
+pub const BUGS: &[BugInfo] = &[BugInfo {
+    name: "referral",
+    summary: "an unbounded referral cache: every referral vote after the 10th answers 503",
+    location: "src/labs/vote/referral.rs (ReferralValidator::validate_with_cache)",
+}];
+
+pub const SCENARIO: Scenario = Scenario {
+    name: "vote/referral",
+    lab: LabName::Vote,
+    bug: "referral",
+    title: "The audience broke my app",
+    story: "The audience votes through a partner QR code. Each referral validation appends to a \
+            process-wide list that is never cleared; after ten entries the list reports itself \
+            exhausted and every referral vote fails with 503, while votes without a referral and \
+            the health check stay green.",
+    trigger: "15 POST /vote with {\"choice\":\"ai\",\"referral\":\"conf-partner-2026\"}",
+    symptom: "votes 1-10 answer 200, 11+ answer 503 'referral cache exhausted'; referral_cache_exhausted_total rises; /health stays 200",
+    fix: "--fixed referral: validate the code with one indexed query, no cache",
+};
+
+/// How often viewers' counts are re-read even without a change notification.
+const FEED_REFRESH: Duration = Duration::from_secs(2);
+
+struct VoteLab {
+    platform: Platform,
+    store: VoteStore,
+    referral: ReferralValidator,
+    live: LiveCounts,
+    feed: Feed,
+}
+
+type Lab = State<Arc<VoteLab>>;
+
+/// Seeds the referral partners (once) and creates the tables' initial state.
+pub async fn seed(db: &crate::platform::db::Db, partners: u32) -> anyhow::Result<u64> {
+    Ok(VoteStore::new(db.clone()).seed_partners(partners).await?)
+}
+
+pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Result<Router> {
+    let store = VoteStore::new(platform.db.clone());
+    store.seed_partners(platform.config.vote.seed_partners).await?;
+    let referral = ReferralValidator::new(
+        platform.bugs.switch("referral"),
+        platform.config.vote.referral_cache_capacity,
+        registry,
+    );
+    let live = LiveCounts::start(&store, platform.redis.as_ref()).await?;
+    let initial = serde_json::to_string(&live.snapshot().await?)?;
+
+    let lab = Arc::new_cyclic(|weak: &std::sync::Weak<VoteLab>| {
+        let weak = weak.clone();
+        let feed = Feed::spawn("votes", initial, FEED_REFRESH, platform.shutdown.clone(), move || {
+            let weak = weak.clone();
+            async move {
+                let lab = weak.upgrade()?;
+                let tally = lab.live.snapshot().await.ok()?;
+                serde_json::to_string(&tally).ok()
+            }
+        });
+        VoteLab { platform: platform.clone(), store, referral, live, feed }
+    });
+    follow_other_replicas(&lab);
+
+    let admin = platform.admin_only(Router::new().route("/admin/reset", post(reset)));
+    Ok(Router::new()
+        .route("/", get(pages::vote))
+        .route("/results", get(pages::results))
+        .route("/admin", get(pages::admin))
+        .route("/vote", post(vote))
+        .route("/votes", get(votes))
+        .route("/stream", get(stream))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/version", get(version))
+        .merge(admin)
+        .with_state(lab))
+}
+
+/// With Redis, a vote or a reset on any replica reaches this one's viewers, and a
+/// reset clears this replica's referral cache too.
+fn follow_other_replicas(lab: &Arc<VoteLab>) {
+    let (Some(redis), Some(channel)) = (lab.platform.redis.as_ref(), lab.live.channel()) else {
+        return;
+    };
+    let mut events = redis.subscribe(channel.to_owned(), lab.platform.shutdown.clone());
+    let weak = Arc::downgrade(lab);
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let Some(lab) = weak.upgrade() else { return };
+            if let Subscription::Message(message) = &event {
+                if message == live::RESET_MESSAGE {
+                    lab.referral.clear();
+                }
+            }
+            // After a (re)subscription too: messages sent meanwhile were lost, so
+            // viewers get a fresh full snapshot.
+            lab.feed.changed();
+        }
+    });
+}
+
+#[derive(Deserialize)]
+struct VoteRequest {
+    choice: String,
+    #[serde(default)]
+    referral: Option<String>,
+}
+
+/// `POST /vote`
+async fn vote(State(lab): Lab, JsonBody(request): JsonBody<VoteRequest>) -> Result<Json<serde_json::Value>, ApiError> {
+    let choice = Choice::parse(&request.choice)
+        .ok_or_else(|| ApiError::bad_request(format!("Invalid choice. Must be one of: {}", Choice::keys_listed())))?;
+    // An empty referral is the vote page's "no referral", as in the original.
+    let referral = request.referral.filter(|code| !code.is_empty());
+    if let Some(code) = &referral {
+        let partner = lab.referral.validate(&lab.store, code).await.map_err(|e| referral_error(&lab, e))?;
+        tracing::debug!(partner_id = partner.id, partner = %partner.name, "referral accepted");
+    }
+    lab.store.record_vote(choice, referral.as_deref()).await?;
+    lab.live.record(choice).await;
+    lab.feed.changed();
+    Ok(Json(json!({ "status": "ok", "choice": choice.key() })))
+}
+
+fn referral_error(lab: &VoteLab, error: ReferralError) -> ApiError {
+    match error {
+        ReferralError::Invalid => ApiError::bad_request("Invalid referral code"),
+        ReferralError::CacheExhausted { entries } => ApiError::unavailable(format!(
+            "Service degraded: referral cache exhausted ({entries} entries). Referral validation keeps \
+             every entry and never evicts one (capacity {}); votes without a referral still work.",
+            lab.referral.capacity()
+        )),
+        ReferralError::Database(error) => error.into(),
+    }
+}
+
+/// `GET /votes`
+async fn votes(State(lab): Lab) -> Result<Json<ballot::Tally>, ApiError> {
+    Ok(Json(lab.live.snapshot().await?))
+}
+
+/// `GET /stream`: `event: votes` with the `/votes` body, at once and on every change.
+async fn stream(State(lab): Lab) -> Response {
+    lab.feed.stream()
+}
+
+/// `GET /health`: the process is up. Deliberately blind to the referral cache, like
+/// the original's — the pod looks healthy while the service is degraded.
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "healthy" }))
+}
+
+/// `GET /ready`: 503 naming each dependency that does not answer.
+async fn ready(State(lab): Lab) -> Response {
+    let down: Vec<&str> = lab.platform.dependencies().await.into_iter().filter(|d| !d.up).map(|d| d.name).collect();
+    if down.is_empty() {
+        return Json(json!({ "status": "ready" })).into_response();
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "status": "not ready", "detail": format!("Dependency unavailable: {}", down.join(", ")), "down": down })),
+    )
+        .into_response()
+}
+
+/// `GET /version`
+async fn version(State(lab): Lab) -> Json<serde_json::Value> {
+    let config = &lab.platform.config;
+    Json(json!({
+        "version": config.app_version,
+        "conference": config.conference,
+        "lab": "vote",
+        "referral": lab.referral.mode(),
+        "backend": lab.platform.db.backend_name(),
+        "live_counts": if lab.platform.redis.is_some() { "redis" } else { "in-process" },
+    }))
+}
+
+#[derive(Deserialize)]
+struct ResetQuery {
+    confirm: Option<String>,
+}
+
+/// `POST /admin/reset?confirm=yes`: votes, live counts, referral cache and the bug
+/// switch back to their pre-talk state, without a restart.
+async fn reset(
+    State(lab): Lab,
+    QueryParams(query): QueryParams<ResetQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if query.confirm.as_deref() != Some("yes") {
+        return Err(ApiError::bad_request("Add ?confirm=yes to reset the session"));
+    }
+    let deleted = lab.store.clear_votes().await?;
+    lab.live.reset().await.map_err(|e| {
+        ApiError::unavailable(format!("Votes were deleted but the live counts could not be reset: {e:#}. Try again."))
+    })?;
+    lab.referral.clear();
+    lab.platform.bugs.restore();
+    lab.feed.changed();
+    tracing::warn!(votes_deleted = deleted, "session_reset");
+    Ok(Json(json!({ "status": "success", "message": "Session reset complete. All votes cleared." })))
+}

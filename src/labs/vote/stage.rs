@@ -1,0 +1,143 @@
+//! `breakroom demonstrate|check|reset vote`: seed 000's loops, typed on stage.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::store::KNOWN_PARTNER_CODE;
+use crate::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_token, ranges};
+
+/// Seed 000 sends fifteen referral votes: ten fill the cache, five show the failure.
+pub const REFERRAL_VOTES: usize = 15;
+
+async fn referral_votes(target: &Target, interval: Duration, style: &Style) -> Result<Vec<Reply>, StageError> {
+    let body = json!({ "choice": "ai", "referral": KNOWN_PARTNER_CODE });
+    let mut replies = Vec::with_capacity(REFERRAL_VOTES);
+    for i in 1..=REFERRAL_VOTES {
+        let reply = target.post_json("/vote", &body).await?;
+        println!("Request {i}:");
+        if reply.is_success() {
+            println!("{}", style.good(&reply.body));
+        } else {
+            println!("{}", style.bad(&format!("{} {}", reply.status, reply.body)));
+        }
+        replies.push(reply);
+        if i < REFERRAL_VOTES && !interval.is_zero() {
+            tokio::time::sleep(interval).await;
+        }
+    }
+    Ok(replies)
+}
+
+fn failed_numbers(replies: &[Reply]) -> Vec<usize> {
+    replies.iter().enumerate().filter(|(_, r)| !r.is_success()).map(|(i, _)| i + 1).collect()
+}
+
+/// Runs the 15 referral votes and explains what the room just saw.
+pub async fn demonstrate(target: &Target, interval: Duration) -> Result<u8, StageError> {
+    let style = Style::detect();
+    println!("{}", style.heading("=== DEMONSTRATING THE BUG ==="));
+    let replies = referral_votes(target, interval, &style).await?;
+    let failed = failed_numbers(&replies);
+    let ok = REFERRAL_VOTES - failed.len();
+    let exhausted =
+        replies.iter().filter(|r| r.status == 503 && r.detail().contains("referral cache exhausted")).count();
+
+    println!();
+    println!("{}", style.heading("--- What happened ---"));
+    println!("{ok} of {REFERRAL_VOTES} referral votes succeeded.");
+    if !failed.is_empty() {
+        println!("Requests {} failed; {exhausted} of them with 503 \"referral cache exhausted\".", ranges(&failed));
+    }
+    let health = target.get("/health").await?;
+    println!(
+        "/health still answers {} {} — the pod looks healthy while referral votes fail.",
+        health.status, health.body
+    );
+    let counter = target.metric("referral_cache_exhausted_total").await?.unwrap_or(0.0);
+    let entries = target.metric("referral_cache_entries").await?.unwrap_or(0.0);
+    println!("referral_cache_exhausted_total = {counter}   referral_cache_entries = {entries}");
+
+    if exhausted == 0 {
+        println!(
+            "{}",
+            style.bad("The bug did not reproduce: no vote hit the exhausted referral cache. Is this server running with --fixed referral? (see /version)")
+        );
+        return Ok(EXIT_FAILED);
+    }
+    if ok == 0 {
+        println!("The cache was already full before this run. For a clean demo: breakroom reset vote");
+    }
+    println!(
+        "The bug lives in src/labs/vote/referral.rs (validate_with_cache). Fix: breakroom serve vote --fixed referral"
+    );
+    Ok(0)
+}
+
+/// Seed 000 STEP 5: the same 15 votes must all succeed.
+pub async fn check(target: &Target, interval: Duration) -> Result<u8, StageError> {
+    let style = Style::detect();
+    println!("{}", style.heading("=== TESTING THE FIX ==="));
+    let replies = referral_votes(target, interval, &style).await?;
+    println!();
+    let failed = failed_numbers(&replies);
+    let Some(&first) = failed.first() else {
+        println!(
+            "{}",
+            style.good(&format!("SUCCESS: all {REFERRAL_VOTES} referral votes were accepted. The fix works."))
+        );
+        return Ok(0);
+    };
+    let reply = &replies[first - 1];
+    println!(
+        "{}",
+        style.bad(&format!("FAIL: request {first} of {REFERRAL_VOTES} answered {} {}", reply.status, reply.body))
+    );
+    println!("{} of {REFERRAL_VOTES} referral votes failed (requests {}).", failed.len(), ranges(&failed));
+    println!(
+        "The bug lives in src/labs/vote/referral.rs: validate_with_cache appends to a list that is never cleared. \
+         Run the fix with `breakroom serve vote --fixed referral`, then `breakroom reset vote` and check again."
+    );
+    Ok(EXIT_FAILED)
+}
+
+/// Everything back to the pre-talk state, then proof that it is.
+pub async fn reset(target: &Target, token: Option<&str>, data_dir: &std::path::Path) -> Result<u8, StageError> {
+    let style = Style::detect();
+    let token = admin_token(token, data_dir, "vote")?;
+    let reply = target.post_admin("/admin/reset?confirm=yes", &token).await?;
+    if reply.status == 401 {
+        return Err(StageError(format!("The server refused the admin token: {}", reply.detail())));
+    }
+    if !reply.is_success() {
+        return Err(StageError(format!("Reset failed with {}: {}", reply.status, reply.detail())));
+    }
+    println!("{}", reply.detail_or_message());
+    let votes = target.get("/votes").await?;
+    let total: i64 = votes
+        .json()
+        .and_then(|v| v.as_object().map(|m| m.values().filter_map(|c| c["count"].as_i64()).sum()))
+        .unwrap_or(-1);
+    let entries = target.metric("referral_cache_entries").await?.unwrap_or(-1.0);
+    let mode = target.get("/version").await?.json().and_then(|v| v["referral"].as_str().map(str::to_owned));
+    let clean = total == 0 && entries == 0.0;
+    let line = format!(
+        "votes: {total}   referral cache entries: {entries}   referral implementation: {}",
+        mode.as_deref().unwrap_or("unknown")
+    );
+    if clean {
+        println!("{}", style.good(&format!("Ready for the next talk. {line}")));
+        Ok(0)
+    } else {
+        println!("{}", style.bad(&format!("Reset did not leave a clean state: {line}")));
+        Ok(EXIT_FAILED)
+    }
+}
+
+impl Reply {
+    fn detail_or_message(&self) -> String {
+        self.json()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| self.detail())
+    }
+}

@@ -1,0 +1,364 @@
+//! What every lab's HTTP surface shares: the error type, the JSON extractor, request
+//! telemetry, admin authentication, embedded static files and the server loop.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use rust_embed::RustEmbed;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::telemetry::{HttpMetrics, RequestLabels, RouteLabels};
+
+/// Largest request body any lab accepts; every lab's bodies are tiny.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// An error answered to a client as `{"detail": "…"}`. Client errors carry their
+/// message; internal errors are logged with their cause chain and answered generically.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: Cow<'static, str>,
+    retry_after_secs: Option<u32>,
+    source: Option<anyhow::Error>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<Cow<'static, str>>) -> Self {
+        ApiError { status, detail: detail.into(), retry_after_secs: None, source: None }
+    }
+
+    pub fn bad_request(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    pub fn unprocessable(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    }
+
+    pub fn not_found(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    pub fn unavailable(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+    }
+
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        ApiError {
+            source: Some(source.into()),
+            ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+        }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_secs = Some(seconds);
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    /// A database that is unreachable or saturated is a 503 the client may retry;
+    /// anything else is a bug of ours.
+    fn from(error: sqlx::Error) -> Self {
+        let detail = match &error {
+            sqlx::Error::PoolTimedOut => "Database connection pool exhausted: no connection became free in time",
+            sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
+                "Database unavailable"
+            }
+            _ => return ApiError::internal(error),
+        };
+        ApiError { source: Some(error.into()), ..ApiError::unavailable(detail).with_retry_after(1) }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(source) = &self.source {
+            if self.status.is_server_error() {
+                tracing::error!(status = self.status.as_u16(), error = format!("{source:#}"), "request failed");
+            }
+        }
+        let mut response = (self.status, Json(serde_json::json!({ "detail": self.detail }))).into_response();
+        if let Some(seconds) = self.retry_after_secs {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// `Json<T>` for a JSON object body, whose every rejection is a JSON 4xx: 422 for a
+/// body that is not the expected shape (not JSON, not an object, missing fields, wrong
+/// types), 413 for an oversized one.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::unprocessable("Expected a JSON body with the header Content-Type: application/json"));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                ApiError::new(rejection.status(), rejection.body_text())
+            }
+        })?;
+        // serde would accept `["ai"]` for a struct; every body here is an object.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::unprocessable("Invalid request body: expected a JSON object"));
+        }
+        match Json::<T>::from_bytes(&bytes) {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("Request body too large: the limit is {} KiB", BODY_LIMIT_BYTES / 1024),
+    )
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => ApiError::unprocessable(format!("Invalid request body: {}", e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => ApiError::unprocessable(format!("Malformed JSON: {}", e.body_text())),
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::unprocessable("Expected a JSON body with the header Content-Type: application/json")
+        }
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        other => ApiError::new(other.status(), other.body_text()),
+    }
+}
+
+/// Counts, times and logs every request, labelled by the matched route template.
+pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
+    let endpoint = endpoint_label(request.extensions().get::<MatchedPath>(), request.uri().path());
+    if endpoint == "/metrics" {
+        return next.run(request).await;
+    }
+    let method = request.method().as_str().to_owned();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{method} {endpoint}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %endpoint,
+        http.response.status_code = tracing::field::Empty,
+    );
+    set_remote_parent(&span, request.headers());
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method: method.clone(),
+            endpoint: endpoint.clone(),
+            status: status.to_string(),
+        })
+        .inc();
+    metrics
+        .duration
+        .get_or_create(&RouteLabels { method: method.clone(), endpoint: endpoint.clone() })
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        target: "breakroom::http",
+        method = %method,
+        endpoint = %endpoint,
+        status,
+        latency_ms = (elapsed.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+        "request"
+    );
+    response
+}
+
+/// A request carrying W3C `traceparent` continues the caller's trace.
+fn set_remote_parent(span: &tracing::Span, headers: &HeaderMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&opentelemetry_http::HeaderExtractor(headers))
+    });
+    let _ = span.set_parent(context);
+}
+
+/// Route templates keep label cardinality low: every static file is `/static`, and a
+/// path no route matched is `unmatched`, whatever the client sent.
+fn endpoint_label(matched: Option<&MatchedPath>, path: &str) -> String {
+    match matched.map(MatchedPath::as_str) {
+        Some(template) if template.starts_with("/static/") => "/static".into(),
+        Some(template) => template.into(),
+        None if path.starts_with("/static/") => "/static".into(),
+        None => "unmatched".into(),
+    }
+}
+
+/// The admin token every `/admin/*` action requires.
+#[derive(Clone)]
+pub struct AdminToken(std::sync::Arc<str>);
+
+impl AdminToken {
+    pub fn new(token: &str) -> Self {
+        AdminToken(token.into())
+    }
+
+    /// 32 random hex characters.
+    pub fn generate() -> Self {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let token: String = (0..32).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap()).collect();
+        AdminToken(token.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares in time independent of where the first difference is, so the token
+    /// cannot be guessed byte by byte from response times.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        std::hint::black_box(difference) == 0
+    }
+}
+
+/// Middleware for admin routes: `Authorization: Bearer <token>` or 401.
+pub async fn require_admin(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let error = match presented {
+        Some(candidate) if token.matches(candidate) => return next.run(request).await,
+        Some(_) => "Admin token rejected. Use the token printed when breakroom started, or BREAKROOM_ADMIN_TOKEN",
+        None => {
+            "Admin token required: send Authorization: Bearer <token> (printed when breakroom started, or set with BREAKROOM_ADMIN_TOKEN)"
+        }
+    };
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, error).into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+#[derive(RustEmbed)]
+#[folder = "web/static"]
+struct StaticFiles;
+
+#[derive(RustEmbed)]
+#[folder = "web/fonts"]
+struct Fonts;
+
+/// `/static/{*path}`: files embedded in the binary, so pages never wait on a CDN.
+pub async fn static_file(Path(path): Path<String>) -> Response {
+    let file = match path.strip_prefix("fonts/") {
+        Some(font) => Fonts::get(font),
+        None => StaticFiles::get(&path),
+    };
+    let Some(file) = file else {
+        return ApiError::not_found("Not Found").into_response();
+    };
+    let content_type = match path.rsplit('.').next() {
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("woff2") => "font/woff2",
+        Some("png") => "image/png",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], file.data).into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("Not Found")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}
+
+/// Serves until `shutdown` fires, then lets in-flight requests finish.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AdminToken;
+
+    #[test]
+    fn admin_token_matches_only_itself() {
+        let token = AdminToken::new("s3cret-token");
+        assert!(token.matches("s3cret-token"));
+        assert!(!token.matches("s3cret-tokem"));
+        assert!(!token.matches("s3cret"));
+        assert!(!token.matches(""));
+    }
+
+    #[test]
+    fn generated_tokens_differ_and_are_hex() {
+        let (a, b) = (AdminToken::generate(), AdminToken::generate());
+        assert_ne!(a.expose(), b.expose());
+        assert_eq!(a.expose().len(), 32);
+        assert!(a.expose().chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}
+
+/// `Query<T>` whose rejection is a JSON 400 instead of axum's plain-text one.
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
+            Err(rejection) => Err(ApiError::bad_request(format!("Invalid query string: {}", rejection.body_text()))),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! JSON logs, the Prometheus registry with the HTTP metrics every lab shares, and
+//! OTLP traces when a collector is configured.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub endpoint: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub endpoint: String,
+}
+
+/// The seeds' request metrics, labelled by route template (never the raw path).
+#[derive(Clone)]
+pub struct HttpMetrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<RouteLabels, Histogram>,
+}
+
+/// The default buckets of the Python client the seeds used, so their dashboards read the same.
+const LATENCY_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+impl HttpMetrics {
+    pub fn register(registry: &mut Registry) -> HttpMetrics {
+        let metrics = HttpMetrics {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
+        };
+        registry.register("http_requests", "HTTP requests by method, route and status", metrics.requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route",
+            metrics.duration.clone(),
+        );
+        metrics
+    }
+}
+
+/// Keeps the trace exporter alive; dropping it flushes and shuts it down.
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            if let Err(error) = provider.shutdown() {
+                eprintln!("breakroom: flushing traces failed: {error}");
+            }
+        }
+    }
+}
+
+/// JSON log lines on stdout (`RUST_LOG` filters them), plus OTLP/HTTP traces when
+/// `otlp_endpoint` is set.
+pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<TelemetryGuard> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let logs = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(true);
+    let provider = match otlp_endpoint {
+        Some(endpoint) => Some(tracer_provider(service_name, endpoint)?),
+        None => None,
+    };
+    let traces = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("breakroom")));
+    tracing_subscriber::registry().with(filter).with(logs).with(traces).try_init()?;
+    Ok(TelemetryGuard { provider })
+}
+
+/// Logs only, for the client commands.
+pub fn init_logs_only() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn tracer_provider(service_name: &str, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig;
+    let endpoint = endpoint.trim_end_matches('/');
+    let url = if endpoint.ends_with("/v1/traces") { endpoint.to_string() } else { format!("{endpoint}/v1/traces") };
+    // The blocking client runs on the batch exporter's own thread; the async one
+    // panics there outside a Tokio context.
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(url).build()?;
+    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_string()).build();
+    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+}

@@ -1,0 +1,329 @@
+//! `spawn_app()`: the real server on a port of its own, on either backend.
+//!
+//! Every story runs twice: on the embedded default (SQLite + in-process state) and on
+//! the machine's PostgreSQL + Redis (a fresh database per test, a Redis key prefix per
+//! test). The PostgreSQL + Redis variant fails — it never skips — when those servers
+//! are not running: start them (see .ci/run) or point BREAKROOM_TEST_DATABASE_URL and
+//! BREAKROOM_TEST_REDIS_URL elsewhere.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use breakroom::config::ServeConfig;
+use breakroom::labs::LabName;
+use serde_json::Value;
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in a temporary directory, live state in the process.
+    Embedded,
+    /// PostgreSQL and Redis, as deployed.
+    Services,
+}
+
+/// Runs each named `async fn story(backend: Backend)` once per backend, as
+/// `story::sqlite` and `story::postgres_redis`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($story:ident),* $(,)?) => {$(
+        mod $story {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$story($crate::common::Backend::Embedded).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_redis() {
+                super::$story($crate::common::Backend::Services).await
+            }
+        }
+    )*};
+}
+
+fn admin_database_url() -> String {
+    std::env::var("BREAKROOM_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("BREAKROOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// What a test's servers share and what is cleaned up after the last one stops.
+struct Resources {
+    data_dir: tempfile::TempDir,
+    database: Option<String>,
+    database_url: Option<String>,
+    redis_prefix: Option<String>,
+}
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        let database = self.database.take();
+        let prefix = self.redis_prefix.take();
+        // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            if let Some(database) = database {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_database_url()).await {
+                        let sql = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                    }
+                });
+            }
+            if let Some(prefix) = prefix {
+                if let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) {
+                    let keys: Vec<String> =
+                        redis::cmd("KEYS").arg(format!("{prefix}*")).query(&mut conn).unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(keys).query(&mut conn);
+                    }
+                }
+            }
+        });
+        let _ = cleanup.join();
+    }
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    pub config: ServeConfig,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    resources: Arc<Resources>,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A vote lab with a small seed; `adjust` may change any setting before it starts.
+pub async fn spawn_app(backend: Backend, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temporary data directory");
+    let mut config = ServeConfig::embedded(LabName::Vote, data_dir.path().to_path_buf());
+    config.vote.seed_partners = 50;
+    config.admin_token = Some(ADMIN_TOKEN.into());
+    let mut resources = Resources { data_dir, database: None, database_url: None, redis_prefix: None };
+    if backend == Backend::Services {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("breakroom_t_{}_{}_{}", std::process::id(), n, rand_suffix());
+        let admin = admin_database_url();
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {admin} ({e}); start it (see .ci/run) to run the postgres_redis tests"
+            )
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.unwrap();
+        let url = database_url_for(&admin, &name);
+        resources.database = Some(name.clone());
+        resources.database_url = Some(url.clone());
+        resources.redis_prefix = Some(format!("{name}:"));
+        config.backend.database_url = Some(url);
+        config.backend.redis_url = Some(redis_url());
+        config.backend.redis_prefix = format!("{name}:");
+        // Parallel tests on two cores: allow Redis a little more than production.
+        config.redis_timeout = Duration::from_millis(500);
+    }
+    adjust(&mut config);
+    start(backend, config, Arc::new(resources)).await
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    (RandomState::new().hash_one(std::time::SystemTime::now()) % 1_000_000) as u32
+}
+
+fn database_url_for(admin: &str, database: &str) -> String {
+    let (base, _) = admin.rsplit_once('/').expect("a database URL with a path");
+    format!("{base}/{database}")
+}
+
+async fn start(backend: Backend, config: ServeConfig, resources: Arc<Resources>) -> TestApp {
+    let shutdown = CancellationToken::new();
+    let app = breakroom::build(config.clone(), shutdown.clone()).await.expect("the lab starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(breakroom::serve(app, listener));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    TestApp { url, client, backend, config, shutdown, server: Some(server), resources }
+}
+
+impl TestApp {
+    /// A second server on the same database and Redis: another replica of the deployment.
+    pub async fn replica(&self) -> TestApp {
+        start(self.backend, self.config.clone(), self.resources.clone()).await
+    }
+
+    /// Stops this server (as SIGTERM would) and starts a new one on the same data.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        start(self.backend, self.config.clone(), self.resources.clone()).await
+    }
+
+    /// Graceful shutdown; returns once the server has finished.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .expect("the server stops within 5 s of shutdown")
+                .expect("the server task did not panic")
+                .expect("the server exits cleanly");
+        }
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.resources.data_dir.path()
+    }
+
+    pub fn redis_key(&self, name: &str) -> Option<String> {
+        self.resources.redis_prefix.as_ref().map(|p| format!("{p}{name}"))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.url)).send().await.expect("GET reaches the server")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(format!("{}{path}", self.url)).json(body).send().await.expect("POST reaches the server")
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST reaches the server")
+    }
+
+    pub async fn post_admin(&self, path: &str, token: Option<&str>, body: Option<&Value>) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("POST reaches the server")
+    }
+
+    /// `POST /vote`, returning status and JSON body.
+    pub async fn vote(&self, choice: &str, referral: Option<&str>) -> (u16, Value) {
+        let response = self.post_json("/vote", &serde_json::json!({ "choice": choice, "referral": referral })).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    /// `GET /votes` as (choice, count) in the order served.
+    pub async fn counts(&self) -> Vec<(String, i64)> {
+        let body: serde_json::Map<String, Value> = self.get("/votes").await.json().await.unwrap();
+        body.into_iter().map(|(k, v)| (k, v["count"].as_i64().unwrap())).collect()
+    }
+
+    pub async fn count_of(&self, choice: &str) -> i64 {
+        self.counts().await.into_iter().find(|(k, _)| k == choice).map(|(_, c)| c).unwrap()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+
+    /// One number from the database itself, bypassing the server.
+    pub async fn sql_count(&self, sql: &'static str) -> i64 {
+        match &self.resources.database_url {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap()
+            }
+            None => {
+                let path = self.data_dir().join("vote.db");
+                let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap()
+            }
+        }
+    }
+
+    /// Deletes one of this test's Redis keys, as a FLUSHALL or a Redis restart would.
+    pub async fn delete_redis_key(&self, name: &str) {
+        let key = self.redis_key(name).expect("a Redis backend");
+        let mut conn = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let _: i64 = redis::cmd("DEL").arg(key).query_async(&mut conn).await.unwrap();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The value of a sample (exact name and labels as written) in Prometheus text.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A client reading a Server-Sent Events stream.
+pub struct Events {
+    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Events {
+    pub async fn open(app: &TestApp, path: &str) -> Events {
+        // No overall timeout: the stream stays open as long as the test reads it.
+        let client = reqwest::Client::new();
+        let response = client.get(format!("{}{path}", app.url)).send().await.expect("the stream opens");
+        assert_eq!(response.status(), 200);
+        let headers = response.headers().clone();
+        Events { stream: Box::pin(response.bytes_stream()), buffer: String::new(), headers }
+    }
+
+    /// The data of the next event named `name`, or None when the stream ends or
+    /// nothing arrives within `wait`.
+    pub async fn next(&mut self, name: &str, wait: Duration) -> Option<Value> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = "message";
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if event == name && !data.is_empty() {
+                    return Some(serde_json::from_str(&data).expect("event data is JSON"));
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Ok(Some(Ok(chunk))) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads events until one satisfies `accept`.
+    pub async fn until(&mut self, name: &str, wait: Duration, accept: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let event = self.next(name, left).await?;
+            if accept(&event) {
+                return Some(event);
+            }
+        }
+    }
+}

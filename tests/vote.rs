@@ -1,0 +1,504 @@
+//! The vote lab, told as seed 000's runbook: every story runs on both backends.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN_TOKEN, Backend, Events, sample, spawn_app};
+use serde_json::{Value, json};
+
+const PARTNER: &str = "conf-partner-2026";
+const EXHAUSTED: &str = "Service degraded: referral cache exhausted";
+
+on_both_backends!(
+    a_vote_is_recorded_and_counted,
+    bad_votes_get_clear_client_errors_and_change_nothing,
+    referral_cache_exhausts_after_ten_referral_votes,
+    invalid_codes_fill_the_buggy_cache_too,
+    the_fix_accepts_every_referral_vote,
+    the_fix_can_be_switched_on_at_runtime_by_an_admin,
+    reset_requires_the_token_and_restores_the_pre_talk_state,
+    restarting_the_process_clears_the_cache_but_keeps_the_votes,
+    viewers_receive_counts_live,
+    metrics_report_what_happened,
+    pages_are_served_with_branding_and_embedded_assets,
+    readiness_and_version_describe_the_running_lab,
+    partners_are_seeded_once,
+    shutdown_ends_open_streams,
+);
+
+async fn a_vote_is_recorded_and_counted(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    let response = app.post_json("/vote", &json!({ "choice": "ai", "referral": PARTNER })).await;
+    assert_eq!(response.status(), 200);
+    // Byte for byte what seed 000 prints, key order included.
+    assert_eq!(response.text().await.unwrap(), r#"{"status":"ok","choice":"ai"}"#);
+    assert_eq!(app.vote("print", None).await, (200, json!({ "status": "ok", "choice": "print" })));
+
+    let body = app.get("/votes").await.text().await.unwrap();
+    assert_eq!(
+        body,
+        r#"{"print":{"count":1,"label":"Add more print statements"},"stare":{"count":0,"label":"Stare at the code until it confesses"},"ai":{"count":1,"label":"Ask an AI to explain it"},"revert":{"count":0,"label":"Revert and pretend it never happened"},"restart":{"count":0,"label":"Turn it off and on again"}}"#
+    );
+    assert_eq!(app.sql_count("SELECT COUNT(*) FROM votes").await, 2);
+    assert_eq!(app.sql_count("SELECT COUNT(*) FROM votes WHERE referral_code = 'conf-partner-2026'").await, 1);
+}
+
+async fn bad_votes_get_clear_client_errors_and_change_nothing(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    assert_eq!(
+        app.vote("vim", None).await,
+        (400, json!({ "detail": "Invalid choice. Must be one of: print, stare, ai, revert, restart" }))
+    );
+    assert_eq!(app.vote("ai", Some("no-such-partner")).await, (400, json!({ "detail": "Invalid referral code" })));
+
+    let shapes: [(&str, &str); 7] = [
+        ("application/json", r#"{"referral": null}"#),
+        ("application/json", r#"{"choice": 5}"#),
+        ("application/json", r#"{"choice": "ai", "referral": 7}"#),
+        ("application/json", r#"{"choice": "ai""#),
+        ("application/json", r#"["ai"]"#),
+        ("application/json", ""),
+        ("text/plain", r#"{"choice": "ai"}"#),
+    ];
+    for (content_type, body) in shapes {
+        let response = app.post_raw("/vote", content_type, body).await;
+        assert_eq!(response.status(), 422, "{content_type} {body}");
+        let detail: Value = response.json().await.unwrap();
+        assert!(detail["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}: {detail}");
+    }
+    let missing = app.post_raw("/vote", "application/json", r#"{"referral": null}"#).await;
+    let detail: Value = missing.json().await.unwrap();
+    assert!(detail["detail"].as_str().unwrap().contains("choice"), "says what is missing: {detail}");
+
+    let oversized = format!(r#"{{"choice": "ai", "referral": "{}"}}"#, "x".repeat(200 * 1024));
+    let response = app.post_raw("/vote", "application/json", oversized).await;
+    assert_eq!(response.status(), 413);
+    assert!(response.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("too large"));
+
+    let unknown = app.get("/nope").await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.json::<Value>().await.unwrap(), json!({ "detail": "Not Found" }));
+    let wrong_method = app.get("/vote").await;
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.json::<Value>().await.unwrap(), json!({ "detail": "Method Not Allowed" }));
+
+    assert!(app.counts().await.iter().all(|(_, c)| *c == 0), "nothing was counted");
+    assert_eq!(app.sql_count("SELECT COUNT(*) FROM votes").await, 0, "nothing was stored");
+}
+
+async fn referral_cache_exhausts_after_ten_referral_votes(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    // Empty and null referrals skip validation and so never touch the cache.
+    for _ in 0..12 {
+        assert_eq!(app.vote("stare", Some("")).await.0, 200);
+    }
+    for i in 1..=10 {
+        assert_eq!(app.vote("ai", Some(PARTNER)).await, (200, json!({ "status": "ok", "choice": "ai" })), "vote {i}");
+    }
+    for entries in 11..=15 {
+        let (status, body) = app.vote("ai", Some(PARTNER)).await;
+        assert_eq!(status, 503);
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.starts_with(&format!("{EXHAUSTED} ({entries} entries).")), "{detail}");
+    }
+    // The story's point: everything else looks fine.
+    assert_eq!(app.vote("revert", None).await.0, 200);
+    let health = app.get("/health").await;
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.json::<Value>().await.unwrap(), json!({ "status": "healthy" }));
+    assert_eq!(app.count_of("ai").await, 10, "refused votes are not counted");
+    assert_eq!(app.sql_count("SELECT COUNT(*) FROM votes WHERE choice = 'ai'").await, 10);
+    let metrics = app.metrics().await;
+    assert_eq!(sample(&metrics, "referral_cache_exhausted_total"), Some(5.0));
+    assert_eq!(sample(&metrics, "referral_cache_entries"), Some(15.0));
+}
+
+async fn invalid_codes_fill_the_buggy_cache_too(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    for _ in 0..10 {
+        assert_eq!(app.vote("ai", Some("not-a-partner")).await.0, 400);
+    }
+    let (status, body) = app.vote("ai", Some(PARTNER)).await;
+    assert_eq!(status, 503, "a valid code fails once invalid ones filled the cache: {body}");
+}
+
+async fn the_fix_accepts_every_referral_vote(backend: Backend) {
+    let app = spawn_app(backend, |c| c.fixed = vec!["referral".into()]).await;
+    for i in 1..=20 {
+        assert_eq!(app.vote("ai", Some(PARTNER)).await.0, 200, "vote {i}");
+    }
+    assert_eq!(app.vote("ai", Some("not-a-partner")).await, (400, json!({ "detail": "Invalid referral code" })));
+    assert_eq!(app.count_of("ai").await, 20);
+    let version: Value = app.get("/version").await.json().await.unwrap();
+    assert_eq!(version["referral"], "fixed");
+    let metrics = app.metrics().await;
+    assert_eq!(sample(&metrics, "referral_cache_entries"), Some(0.0));
+    assert_eq!(sample(&metrics, "referral_cache_exhausted_total"), Some(0.0));
+}
+
+async fn the_fix_can_be_switched_on_at_runtime_by_an_admin(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    for _ in 0..11 {
+        app.vote("ai", Some(PARTNER)).await;
+    }
+    assert_eq!(app.vote("ai", Some(PARTNER)).await.0, 503);
+
+    let flip = json!({ "fixed": true });
+    assert_eq!(app.post_admin("/admin/bugs/referral", None, Some(&flip)).await.status(), 401);
+    assert_eq!(app.post_admin("/admin/bugs/referral", Some("guess"), Some(&flip)).await.status(), 401);
+    assert_eq!(app.vote("ai", Some(PARTNER)).await.0, 503, "a refused flip changed nothing");
+    let unknown = app.post_admin("/admin/bugs/refferal", Some(ADMIN_TOKEN), Some(&flip)).await;
+    assert_eq!(unknown.status(), 404);
+
+    let flipped = app.post_admin("/admin/bugs/referral", Some(ADMIN_TOKEN), Some(&flip)).await;
+    assert_eq!(flipped.status(), 200);
+    let state: Value = flipped.json().await.unwrap();
+    assert_eq!((state["name"].as_str(), state["fixed"].as_bool()), (Some("referral"), Some(true)));
+    for _ in 0..15 {
+        assert_eq!(app.vote("ai", Some(PARTNER)).await.0, 200);
+    }
+    let back = app.post_admin("/admin/bugs/referral", Some(ADMIN_TOKEN), Some(&json!({ "fixed": false }))).await;
+    assert_eq!(back.status(), 200);
+    assert_eq!(app.vote("ai", Some(PARTNER)).await.0, 503, "the buggy code runs again, cache still full");
+}
+
+async fn reset_requires_the_token_and_restores_the_pre_talk_state(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    for _ in 0..12 {
+        app.vote("ai", Some(PARTNER)).await;
+    }
+    app.vote("print", None).await;
+    app.post_admin("/admin/bugs/referral", Some(ADMIN_TOKEN), Some(&json!({ "fixed": true }))).await;
+
+    let anonymous = app.post_admin("/admin/reset?confirm=yes", None, None).await;
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    assert!(anonymous.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("Admin token required"));
+    assert_eq!(app.post_admin("/admin/reset?confirm=yes", Some("wrong"), None).await.status(), 401);
+    assert_eq!(app.count_of("ai").await, 10, "a refused reset changed nothing");
+
+    let unconfirmed = app.post_admin("/admin/reset", Some(ADMIN_TOKEN), None).await;
+    assert_eq!(unconfirmed.status(), 400);
+    assert_eq!(
+        unconfirmed.json::<Value>().await.unwrap(),
+        json!({ "detail": "Add ?confirm=yes to reset the session" })
+    );
+
+    let reset = app.post_admin("/admin/reset?confirm=yes", Some(ADMIN_TOKEN), None).await;
+    assert_eq!(reset.status(), 200);
+    assert_eq!(
+        reset.text().await.unwrap(),
+        r#"{"status":"success","message":"Session reset complete. All votes cleared."}"#
+    );
+    assert!(app.counts().await.iter().all(|(_, c)| *c == 0));
+    assert_eq!(app.sql_count("SELECT COUNT(*) FROM votes").await, 0);
+    assert_eq!(sample(&app.metrics().await, "referral_cache_entries"), Some(0.0));
+    let version: Value = app.get("/version").await.json().await.unwrap();
+    assert_eq!(version["referral"], "buggy", "the bug is back for the next talk");
+    // The demo works again from the top: ten referral votes, then the failure.
+    for _ in 0..10 {
+        assert_eq!(app.vote("ai", Some(PARTNER)).await.0, 200);
+    }
+    assert_eq!(app.vote("ai", Some(PARTNER)).await.0, 503);
+}
+
+async fn restarting_the_process_clears_the_cache_but_keeps_the_votes(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    for _ in 0..11 {
+        app.vote("ai", Some(PARTNER)).await;
+    }
+    app.vote("stare", None).await;
+    if backend == Backend::Services {
+        // A Redis restart loses the live counts too; they must come back from `votes`.
+        app.delete_redis_key("vote:counts").await;
+    }
+    let app = app.restart().await;
+    assert_eq!(app.count_of("ai").await, 10);
+    assert_eq!(app.count_of("stare").await, 1);
+    assert_eq!(app.vote("ai", Some(PARTNER)).await.0, 200, "the kubectl rollout restart of seed 000 clears the cache");
+}
+
+async fn viewers_receive_counts_live(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    let mut events = Events::open(&app, "/stream").await;
+    assert_eq!(events.headers["content-type"], "text/event-stream");
+    assert_eq!(events.headers["cache-control"], "no-store");
+    assert_eq!(events.headers["x-accel-buffering"], "no");
+
+    let first = events.next("votes", Duration::from_secs(5)).await.expect("an event on connect");
+    assert_eq!(first["ai"], json!({ "count": 0, "label": "Ask an AI to explain it" }));
+    let keys: Vec<&String> = first.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["print", "stare", "ai", "revert", "restart"]);
+
+    app.vote("ai", None).await;
+    let update = events.until("votes", Duration::from_secs(5), |e| e["ai"]["count"] == 1).await;
+    assert!(update.is_some(), "the vote reached the viewer");
+
+    // A burst arrives coalesced, ending at the final count.
+    for _ in 0..20 {
+        app.vote("restart", None).await;
+    }
+    let burst = events.until("votes", Duration::from_secs(5), |e| e["restart"]["count"] == 20).await;
+    assert!(burst.is_some(), "the burst's final count reached the viewer");
+}
+
+async fn metrics_report_what_happened(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    for _ in 0..11 {
+        app.vote("ai", Some(PARTNER)).await;
+    }
+    app.vote("nope", None).await;
+    app.get("/static/breakroom.css").await;
+    app.get("/static/fonts/bebas-neue-latin-400-normal.woff2").await;
+    app.get("/no/such/page/12345").await;
+    app.metrics().await;
+    let metrics = app.metrics().await;
+
+    let expect = [
+        (r#"http_requests_total{method="POST",endpoint="/vote",status="200"}"#, 10.0),
+        (r#"http_requests_total{method="POST",endpoint="/vote",status="503"}"#, 1.0),
+        (r#"http_requests_total{method="POST",endpoint="/vote",status="400"}"#, 1.0),
+        (r#"http_requests_total{method="GET",endpoint="/static",status="200"}"#, 2.0),
+        (r#"http_requests_total{method="GET",endpoint="unmatched",status="404"}"#, 1.0),
+        (r#"http_request_duration_seconds_count{method="POST",endpoint="/vote"}"#, 12.0),
+        ("referral_cache_exhausted_total", 1.0),
+        ("referral_cache_entries", 11.0),
+        ("db_pool_size", 10.0),
+        ("db_pool_timeout_total", 0.0),
+    ];
+    for (series, value) in expect {
+        assert_eq!(sample(&metrics, series), Some(value), "{series} in\n{metrics}");
+    }
+    assert!(sample(&metrics, "db_pool_checked_out").is_some());
+    assert!(!metrics.contains(r#"endpoint="/metrics""#), "/metrics does not count itself");
+    assert!(!metrics.contains("12345"), "raw paths never become labels");
+    assert!(metrics.contains(r#"http_request_duration_seconds_bucket{le="0.005",method="POST",endpoint="/vote"}"#));
+}
+
+async fn pages_are_served_with_branding_and_embedded_assets(backend: Backend) {
+    let app = spawn_app(backend, |c| c.conference = Some("sreday".into())).await;
+    let vote = app.get("/").await;
+    assert_eq!(vote.status(), 200);
+    assert!(vote.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = vote.text().await.unwrap();
+    assert!(
+        html.contains("What&#39;s your go-to debugging strategy?")
+            || html.contains("What's your go-to debugging strategy?")
+    );
+    for label in ["Add more print statements", "Turn it off and on again"] {
+        assert!(html.contains(label), "{label}");
+    }
+    assert!(html.contains("Hello SREday!") && html.contains("/static/logos/sreday.svg"), "CONFERENCE brands the page");
+    assert!(html.contains(&format!("v{}", env!("CARGO_PKG_VERSION"))), "the footer shows the version");
+    assert!(!html.contains("http://") && !html.contains("https://"), "no asset comes from another host");
+
+    let kubecon = app.get("/results?conf=kubecon").await.text().await.unwrap();
+    assert!(kubecon.contains("Hello KubeCon!") && kubecon.contains("/static/logos/kubecon.svg"));
+    let hostile = app.get("/?conf=%3Cscript%3Ealert(1)%3C/script%3E&referral=%3Cb%3E").await;
+    assert_eq!(hostile.status(), 200);
+    let hostile = hostile.text().await.unwrap();
+    assert!(!hostile.contains("<script>alert") && !hostile.contains("<b>"), "query text is never reflected");
+    assert!(!hostile.contains("Hello "), "unknown conferences fall back to no branding");
+
+    let admin = app.get("/admin").await;
+    assert_eq!(admin.status(), 200, "the admin page itself is public; its actions are not");
+    assert!(admin.text().await.unwrap().contains("RESET SESSION"));
+
+    for (path, content_type) in [
+        ("/static/breakroom.css", "text/css"),
+        ("/static/vote.js", "text/javascript"),
+        ("/static/fonts/permanent-marker-latin-400-normal.woff2", "font/woff2"),
+        ("/static/logos/devopsdays.svg", "image/svg+xml"),
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with(content_type), "{path}");
+    }
+    assert_eq!(app.get("/static/nope.css").await.status(), 404);
+}
+
+async fn readiness_and_version_describe_the_running_lab(backend: Backend) {
+    let app = spawn_app(backend, |c| {
+        c.app_version = "v1.13.0".into();
+        c.conference = Some("kubecon".into());
+    })
+    .await;
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<Value>().await.unwrap(), json!({ "status": "ready" }));
+    let version: Value = app.get("/version").await.json().await.unwrap();
+    assert_eq!(version["version"], "v1.13.0");
+    assert_eq!(version["conference"], "kubecon");
+    assert_eq!(version["referral"], "buggy");
+    let expected_backend = if backend == Backend::Services { "postgres" } else { "sqlite" };
+    assert_eq!(version["backend"], expected_backend);
+}
+
+async fn partners_are_seeded_once(backend: Backend) {
+    let app = spawn_app(backend, |c| c.vote.seed_partners = 300).await;
+    assert_eq!(app.sql_count("SELECT COUNT(*) FROM referral_partners").await, 301);
+    assert_eq!(
+        app.sql_count("SELECT COUNT(*) FROM referral_partners WHERE code = 'conf-partner-2026' AND name = 'SREDay Conference Partner'").await,
+        1
+    );
+    assert_eq!(app.sql_count("SELECT COUNT(*) FROM referral_partners WHERE LENGTH(code) = 20").await, 300);
+    let app = app.restart().await;
+    assert_eq!(app.sql_count("SELECT COUNT(*) FROM referral_partners").await, 301, "a restart seeds nothing twice");
+}
+
+async fn shutdown_ends_open_streams(backend: Backend) {
+    let mut app = spawn_app(backend, |_| {}).await;
+    let mut events = Events::open(&app, "/stream").await;
+    events.next("votes", Duration::from_secs(5)).await.expect("connected");
+    // stop() fails the test unless the server finishes within 5 s with a stream open.
+    app.stop().await;
+    assert!(events.next("votes", Duration::from_secs(5)).await.is_none(), "the stream ended");
+}
+
+/// With Redis, every replica's viewers see every vote (seed 001 runs three replicas).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_on_one_replica_sees_a_vote_cast_on_another() {
+    let a = spawn_app(Backend::Services, |_| {}).await;
+    let b = a.replica().await;
+    let mut viewer = Events::open(&b, "/stream").await;
+    viewer.next("votes", Duration::from_secs(5)).await.expect("connected");
+    a.vote("revert", None).await;
+    let seen = viewer.until("votes", Duration::from_secs(5), |e| e["revert"]["count"] == 1).await;
+    assert!(seen.is_some(), "replica B pushed replica A's vote");
+    assert_eq!(b.count_of("revert").await, 1);
+}
+
+/// Each replica has its own cache, like the original's module-level list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_replica_exhausts_on_its_own_and_a_reset_clears_them_all() {
+    let a = spawn_app(Backend::Services, |_| {}).await;
+    let b = a.replica().await;
+    for _ in 0..11 {
+        a.vote("ai", Some(PARTNER)).await;
+    }
+    assert_eq!(a.vote("ai", Some(PARTNER)).await.0, 503);
+    assert_eq!(b.vote("ai", Some(PARTNER)).await.0, 200, "replica B's cache is its own");
+    for _ in 0..10 {
+        b.vote("ai", Some(PARTNER)).await;
+    }
+    assert_eq!(b.vote("ai", Some(PARTNER)).await.0, 503);
+
+    assert_eq!(a.post_admin("/admin/reset?confirm=yes", Some(ADMIN_TOKEN), None).await.status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let entries = sample(&b.metrics().await, "referral_cache_entries");
+        if entries == Some(0.0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "replica B's cache was not cleared: {entries:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.vote("ai", Some(PARTNER)).await.0, 200);
+    assert_eq!(b.count_of("ai").await, 1, "counts are shared and were reset");
+}
+
+/// The live counts come back from `votes` when Redis loses them, never as zeros.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_are_rebuilt_after_redis_loses_them() {
+    let app = spawn_app(Backend::Services, |_| {}).await;
+    let mut viewer = Events::open(&app, "/stream").await;
+    for _ in 0..3 {
+        app.vote("stare", None).await;
+    }
+    app.vote("print", None).await;
+    app.delete_redis_key("vote:counts").await;
+    assert_eq!(app.count_of("stare").await, 3);
+    assert_eq!(app.count_of("print").await, 1);
+    app.vote("stare", None).await;
+    assert_eq!(app.count_of("stare").await, 4);
+    let seen = viewer.until("votes", Duration::from_secs(5), |e| e["stare"]["count"] == 4).await;
+    assert!(seen.is_some());
+}
+
+/// Runs the `breakroom` binary; returns exit code and stdout + stderr.
+async fn breakroom(args: &[&str]) -> (i32, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_breakroom"))
+        .args(args)
+        .env_remove("BREAKROOM_ADMIN_TOKEN")
+        .env_remove("BREAKROOM_URL")
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("the breakroom binary runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
+
+async fn stage_commands_tell_a_buggy_server_from_a_fixed_one(backend: Backend) {
+    let buggy = spawn_app(backend, |_| {}).await;
+    let url = buggy.url.as_str();
+
+    let (code, out) = breakroom(&["demonstrate", "vote", "--url", url, "--interval-ms", "0"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Request 1:\n{\"status\":\"ok\",\"choice\":\"ai\"}"), "{out}");
+    assert!(
+        out.contains("Request 11:\n503 {\"detail\":\"Service degraded: referral cache exhausted (11 entries)."),
+        "{out}"
+    );
+    assert!(out.contains("10 of 15 referral votes succeeded."), "{out}");
+    assert!(out.contains("Requests 11–15 failed; 5 of them with 503"), "{out}");
+    assert!(out.contains("/health still answers 200"), "{out}");
+    assert!(out.contains("referral_cache_exhausted_total = 5"), "{out}");
+
+    let (code, out) = breakroom(&["check", "vote", "--url", url, "--interval-ms", "0"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL: request 1 of 15 answered 503"), "{out}");
+    assert!(out.contains("src/labs/vote/referral.rs"), "says where the bug lives: {out}");
+
+    let (code, out) = breakroom(&["reset", "vote", "--url", url, "--token", "wrong"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("refused the admin token"), "{out}");
+    let (code, out) = breakroom(&["reset", "vote", "--url", url, "--token", ADMIN_TOKEN]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Ready for the next talk. votes: 0   referral cache entries: 0"), "{out}");
+    assert_eq!(buggy.vote("ai", Some(PARTNER)).await.0, 200, "the reset emptied the cache");
+
+    let fixed = spawn_app(backend, |c| c.fixed = vec!["vote:referral".into()]).await;
+    let (code, out) = breakroom(&["check", "vote", "--url", &fixed.url, "--interval-ms", "0"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("SUCCESS: all 15 referral votes were accepted."), "{out}");
+    let (code, out) = breakroom(&["demonstrate", "vote", "--url", &fixed.url, "--interval-ms", "0"]).await;
+    assert_eq!(code, 1, "a demonstration that fails to fail says so: {out}");
+    assert!(out.contains("The bug did not reproduce"), "{out}");
+}
+
+on_both_backends!(stage_commands_tell_a_buggy_server_from_a_fixed_one);
+
+#[tokio::test]
+async fn stage_commands_explain_an_unreachable_server() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    for command in ["demonstrate", "check", "reset"] {
+        let (code, out) = breakroom(&[command, "vote", "--url", &url, "--token", "t"]).await;
+        assert_eq!(code, 2, "{command}: {out}");
+        assert!(out.contains(&format!("Cannot reach the vote lab at {url}")), "{command}: {out}");
+        assert!(out.contains("breakroom serve vote"), "{command}: {out}");
+        assert!(!out.contains("panicked") && !out.contains("Error {"), "{command}: {out}");
+    }
+}
+
+#[tokio::test]
+async fn reset_without_a_token_says_where_to_find_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let (code, out) = breakroom(&["reset", "vote", "--url", "http://127.0.0.1:9", "--data-dir", data_dir]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("needs the admin token") && out.contains("vote.admin-token"), "{out}");
+}
+
+#[tokio::test]
+async fn an_unknown_fixed_bug_name_stops_the_server_with_the_known_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) =
+        breakroom(&["serve", "vote", "--port", "0", "--data-dir", dir.path().to_str().unwrap(), "--fixed", "referal"])
+            .await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("unknown bug 'referal'") && out.contains("known: referral"), "{out}");
+}

@@ -1,0 +1,66 @@
+// Admin page: every action sends the admin token as a bearer token.
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const KEY = "breakroom-admin-token";
+  $("token").value = sessionStorage.getItem(KEY) || "";
+
+  function say(text, isError) {
+    $("admin-status").textContent = text;
+    $("admin-status").classList.toggle("error", Boolean(isError));
+  }
+
+  async function call(method, path, body) {
+    const token = $("token").value.trim();
+    if (!token) { say("Enter the admin token first.", true); return null; }
+    const response = await fetch(path, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const data = await response.json().catch(() => ({}));
+    if (response.status === 401) { say("Wrong admin token.", true); return null; }
+    if (!response.ok) { say(data.detail || `HTTP ${response.status}`, true); return null; }
+    return data;
+  }
+
+  function renderBugs(bugs) {
+    const box = $("bugs");
+    box.replaceChildren();
+    for (const bug of bugs) {
+      const row = document.createElement("div");
+      row.className = "bug";
+      const mode = document.createElement("span");
+      mode.className = `mode ${bug.mode}`;
+      mode.textContent = `${bug.name}: ${bug.mode.toUpperCase()}`;
+      const flip = document.createElement("button");
+      flip.className = "button";
+      flip.type = "button";
+      flip.textContent = bug.fixed ? "Run the buggy code" : "Run the fix";
+      flip.addEventListener("click", async () => {
+        const state = await call("POST", `/admin/bugs/${encodeURIComponent(bug.name)}`, { fixed: !bug.fixed });
+        if (state) { say(`${state.name} now runs ${state.mode}.`); loadBugs(); }
+      });
+      row.append(mode, flip);
+      box.append(row);
+    }
+  }
+
+  async function loadBugs() {
+    const data = await call("GET", "/admin/bugs");
+    if (data) renderBugs(data.bugs);
+  }
+
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(KEY, $("token").value.trim());
+    loadBugs().then(() => { if (!$("admin-status").classList.contains("error")) say("Token accepted."); });
+  });
+
+  $("reset").addEventListener("click", async () => {
+    if (!confirm("Reset the session? Every vote is deleted and the referral cache is emptied.")) return;
+    const data = await call("POST", "/admin/reset?confirm=yes");
+    if (data) { say(data.message); loadBugs(); }
+  });
+
+  if ($("token").value) loadBugs();
+})();
