@@ -502,3 +502,19 @@ async fn an_unknown_fixed_bug_name_stops_the_server_with_the_known_names() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("unknown bug 'referal'") && out.contains("known: referral"), "{out}");
 }
+
+/// A Redis that does not answer: the lab still starts and takes votes (the database is
+/// the truth), counts come from the database, and `/ready` names the culprit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_votes_still_count_and_ready_names_redis() {
+    let app = spawn_app(Backend::Services, |c| c.backend.redis_url = Some("redis://127.0.0.1:1".into())).await;
+    assert_eq!(app.vote("ai", None).await.0, 200);
+    assert_eq!(app.vote("ai", Some(PARTNER)).await.0, 200);
+    assert_eq!(app.count_of("ai").await, 2);
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["down"], json!(["redis"]));
+    assert!(body["detail"].as_str().unwrap().contains("redis"));
+    assert_eq!(app.get("/health").await.status(), 200);
+}

@@ -87,10 +87,10 @@ impl From<sqlx::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Some(source) = &self.source {
-            if self.status.is_server_error() {
-                tracing::error!(status = self.status.as_u16(), error = format!("{source:#}"), "request failed");
-            }
+        if let Some(source) = &self.source
+            && self.status.is_server_error()
+        {
+            tracing::error!(status = self.status.as_u16(), error = format!("{source:#}"), "request failed");
         }
         let mut response = (self.status, Json(serde_json::json!({ "detail": self.detail }))).into_response();
         if let Some(seconds) = self.retry_after_secs {
@@ -323,6 +323,24 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         .await
 }
 
+/// `Query<T>` whose rejection is a JSON 400 instead of axum's plain-text one.
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
+            Err(rejection) => Err(ApiError::bad_request(format!("Invalid query string: {}", rejection.body_text()))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::AdminToken;
@@ -342,23 +360,5 @@ mod tests {
         assert_ne!(a.expose(), b.expose());
         assert_eq!(a.expose().len(), 32);
         assert!(a.expose().chars().all(|c| c.is_ascii_hexdigit()));
-    }
-}
-
-/// `Query<T>` whose rejection is a JSON 400 instead of axum's plain-text one.
-pub struct QueryParams<T>(pub T);
-
-impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
-            Err(rejection) => Err(ApiError::bad_request(format!("Invalid query string: {}", rejection.body_text()))),
-        }
     }
 }

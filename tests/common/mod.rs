@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use breakroom::config::ServeConfig;
 use breakroom::labs::LabName;
+use redis::Commands;
 use serde_json::Value;
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
@@ -77,13 +78,15 @@ impl Drop for Resources {
                     }
                 });
             }
-            if let Some(prefix) = prefix {
-                if let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) {
-                    let keys: Vec<String> =
-                        redis::cmd("KEYS").arg(format!("{prefix}*")).query(&mut conn).unwrap_or_default();
-                    if !keys.is_empty() {
-                        let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(keys).query(&mut conn);
-                    }
+            if let Some(prefix) = prefix
+                && let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|c| c.get_connection())
+            {
+                let keys: Vec<String> = conn
+                    .scan_match::<_, String>(format!("{prefix}*"))
+                    .map(|keys| keys.filter_map(Result::ok).collect())
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(keys).query(&mut conn);
                 }
             }
         });

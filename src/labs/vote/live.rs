@@ -18,7 +18,7 @@ use crate::platform::cache::Redis;
 
 pub enum LiveCounts {
     Memory(MemoryCounts),
-    Redis(RedisCounts),
+    Redis(Box<RedisCounts>),
 }
 
 pub struct MemoryCounts {
@@ -49,13 +49,13 @@ impl LiveCounts {
                 Ok(LiveCounts::Memory(MemoryCounts { counts: tally.0.map(AtomicI64::new) }))
             }
             Some(redis) => {
-                let counts = RedisCounts {
+                let counts = Box::new(RedisCounts {
                     redis: redis.clone(),
                     store: store.clone(),
                     key: redis.key("vote:counts"),
                     channel: redis.key("vote:events"),
                     stale: AtomicBool::new(false),
-                };
+                });
                 if let Err(error) = counts.read().await {
                     tracing::warn!(%error, "redis unreachable at start; live counts come from the database until it answers");
                 }

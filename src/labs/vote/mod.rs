@@ -125,10 +125,10 @@ fn follow_other_replicas(lab: &Arc<VoteLab>) {
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             let Some(lab) = weak.upgrade() else { return };
-            if let Subscription::Message(message) = &event {
-                if message == live::RESET_MESSAGE {
-                    lab.referral.clear();
-                }
+            if let Subscription::Message(message) = &event
+                && message == live::RESET_MESSAGE
+            {
+                lab.referral.clear();
             }
             // After a (re)subscription too: messages sent meanwhile were lost, so
             // viewers get a fresh full snapshot.

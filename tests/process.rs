@@ -1,0 +1,143 @@
+//! The `breakroom` binary as a speaker runs it: start, serve, export traces, stop.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::routing::post;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `breakroom serve vote` on a free port; returns once it answers `/health`.
+async fn serve(data_dir: &std::path::Path, envs: &[(&str, &str)]) -> (Child, String, Arc<Mutex<String>>) {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_breakroom"));
+    command
+        .args(["serve", "vote", "--bind", "127.0.0.1", "--port", &port.to_string(), "--seed-partners", "100"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("BREAKROOM_ADMIN_TOKEN")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .envs(envs.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("breakroom starts");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let sink = stderr.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut text = sink.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{url}/health")).send().await.is_ok_and(|r| r.status() == 200) {
+            return (child, url, stderr);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("breakroom did not answer within 10 s:\n{}", stderr.lock().unwrap());
+}
+
+async fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("still running").to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    assert!(killed.success());
+    tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("breakroom exits within 5 s of SIGTERM")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serve_prints_a_banner_with_urls_and_a_token_it_also_writes_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, stderr) = serve(dir.path(), &[]).await;
+    let token = std::fs::read_to_string(dir.path().join("vote.admin-token")).expect("the generated token is written");
+    assert_eq!(token.trim().len(), 32);
+    let banner = stderr.lock().unwrap().clone();
+    for expected in [
+        format!("vote page      {url}/"),
+        format!("referral link  {url}/?referral=conf-partner-2026"),
+        format!("results        {url}/results"),
+        "bug referral   BUGGY   (fix: --fixed referral)".to_string(),
+    ] {
+        assert!(banner.contains(&expected), "banner lacks {expected:?}:\n{banner}");
+    }
+    assert!(!banner.contains(token.trim()), "not on a terminal: the token is not printed:\n{banner}");
+
+    // The written token is the one the server accepts.
+    let client = reqwest::Client::new();
+    let reset = client.post(format!("{url}/admin/reset?confirm=yes")).bearer_auth(token.trim()).send().await.unwrap();
+    assert_eq!(reset.status(), 200);
+    assert!(sigterm(&mut child).await.success());
+}
+
+#[tokio::test]
+async fn sigterm_ends_open_streams_and_exits_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, _) = serve(dir.path(), &[]).await;
+    let stream = reqwest::get(format!("{url}/stream")).await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let status = sigterm(&mut child).await;
+    assert!(status.success(), "exit status {status:?}");
+    // The open stream was ended by the server, not left hanging.
+    let body = tokio::time::timeout(Duration::from_secs(2), stream.text()).await.expect("the stream ended");
+    assert!(body.unwrap_or_default().contains("event: votes"));
+}
+
+#[tokio::test]
+async fn traces_reach_an_otlp_collector() {
+    // A stand-in collector that keeps every OTLP/HTTP export it receives.
+    let received: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let sink = received.clone();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body);
+                ""
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, _) = serve(dir.path(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
+    let client = reqwest::Client::new();
+    let vote = client
+        .post(format!("{url}/vote"))
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .json(&serde_json::json!({ "choice": "ai", "referral": null }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(vote.status(), 200);
+    // Shutting down flushes the batch exporter.
+    assert!(sigterm(&mut child).await.success());
+
+    let exports = received.lock().unwrap();
+    let all: Vec<u8> = exports.iter().flat_map(|b| b.iter().copied()).collect();
+    let contains = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"vote-api"), "the service name is vote-api ({} exports)", exports.len());
+    assert!(contains(b"POST /vote"), "the request span is named after its route");
+    let trace_id: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&"4bf92f3577b34da6a3ce929d0e0e4736"[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert!(contains(&trace_id), "the span continues the caller's trace (W3C traceparent)");
+}
