@@ -85,6 +85,22 @@ pub struct ServeArgs {
     pub otlp_endpoint: Option<String>,
     #[command(flatten)]
     pub vote: VoteArgs,
+    #[command(flatten)]
+    pub items: ItemsArgs,
+}
+
+/// Settings of the `items` lab.
+#[derive(Debug, Clone, Args)]
+pub struct ItemsArgs {
+    /// How long an item stays in the cache after it was written or read
+    #[arg(long, env = "CACHE_TTL_SECONDS", default_value_t = 300)]
+    pub cache_ttl_seconds: u64,
+}
+
+impl Default for ItemsArgs {
+    fn default() -> Self {
+        ItemsArgs { cache_ttl_seconds: 300 }
+    }
 }
 
 /// Settings of the `vote` lab.
@@ -128,6 +144,9 @@ pub struct StageArgs {
     /// Pause between requests, in milliseconds, so the room can follow along
     #[arg(long, default_value_t = 500)]
     pub interval_ms: u64,
+    /// items: the lab's Redis, so `check` can pause it and verify the outage promises
+    #[arg(long)]
+    pub redis: Option<String>,
 }
 
 /// `$XDG_DATA_HOME/breakroom`, else `~/.local/share/breakroom`, else `./breakroom-data`.
@@ -153,8 +172,12 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     pub otlp_endpoint: Option<String>,
     pub vote: VoteArgs,
+    pub items: ItemsArgs,
     /// How long a Redis command may take before the cache counts as unreachable.
     pub redis_timeout: Duration,
+    /// How often live viewers' state is re-read even without a change notification (a
+    /// safety net for lost notifications; changes themselves are pushed at once).
+    pub feed_refresh: Duration,
 }
 
 impl ServeConfig {
@@ -175,7 +198,9 @@ impl ServeConfig {
             admin_token: None,
             otlp_endpoint: None,
             vote: VoteArgs::default(),
+            items: ItemsArgs::default(),
             redis_timeout: Duration::from_millis(150),
+            feed_refresh: Duration::from_secs(2),
         }
     }
 }
@@ -195,7 +220,9 @@ impl From<ServeArgs> for ServeConfig {
             admin_token: empty_to_none(args.admin_token),
             otlp_endpoint: empty_to_none(args.otlp_endpoint),
             vote: args.vote,
+            items: args.items,
             redis_timeout: Duration::from_millis(150),
+            feed_refresh: Duration::from_secs(2),
         }
     }
 }

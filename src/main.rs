@@ -10,6 +10,9 @@ use breakroom::config::{Cli, Command, ServeConfig};
 use breakroom::labs::{self, StageCommand};
 use breakroom::platform::{db::Db, telemetry};
 
+/// How long in-flight requests may take to finish after SIGTERM/Ctrl-C.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the tokio runtime");
@@ -63,6 +66,12 @@ async fn serve(port: u16, bind: IpAddr, config: ServeConfig) -> anyhow::Result<(
         wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight requests, ending event streams");
         shutdown.cancel();
+        // A second Ctrl-C, or a drain that hangs on a stuck client, ends the process now.
+        tokio::select! {
+            _ = wait_for_signal() => eprintln!("breakroom: second signal, exiting without waiting"),
+            _ = tokio::time::sleep(DRAIN_LIMIT) => eprintln!("breakroom: requests still open after {DRAIN_LIMIT:?}; exiting"),
+        }
+        std::process::exit(1);
     });
     breakroom::serve(app, listener).await
 }

@@ -79,6 +79,10 @@ impl Target {
         self.send(self.client.post(self.url(path)).json(body)).await
     }
 
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply, StageError> {
+        self.send(self.client.put(self.url(path)).json(body)).await
+    }
+
     pub async fn post_admin(&self, path: &str, token: &str) -> Result<Reply, StageError> {
         self.send(self.client.post(self.url(path)).bearer_auth(token)).await
     }

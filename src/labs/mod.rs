@@ -1,5 +1,6 @@
 //! The labs and the registry of their scenarios. Labs never import each other.
 
+pub mod items;
 pub mod vote;
 
 use clap::ValueEnum;
@@ -10,12 +11,15 @@ use crate::platform::bugs::BugInfo;
 pub enum LabName {
     /// Conference poll whose referral cache exhausts after 10 referral votes
     Vote,
+    /// Write-through cache over the database and Redis; survives a Redis outage
+    Items,
 }
 
 impl LabName {
     pub fn as_str(self) -> &'static str {
         match self {
             LabName::Vote => "vote",
+            LabName::Items => "items",
         }
     }
 
@@ -23,12 +27,14 @@ impl LabName {
     pub fn service_name(self) -> &'static str {
         match self {
             LabName::Vote => "vote-api",
+            LabName::Items => "items",
         }
     }
 
     pub fn bugs(self) -> &'static [BugInfo] {
         match self {
             LabName::Vote => vote::BUGS,
+            LabName::Items => items::BUGS,
         }
     }
 }
@@ -46,7 +52,7 @@ pub struct Scenario {
     pub fix: &'static str,
 }
 
-pub const SCENARIOS: &[Scenario] = &[vote::SCENARIO];
+pub const SCENARIOS: &[Scenario] = &[vote::SCENARIO, items::SCENARIO];
 
 /// Builds a lab's router on a started platform; the lab registers its metrics.
 pub async fn build(
@@ -56,6 +62,7 @@ pub async fn build(
 ) -> anyhow::Result<axum::Router> {
     match lab {
         LabName::Vote => vote::build(platform, registry).await,
+        LabName::Items => items::build(platform, registry).await,
     }
 }
 
@@ -69,6 +76,10 @@ pub async fn seed(
         LabName::Vote => {
             let inserted = vote::seed(db, args.vote.seed_partners).await?;
             Ok(format!("vote: {inserted} referral partners inserted"))
+        }
+        LabName::Items => {
+            let inserted = items::seed(db).await?;
+            Ok(format!("items: {inserted} seed items inserted"))
         }
     }
 }
@@ -90,6 +101,11 @@ pub async fn stage(command: StageCommand, args: &crate::config::StageArgs) -> Re
         (LabName::Vote, StageCommand::Check) => vote::stage::check(&target, interval).await,
         (LabName::Vote, StageCommand::Reset) => {
             vote::stage::reset(&target, args.token.as_deref(), &args.data_dir).await
+        }
+        (LabName::Items, StageCommand::Demonstrate) => items::stage::demonstrate(&target).await,
+        (LabName::Items, StageCommand::Check) => items::stage::check(&target, args.redis.as_deref()).await,
+        (LabName::Items, StageCommand::Reset) => {
+            items::stage::reset(&target, args.token.as_deref(), &args.data_dir).await
         }
     }
 }

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 
+use super::cache::{Redis, Subscription};
 use super::http::{ApiError, JsonBody};
 
 /// A planted bug as a lab declares it.
@@ -45,9 +46,11 @@ impl BugSwitch {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Bugs {
     switches: Arc<[BugSwitch]>,
+    /// With Redis: the channel every replica's switches follow.
+    shared: Option<(Redis, String)>,
 }
 
 #[derive(Serialize)]
@@ -92,7 +95,43 @@ impl Bugs {
                 fixed_at_start: fixed,
             })
             .collect();
-        Ok(Bugs { switches })
+        Ok(Bugs { switches, shared: None })
+    }
+
+    /// Makes every replica on this Redis apply each flip and restore, whichever
+    /// replica received it (an admin call reaches only one of them).
+    pub fn follow(&mut self, redis: Redis, channel: String, shutdown: tokio_util::sync::CancellationToken) {
+        let mut events = redis.subscribe(channel.clone(), shutdown);
+        let switches = self.switches.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if let Subscription::Message(message) = event {
+                    apply(&switches, &message);
+                }
+            }
+        });
+        self.shared = Some((redis, channel));
+    }
+
+    async fn announce(&self, message: String) {
+        let Some((redis, channel)) = &self.shared else { return };
+        let mut conn = redis.conn();
+        let sent = redis::cmd("PUBLISH").arg(channel).arg(&message).query_async::<i64>(&mut conn).await;
+        if let Err(error) = sent {
+            tracing::warn!(%error, message, "other replicas were not told about a bug switch change");
+        }
+    }
+
+    /// Sets one switch here and on every replica.
+    pub async fn set_everywhere(&self, switch: &BugSwitch, fixed: bool) {
+        switch.set_fixed(fixed);
+        self.announce(format!("set {} {}", switch.name(), switch.mode())).await;
+    }
+
+    /// Back to the implementations chosen at start, here and on every replica.
+    pub async fn restore_everywhere(&self) {
+        self.restore();
+        self.announce("restore".into()).await;
     }
 
     /// The switch of a bug the lab declared.
@@ -113,6 +152,20 @@ impl Bugs {
 
     pub fn states(&self) -> Vec<BugState> {
         self.switches.iter().map(state).collect()
+    }
+}
+
+/// Applies a message of `announce`: `set NAME fixed|buggy` or `restore`.
+fn apply(switches: &[BugSwitch], message: &str) {
+    let words: Vec<&str> = message.split_whitespace().collect();
+    match words.as_slice() {
+        ["restore"] => switches.iter().for_each(|s| s.set_fixed(s.fixed_at_start)),
+        ["set", name, mode] => {
+            if let Some(switch) = switches.iter().find(|s| s.info.name == *name) {
+                switch.set_fixed(*mode == "fixed");
+            }
+        }
+        _ => tracing::debug!(message, "ignored an unknown bug switch message"),
     }
 }
 
@@ -146,7 +199,7 @@ pub async fn flip(
         let names: Vec<_> = bugs.switches.iter().map(|s| s.info.name).collect();
         ApiError::not_found(format!("Unknown bug '{name}'. Known: {}", names.join(", ")))
     })?;
-    switch.set_fixed(request.fixed);
+    bugs.set_everywhere(switch, request.fixed).await;
     tracing::warn!(bug = switch.name(), mode = switch.mode(), "bug_switched");
     Ok(Json(state(switch)))
 }
@@ -167,8 +220,18 @@ mod tests {
 
     #[test]
     fn an_unknown_fixed_name_is_an_error_listing_the_known_ones() {
-        let error = Bugs::new("vote", KNOWN, &["referal".into()]).unwrap_err().to_string();
+        let error = Bugs::new("vote", KNOWN, &["referal".into()]).err().expect("an error").to_string();
         assert!(error.contains("referal") && error.contains("known: referral"), "{error}");
+    }
+
+    #[test]
+    fn announced_changes_apply_to_the_named_switch() {
+        let bugs = Bugs::new("vote", KNOWN, &[]).unwrap();
+        apply(&bugs.switches, "set referral fixed");
+        assert!(bugs.switch("referral").is_fixed());
+        apply(&bugs.switches, "set nosuch buggy");
+        apply(&bugs.switches, "restore");
+        assert!(!bugs.switch("referral").is_fixed());
     }
 
     #[test]

@@ -78,14 +78,24 @@ impl Redis {
                     redis::RedisResult::Ok(pubsub)
                 };
                 match tokio::time::timeout(connect_timeout, attempt).await {
-                    Ok(Ok(mut pubsub)) => {
+                    Ok(Ok(pubsub)) => {
                         if tx.send(Subscription::Subscribed).await.is_err() {
                             return;
                         }
-                        let mut messages = pubsub.on_message();
+                        // A connection can die without closing (a lost node, a partition):
+                        // a ping that goes unanswered ends it, and the loop reconnects.
+                        let (mut sink, mut messages) = pubsub.split();
+                        let mut pings = tokio::time::interval(PUBSUB_PING_INTERVAL);
+                        pings.tick().await;
                         loop {
                             tokio::select! {
                                 _ = shutdown.cancelled() => return,
+                                _ = pings.tick() => {
+                                    let pong = tokio::time::timeout(connect_timeout, sink.ping::<String>()).await;
+                                    if !matches!(pong, Ok(Ok(_))) {
+                                        break;
+                                    }
+                                }
                                 message = messages.next() => match message {
                                     Some(message) => {
                                         let payload = message.get_payload::<String>().unwrap_or_default();
@@ -109,5 +119,345 @@ impl Redis {
             }
         });
         rx
+    }
+}
+
+/// How often a subscription checks that its connection is alive.
+const PUBSUB_PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often the cache's health is probed.
+const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// Keys invalidated on recovery are invalidated once more after this delay, in case a
+/// write that timed out during the outage was still queued in Redis and lands late.
+const SECOND_INVALIDATION_DELAY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("the cache is unreachable; skipped until it answers again")]
+    Skipped,
+    #[error("the cache failed: {0}")]
+    Failed(#[from] redis::RedisError),
+}
+
+/// A key-value cache with per-entry TTLs, for labs that cache in front of the database:
+/// Redis when configured, in-process (moka) otherwise.
+///
+/// Redis outages are survived, never waited out: the first command that fails or
+/// times out marks the cache down, and until a background probe sees Redis answer
+/// again every operation is skipped at once. Keys written or deleted while the cache
+/// was down (or in a write that failed) are remembered; on recovery they are deleted
+/// from Redis *before* the cache is used again, so a value Redis kept through the
+/// outage (paused, partitioned) can never be served after the database changed.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<CacheInner>,
+}
+
+struct CacheInner {
+    store: Store,
+    /// Guarded by `pending`'s lock when it changes, so a writer that sees the cache
+    /// down always gets its key into `pending` before the probe declares recovery.
+    up: std::sync::atomic::AtomicBool,
+    pending: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+enum Store {
+    Redis(Redis),
+    Memory(moka::future::Cache<String, Entry>),
+}
+
+#[derive(Clone)]
+struct Entry {
+    value: Arc<str>,
+    ttl: Duration,
+}
+
+/// Each in-process entry lives for the TTL it was set with, like a Redis key.
+struct EntryTtl;
+
+impl moka::Expiry<String, Entry> for EntryTtl {
+    fn expire_after_create(&self, _: &String, entry: &Entry, _: std::time::Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        entry: &Entry,
+        _: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+impl Cache {
+    /// Redis-backed when `redis` is given; the health probe runs until `shutdown`.
+    pub fn new(redis: Option<Redis>, shutdown: CancellationToken) -> Cache {
+        use std::sync::atomic::AtomicBool;
+        let store = match redis {
+            Some(redis) => Store::Redis(redis),
+            None => Store::Memory(moka::future::Cache::builder().expire_after(EntryTtl).build()),
+        };
+        let inner = Arc::new(CacheInner { store, up: AtomicBool::new(true), pending: Default::default() });
+        if matches!(inner.store, Store::Redis(_)) {
+            tokio::spawn(probe(Arc::downgrade(&inner), shutdown));
+        }
+        Cache { inner }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.store {
+            Store::Redis(_) => "redis",
+            Store::Memory(_) => "in-process",
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.inner.up.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        match &self.inner.store {
+            Store::Memory(memory) => Ok(memory.get(key).await.map(|e| e.value.to_string())),
+            Store::Redis(redis) => {
+                if !self.is_up() {
+                    return Err(CacheError::Skipped);
+                }
+                let mut conn = redis.conn();
+                let result = redis::cmd("GET").arg(redis.key(key)).query_async(&mut conn).await;
+                self.inner.outcome(result, &[])
+            }
+        }
+    }
+
+    pub async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        match &self.inner.store {
+            Store::Memory(memory) => {
+                memory.insert(key.to_owned(), Entry { value: value.into(), ttl }).await;
+                Ok(())
+            }
+            Store::Redis(redis) => {
+                self.inner.skip_if_down(&[key])?;
+                let mut conn = redis.conn();
+                let result = redis::cmd("SET")
+                    .arg(redis.key(key))
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl.as_secs().max(1))
+                    .query_async::<()>(&mut conn)
+                    .await;
+                self.inner.outcome(result, &[key])
+            }
+        }
+    }
+
+    /// Deletes keys; returns how many existed.
+    pub async fn delete(&self, keys: &[&str]) -> Result<u64, CacheError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        match &self.inner.store {
+            Store::Memory(memory) => {
+                let mut deleted = 0;
+                for key in keys {
+                    deleted += u64::from(memory.remove(*key).await.is_some());
+                }
+                Ok(deleted)
+            }
+            Store::Redis(redis) => {
+                self.inner.skip_if_down(keys)?;
+                let mut conn = redis.conn();
+                let full: Vec<String> = keys.iter().map(|k| redis.key(k)).collect();
+                let result = redis::cmd("DEL").arg(full).query_async(&mut conn).await;
+                self.inner.outcome(result, keys)
+            }
+        }
+    }
+
+    /// Counts the keys starting with `prefix` (SCAN, never KEYS).
+    pub async fn count(&self, prefix: &str) -> Result<u64, CacheError> {
+        Ok(self.scan(prefix).await?.len() as u64)
+    }
+
+    /// Deletes every key starting with `prefix`; returns how many.
+    pub async fn clear(&self, prefix: &str) -> Result<u64, CacheError> {
+        let keys = self.scan(prefix).await?;
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut deleted = 0;
+        for chunk in keys.chunks(500) {
+            deleted += self.delete(chunk).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// The lab's (unprefixed) keys starting with `prefix`.
+    async fn scan(&self, prefix: &str) -> Result<Vec<String>, CacheError> {
+        match &self.inner.store {
+            Store::Memory(memory) => {
+                memory.run_pending_tasks().await;
+                Ok(memory.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.to_string()).collect())
+            }
+            Store::Redis(redis) => {
+                if !self.is_up() {
+                    return Err(CacheError::Skipped);
+                }
+                let mut conn = redis.conn();
+                let pattern = format!("{}*", redis.key(&glob_escape(prefix)));
+                let strip = redis.key("").len();
+                let mut cursor: u64 = 0;
+                let mut keys = Vec::new();
+                loop {
+                    let result = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async::<(u64, Vec<String>)>(&mut conn)
+                        .await;
+                    let (next, batch) = self.inner.outcome(result, &[])?;
+                    keys.extend(batch.into_iter().map(|k| k[strip..].to_string()));
+                    if next == 0 {
+                        return Ok(keys);
+                    }
+                    cursor = next;
+                }
+            }
+        }
+    }
+}
+
+impl CacheInner {
+    fn is_up(&self) -> bool {
+        self.up.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A write while the cache is down is skipped, and its keys remembered.
+    fn skip_if_down(&self, keys: &[&str]) -> Result<(), CacheError> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_up() {
+            return Ok(());
+        }
+        pending.extend(keys.iter().map(|k| k.to_string()));
+        Err(CacheError::Skipped)
+    }
+
+    /// A failed command marks the cache down and remembers the keys it was writing.
+    fn outcome<T>(&self, result: redis::RedisResult<T>, written: &[&str]) -> Result<T, CacheError> {
+        let error = match result {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.extend(written.iter().map(|k| k.to_string()));
+        if self.up.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            tracing::warn!(%error, "cache_unavailable: redis did not answer; serving from the database until it does");
+        }
+        Err(CacheError::Failed(error))
+    }
+}
+
+/// Escapes SCAN's glob characters in a literal prefix.
+fn glob_escape(prefix: &str) -> String {
+    let mut escaped = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Watches Redis: marks the cache down when a PING fails, and back up only after the
+/// keys remembered during the outage are deleted.
+async fn probe(cache: std::sync::Weak<CacheInner>, shutdown: CancellationToken) {
+    use std::sync::atomic::Ordering;
+    let mut ticks = tokio::time::interval(PROBE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let Some(cache) = cache.upgrade() else { return };
+        let Store::Redis(redis) = &cache.store else { return };
+        if redis.ping().await.is_err() {
+            if cache.up.swap(false, Ordering::AcqRel) {
+                tracing::warn!("cache_unavailable: redis did not answer a health probe");
+            }
+            continue;
+        }
+        if cache.is_up() {
+            continue;
+        }
+        // Redis answers again: invalidate what changed meanwhile, then use it again.
+        let keys: Vec<String> = cache.pending.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
+        if !keys.is_empty() && invalidate(redis, &keys).await.is_err() {
+            continue;
+        }
+        let mut pending = cache.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for key in &keys {
+            pending.remove(key);
+        }
+        if !pending.is_empty() {
+            continue; // more writes arrived while invalidating; next round
+        }
+        cache.up.store(true, Ordering::Release);
+        drop(pending);
+        tracing::info!(invalidated = keys.len(), "cache_recovered: redis answers again; stale keys invalidated");
+        if !keys.is_empty() {
+            let redis = redis.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(SECOND_INVALIDATION_DELAY).await;
+                let _ = invalidate(&redis, &keys).await;
+            });
+        }
+    }
+}
+
+async fn invalidate(redis: &Redis, keys: &[String]) -> redis::RedisResult<()> {
+    let mut conn = redis.conn();
+    for chunk in keys.chunks(500) {
+        let full: Vec<String> = chunk.iter().map(|k| redis.key(k)).collect();
+        redis::cmd("DEL").arg(full).query_async::<i64>(&mut conn).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_in_prefixes_are_literal() {
+        assert_eq!(glob_escape("item:"), "item:");
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn in_process_entries_live_for_the_ttl_they_were_set_with() {
+        use moka::Expiry;
+        let entry = Entry { value: "v".into(), ttl: Duration::from_secs(300) };
+        let now = std::time::Instant::now();
+        assert_eq!(EntryTtl.expire_after_create(&"k".to_string(), &entry, now), Some(Duration::from_secs(300)));
+        let updated = Entry { ttl: Duration::from_secs(5), ..entry };
+        let left = Some(Duration::from_secs(200));
+        assert_eq!(EntryTtl.expire_after_update(&"k".to_string(), &updated, now, left), Some(Duration::from_secs(5)));
+    }
+
+    #[tokio::test]
+    async fn in_process_keys_are_counted_and_cleared_by_prefix() {
+        let cache = Cache::new(None, CancellationToken::new());
+        for key in ["item:1", "item:2", "other"] {
+            cache.set(key, key, Duration::from_secs(60)).await.unwrap();
+        }
+        assert_eq!(cache.get("item:1").await.unwrap().as_deref(), Some("item:1"));
+        assert_eq!(cache.count("item:").await.unwrap(), 2);
+        assert_eq!(cache.clear("item:").await.unwrap(), 2);
+        assert_eq!(cache.get("item:2").await.unwrap(), None);
+        assert_eq!(cache.get("other").await.unwrap().as_deref(), Some("other"));
+        assert_eq!(cache.delete(&["other", "missing"]).await.unwrap(), 1);
     }
 }

@@ -79,6 +79,11 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
                 "Database unavailable"
             }
+            // PostgreSQL refuses text it cannot store (a NUL byte, invalid encoding): that is
+            // the client's input, not our failure.
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("22021" | "22P05")) => {
+                return ApiError::bad_request("Text fields must not contain NUL characters");
+            }
             _ => return ApiError::internal(error),
         };
         ApiError { source: Some(error.into()), ..ApiError::unavailable(detail).with_retry_after(1) }
@@ -337,6 +342,24 @@ where
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
             Err(rejection) => Err(ApiError::bad_request(format!("Invalid query string: {}", rejection.body_text()))),
+        }
+    }
+}
+
+/// `Path<T>` whose rejection is a JSON 4xx instead of axum's plain-text one.
+pub struct PathParam<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for PathParam<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParam(value)),
+            Err(rejection) => Err(ApiError::unprocessable(format!("Invalid path: {}", rejection.body_text()))),
         }
     }
 }

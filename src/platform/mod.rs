@@ -3,6 +3,7 @@
 
 pub mod bugs;
 pub mod cache;
+pub mod clock;
 pub mod db;
 pub mod feed;
 pub mod http;
@@ -54,17 +55,23 @@ pub struct DependencyState {
 impl Platform {
     pub async fn start(config: ServeConfig, bugs: &[BugInfo], shutdown: CancellationToken) -> anyhow::Result<Platform> {
         let lab = config.lab.as_str();
-        let bugs = Bugs::new(lab, bugs, &config.fixed)?;
+        let mut bugs = Bugs::new(lab, bugs, &config.fixed)?;
         let backend = &config.backend;
         let db = Db::open(backend.database_url.as_deref(), &backend.data_dir, lab, backend.db_max_connections).await?;
         let redis = match backend.redis_url.as_deref() {
             Some(url) => Some(Redis::connect(url, &backend.redis_prefix, config.redis_timeout)?),
             None => None,
         };
-        let (admin, admin_token_generated) = match config.admin_token.as_deref() {
-            Some(token) => (AdminToken::new(token), false),
-            None => (AdminToken::generate(), true),
-        };
+        if let Some(redis) = &redis {
+            // Replicas share one switch: a flip or a restore on one reaches them all.
+            bugs.follow(redis.clone(), redis.key(&format!("breakroom:{lab}:bugs")), shutdown.clone());
+        }
+        // Trimmed: a token mounted from a file usually ends in a newline.
+        let (admin, admin_token_generated) =
+            match config.admin_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                Some(token) => (AdminToken::new(token), false),
+                None => (AdminToken::generate(), true),
+            };
         Ok(Platform { config: Arc::new(config), db, redis, bugs, admin, admin_token_generated, shutdown })
     }
 
@@ -74,9 +81,13 @@ impl Platform {
     }
 
     /// The database and, when configured, Redis, each probed with a short timeout.
+    /// Whether the database answers a trivial query within the probe timeout.
+    pub async fn database_up(&self) -> bool {
+        matches!(tokio::time::timeout(PROBE_TIMEOUT, self.db.ping()).await, Ok(Ok(())))
+    }
+
     pub async fn dependencies(&self) -> Vec<DependencyState> {
-        let db_up = matches!(tokio::time::timeout(PROBE_TIMEOUT, self.db.ping()).await, Ok(Ok(())));
-        let mut states = vec![DependencyState { name: self.db.backend_name(), up: db_up }];
+        let mut states = vec![DependencyState { name: self.db.backend_name(), up: self.database_up().await }];
         if let Some(redis) = &self.redis {
             let up = matches!(tokio::time::timeout(PROBE_TIMEOUT, redis.ping()).await, Ok(Ok(())));
             states.push(DependencyState { name: "redis", up });
@@ -99,11 +110,12 @@ impl Platform {
             .route("/static/{*path}", get(http::static_file))
             .fallback(http::not_found)
             .method_not_allowed_fallback(http::method_not_allowed)
-            .layer(axum::middleware::from_fn_with_state(http_metrics, http::observe))
-            .layer(DefaultBodyLimit::max(http::BODY_LIMIT_BYTES))
+            // Inside `observe`, so a panic's 500 is counted and logged like any other.
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
             }))
+            .layer(DefaultBodyLimit::max(http::BODY_LIMIT_BYTES))
+            .layer(axum::middleware::from_fn_with_state(http_metrics, http::observe))
     }
 
     /// Writes a generated admin token where `breakroom reset` on this machine finds it.

@@ -108,10 +108,17 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A vote lab with a small seed; `adjust` may change any setting before it starts.
 pub async fn spawn_app(backend: Backend, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
+    spawn_lab(LabName::Vote, backend, adjust).await
+}
+
+/// Any lab; `adjust` may change any setting before it starts.
+pub async fn spawn_lab(lab: LabName, backend: Backend, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temporary data directory");
-    let mut config = ServeConfig::embedded(LabName::Vote, data_dir.path().to_path_buf());
+    let mut config = ServeConfig::embedded(lab, data_dir.path().to_path_buf());
     config.vote.seed_partners = 50;
     config.admin_token = Some(ADMIN_TOKEN.into());
+    // Live viewers must get changes pushed; the periodic re-read would hide a lost push.
+    config.feed_refresh = Duration::from_secs(3600);
     let mut resources = Resources { data_dir, database: None, database_url: None, redis_prefix: None };
     if backend == Backend::Services {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -207,6 +214,14 @@ impl TestApp {
             .expect("POST reaches the server")
     }
 
+    pub async fn put_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.put(format!("{}{path}", self.url)).json(body).send().await.expect("PUT reaches the server")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client.delete(format!("{}{path}", self.url)).send().await.expect("DELETE reaches the server")
+    }
+
     pub async fn post_admin(&self, path: &str, token: Option<&str>, body: Option<&Value>) -> reqwest::Response {
         let mut request = self.client.post(format!("{}{path}", self.url));
         if let Some(token) = token {
@@ -247,7 +262,7 @@ impl TestApp {
                 sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap()
             }
             None => {
-                let path = self.data_dir().join("vote.db");
+                let path = self.data_dir().join(format!("{}.db", self.config.lab.as_str()));
                 let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
                 sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap()
             }
@@ -318,6 +333,33 @@ impl Events {
         }
     }
 
+    /// True when the server ends the stream within `wait` (a timeout is not an end).
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return false,
+                Ok(None) => return true,
+                Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(chunk))) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+            }
+        }
+    }
+
+    /// Events named `name` that arrive within `wait`.
+    pub async fn collect(&mut self, name: &str, wait: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut events = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(name, left).await {
+                Some(event) => events.push(event),
+                None => return events,
+            }
+        }
+    }
+
     /// Reads events until one satisfies `accept`.
     pub async fn until(&mut self, name: &str, wait: Duration, accept: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
@@ -328,5 +370,98 @@ impl Events {
                 return Some(event);
             }
         }
+    }
+}
+
+/// A Redis server of the test's own, on a free port: it can be stopped, restarted and
+/// paused without disturbing the tests that share the machine's Redis.
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = PrivateRedis { port, dir: tempfile::tempdir().unwrap(), child: None };
+        redis.run();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn run(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (apt-get install redis-server)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if redis::Client::open(self.url()).and_then(|c| c.get_connection()).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the private redis-server on port {} did not start", self.port);
+    }
+
+    /// Kills the server: its data is gone, like a crashed Redis without persistence.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A new, empty server on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    /// `CLIENT PAUSE ms ALL`: Redis keeps its data and its connections but answers nothing.
+    pub fn pause(&self, ms: u64) {
+        let mut conn = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
+        let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(ms).arg("ALL").query(&mut conn).unwrap();
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        let mut conn = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
+        redis::cmd("GET").arg(key).query(&mut conn).unwrap()
+    }
+
+    pub fn set(&self, key: &str, value: &str) {
+        let mut conn = redis::Client::open(self.url()).unwrap().get_connection().unwrap();
+        let _: () = redis::cmd("SET").arg(key).arg(value).query(&mut conn).unwrap();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes; returns whether it held.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

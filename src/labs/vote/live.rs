@@ -7,16 +7,29 @@
 //! shown as zeros. An increment that failed while Redis was unreachable marks the
 //! counts stale, and the first read after Redis answers again rebuilds them.
 //!
-//! Known window: a vote committed after a rebuild's SELECT but incremented before its
-//! HSET is overwritten; the next rebuild (or reset) corrects it.
+//! Known window: a vote committed after a rebuild's (or a reset's) SELECT/DELETE but
+//! counted before its HSET is overwritten. Every rebuild and reset therefore schedules
+//! one reconciliation with the database a second later, which corrects the counts
+//! unless votes keep racing it.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::ballot::{Choice, Tally};
 use super::store::VoteStore;
 use crate::platform::cache::Redis;
 
-pub enum LiveCounts {
+/// How long after a rebuild or reset the counts are checked against the database again.
+const RECONCILE_AFTER: Duration = Duration::from_secs(1);
+
+pub struct LiveCounts {
+    backend: Backend,
+    store: VoteStore,
+    reconcile_at: Mutex<Option<Instant>>,
+}
+
+enum Backend {
     Memory(MemoryCounts),
     Redis(Box<RedisCounts>),
 }
@@ -43,10 +56,10 @@ impl LiveCounts {
     /// Loads the counts from the database (in-process) or makes sure the shared hash
     /// is initialised (Redis; a Redis that is down now is retried on the next read).
     pub async fn start(store: &VoteStore, redis: Option<&Redis>) -> Result<LiveCounts, sqlx::Error> {
-        match redis {
+        let backend = match redis {
             None => {
                 let tally = store.tally().await?;
-                Ok(LiveCounts::Memory(MemoryCounts { counts: tally.0.map(AtomicI64::new) }))
+                Backend::Memory(MemoryCounts { counts: tally.0.map(AtomicI64::new) })
             }
             Some(redis) => {
                 let counts = Box::new(RedisCounts {
@@ -59,18 +72,52 @@ impl LiveCounts {
                 if let Err(error) = counts.read().await {
                     tracing::warn!(%error, "redis unreachable at start; live counts come from the database until it answers");
                 }
-                Ok(LiveCounts::Redis(counts))
+                Backend::Redis(counts)
             }
+        };
+        Ok(LiveCounts { backend, store: store.clone(), reconcile_at: Mutex::new(None) })
+    }
+
+    fn schedule_reconcile(&self) {
+        *self.reconcile_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + RECONCILE_AFTER);
+    }
+
+    fn reconcile_due(&self) -> bool {
+        let mut at = self.reconcile_at.lock().unwrap_or_else(|p| p.into_inner());
+        match *at {
+            Some(when) if when <= Instant::now() => {
+                *at = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Counts from the database, replacing the live ones.
+    async fn reconcile(&self) -> anyhow::Result<Tally> {
+        let tally = self.store.tally().await?;
+        match &self.backend {
+            Backend::Memory(m) => m.set(tally),
+            Backend::Redis(r) => r.overwrite(tally).await?,
+        }
+        Ok(tally)
+    }
+
+    /// After a Redis reconnect the hash may be an old one (a restart from a snapshot):
+    /// the next read rebuilds it.
+    pub fn mark_stale(&self) {
+        if let Backend::Redis(r) = &self.backend {
+            r.stale.store(true, Ordering::Relaxed);
         }
     }
 
     /// Counts a vote that is already committed to the database.
     pub async fn record(&self, choice: Choice) {
-        match self {
-            LiveCounts::Memory(m) => {
+        match &self.backend {
+            Backend::Memory(m) => {
                 m.counts[choice.index()].fetch_add(1, Ordering::Relaxed);
             }
-            LiveCounts::Redis(r) => {
+            Backend::Redis(r) => {
                 let mut conn = r.redis.conn();
                 let result = redis::pipe()
                     .hincr(&r.key, choice.key(), 1)
@@ -87,10 +134,20 @@ impl LiveCounts {
 
     /// The current counts. If Redis cannot answer, the database does.
     pub async fn snapshot(&self) -> Result<Tally, sqlx::Error> {
-        match self {
-            LiveCounts::Memory(m) => Ok(Tally(std::array::from_fn(|i| m.counts[i].load(Ordering::Relaxed)))),
-            LiveCounts::Redis(r) => match r.read().await {
-                Ok(tally) => Ok(tally),
+        if self.reconcile_due() {
+            if let Ok(tally) = self.reconcile().await {
+                return Ok(tally);
+            }
+        }
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.get()),
+            Backend::Redis(r) => match r.read().await {
+                Ok((tally, rebuilt)) => {
+                    if rebuilt {
+                        self.schedule_reconcile();
+                    }
+                    Ok(tally)
+                }
                 Err(error) => {
                     tracing::debug!(%error, "redis unreachable; counting votes in the database");
                     r.store.tally().await
@@ -101,35 +158,48 @@ impl LiveCounts {
 
     /// Zeroes every count (the votes are already deleted) and tells the other replicas.
     pub async fn reset(&self) -> anyhow::Result<()> {
-        match self {
-            LiveCounts::Memory(m) => {
-                for count in &m.counts {
-                    count.store(0, Ordering::Relaxed);
-                }
-                Ok(())
-            }
-            LiveCounts::Redis(r) => {
+        match &self.backend {
+            Backend::Memory(m) => m.set(Tally::default()),
+            Backend::Redis(r) => {
                 r.overwrite(Tally::default()).await?;
                 let mut conn = r.redis.conn();
                 redis::cmd("PUBLISH").arg(&r.channel).arg(RESET_MESSAGE).query_async::<i64>(&mut conn).await?;
-                Ok(())
             }
         }
+        // Votes that were in flight during the reset are settled against the database.
+        self.schedule_reconcile();
+        Ok(())
     }
 
     /// The channel replicas announce changes on, when counts live in Redis.
     pub fn channel(&self) -> Option<&str> {
-        match self {
-            LiveCounts::Memory(_) => None,
-            LiveCounts::Redis(r) => Some(&r.channel),
+        match &self.backend {
+            Backend::Memory(_) => None,
+            Backend::Redis(r) => Some(&r.channel),
+        }
+    }
+}
+
+impl MemoryCounts {
+    fn get(&self) -> Tally {
+        Tally(std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed)))
+    }
+
+    fn set(&self, tally: Tally) {
+        for (count, value) in self.counts.iter().zip(tally.0) {
+            count.store(value, Ordering::Relaxed);
         }
     }
 }
 
 impl RedisCounts {
-    async fn read(&self) -> anyhow::Result<Tally> {
+    /// The counts, and whether they had to be rebuilt from the database.
+    async fn read(&self) -> anyhow::Result<(Tally, bool)> {
         if self.stale.swap(false, Ordering::Relaxed) {
-            return self.rebuild().await.inspect_err(|_| self.stale.store(true, Ordering::Relaxed));
+            tracing::info!(
+                "live counts may be stale after a redis outage or reconnect; rebuilding from the votes table"
+            );
+            return self.rebuild().await.map(|t| (t, true)).inspect_err(|_| self.stale.store(true, Ordering::Relaxed));
         }
         let mut conn = self.redis.conn();
         let fields: Vec<Option<i64>> = redis::cmd("HMGET")
@@ -140,9 +210,9 @@ impl RedisCounts {
             .await?;
         if fields.first().copied().flatten().is_none() {
             tracing::warn!(key = %self.key, "live counts missing in redis (flushed or restarted); rebuilding from the votes table");
-            return self.rebuild().await;
+            return self.rebuild().await.map(|t| (t, true));
         }
-        Ok(Tally(std::array::from_fn(|i| fields.get(i + 1).copied().flatten().unwrap_or(0))))
+        Ok((Tally(std::array::from_fn(|i| fields.get(i + 1).copied().flatten().unwrap_or(0))), false))
     }
 
     async fn rebuild(&self) -> anyhow::Result<Tally> {

@@ -12,7 +12,6 @@ pub mod stage;
 mod store;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -56,9 +55,6 @@ pub const SCENARIO: Scenario = Scenario {
     fix: "--fixed referral: validate the code with one indexed query, no cache",
 };
 
-/// How often viewers' counts are re-read even without a change notification.
-const FEED_REFRESH: Duration = Duration::from_secs(2);
-
 struct VoteLab {
     platform: Platform,
     store: VoteStore,
@@ -87,7 +83,7 @@ pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Resu
 
     let lab = Arc::new_cyclic(|weak: &std::sync::Weak<VoteLab>| {
         let weak = weak.clone();
-        let feed = Feed::spawn("votes", initial, FEED_REFRESH, platform.shutdown.clone(), move || {
+        let feed = Feed::spawn("votes", initial, platform.config.feed_refresh, platform.shutdown.clone(), move || {
             let weak = weak.clone();
             async move {
                 let lab = weak.upgrade()?;
@@ -123,8 +119,13 @@ fn follow_other_replicas(lab: &Arc<VoteLab>) {
     let mut events = redis.subscribe(channel.to_owned(), lab.platform.shutdown.clone());
     let weak = Arc::downgrade(lab);
     tokio::spawn(async move {
+        let mut first = true;
         while let Some(event) = events.recv().await {
             let Some(lab) = weak.upgrade() else { return };
+            if matches!(event, Subscription::Subscribed) && !std::mem::take(&mut first) {
+                // Reconnected: Redis may have restarted with an old copy of the counts.
+                lab.live.mark_stale();
+            }
             if let Subscription::Message(message) = &event
                 && message == live::RESET_MESSAGE
             {
@@ -148,8 +149,7 @@ struct VoteRequest {
 async fn vote(State(lab): Lab, JsonBody(request): JsonBody<VoteRequest>) -> Result<Json<serde_json::Value>, ApiError> {
     let choice = Choice::parse(&request.choice)
         .ok_or_else(|| ApiError::bad_request(format!("Invalid choice. Must be one of: {}", Choice::keys_listed())))?;
-    // An empty referral is the vote page's "no referral", as in the original.
-    let referral = request.referral.filter(|code| !code.is_empty());
+    let referral = referral_code(request.referral)?;
     if let Some(code) = &referral {
         let partner = lab.referral.validate(&lab.store, code).await.map_err(|e| referral_error(&lab, e))?;
         tracing::debug!(partner_id = partner.id, partner = %partner.name, "referral accepted");
@@ -158,6 +158,23 @@ async fn vote(State(lab): Lab, JsonBody(request): JsonBody<VoteRequest>) -> Resu
     lab.live.record(choice).await;
     lab.feed.changed();
     Ok(Json(json!({ "status": "ok", "choice": choice.key() })))
+}
+
+/// Longest referral code accepted; partner codes are 20 characters.
+const MAX_REFERRAL_CHARS: usize = 64;
+
+/// An empty referral is the vote page's "no referral", as in the original. A code no
+/// partner could have (too long, control characters) is refused here, before it
+/// reaches the cache or the database.
+fn referral_code(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(code) if code.is_empty() => Ok(None),
+        Some(code) if code.chars().count() > MAX_REFERRAL_CHARS || code.chars().any(char::is_control) => {
+            Err(ApiError::bad_request("Invalid referral code"))
+        }
+        Some(code) => Ok(Some(code)),
+    }
 }
 
 fn referral_error(lab: &VoteLab, error: ReferralError) -> ApiError {
@@ -233,7 +250,7 @@ async fn reset(
         ApiError::unavailable(format!("Votes were deleted but the live counts could not be reset: {e:#}. Try again."))
     })?;
     lab.referral.clear();
-    lab.platform.bugs.restore();
+    lab.platform.bugs.restore_everywhere().await;
     lab.feed.changed();
     tracing::warn!(votes_deleted = deleted, "session_reset");
     Ok(Json(json!({ "status": "success", "message": "Session reset complete. All votes cleared." })))

@@ -6,7 +6,7 @@ use sqlx::AssertSqlSafe;
 
 use super::ballot::{Choice, Tally};
 use crate::on_pool;
-use crate::platform::db::Db;
+use crate::platform::db::{Db, Pool};
 
 /// The partner whose code is on the right-hand QR code of the talk.
 pub const KNOWN_PARTNER_CODE: &str = "conf-partner-2026";
@@ -69,83 +69,90 @@ impl VoteStore {
             .map_err(|e| self.db.observe(e))
     }
 
-    pub async fn partner_count(&self) -> Result<i64, sqlx::Error> {
-        on_pool!(self.db, |pool| sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM referral_partners")
-            .fetch_one(pool)
-            .await)
-    }
-
-    /// Seeds the known partner plus `generated` random ones, once: a table that already
-    /// has partners only gets the known one back if it went missing. Progress is logged
-    /// every 100,000 rows; 500,000 partners take seconds on PostgreSQL.
+    /// Seeds the known partner plus `generated` random ones, once, in one transaction:
+    /// replicas starting together on an empty PostgreSQL take turns (advisory lock), and
+    /// an interrupted seed leaves nothing half done. A table that already has partners
+    /// only gets the known one back if it went missing. Progress is logged every
+    /// 100,000 rows; 500,000 partners take seconds on PostgreSQL.
     pub async fn seed_partners(&self, generated: u32) -> Result<u64, sqlx::Error> {
-        let existing = self.partner_count().await?;
-        let known = "INSERT INTO referral_partners (code, name) VALUES ($1, $2) ON CONFLICT (code) DO NOTHING";
-        let mut inserted = on_pool!(self.db, |pool| sqlx::query(known)
-            .bind(KNOWN_PARTNER_CODE)
-            .bind(KNOWN_PARTNER_NAME)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
-        if existing > 0 {
-            return Ok(inserted);
-        }
-        let mut rng = rand::rng();
-        let mut done = 0u32;
-        while done < generated {
-            let batch = (generated - done).min(self.seed_batch_size());
-            let rows: Vec<(String, String)> = (done..done + batch)
-                .map(|i| (random_code(&mut rng), format!("{}-{:04}", PARTNER_NAME_STEMS[i as usize % 8], i + 1)))
-                .collect();
-            inserted += self.insert_partners(rows).await?;
-            let before = done;
-            done += batch;
-            if done / 100_000 > before / 100_000 || done == generated {
-                tracing::info!(seeded = done, of = generated, "seeding referral partners");
-            }
-        }
-        Ok(inserted)
-    }
-
-    fn seed_batch_size(&self) -> u32 {
-        // SQLite binds at most 32,766 parameters per statement; PostgreSQL takes arrays.
-        if self.db.is_postgres() { 50_000 } else { 10_000 }
-    }
-
-    async fn insert_partners(&self, rows: Vec<(String, String)>) -> Result<u64, sqlx::Error> {
+        const KNOWN: &str = "INSERT INTO referral_partners (code, name) VALUES ($1, $2) ON CONFLICT (code) DO NOTHING";
+        const COUNT: &str = "SELECT COUNT(*) FROM referral_partners";
         match self.db.pool() {
-            crate::platform::db::Pool::Postgres(pool) => {
-                let (codes, names): (Vec<String>, Vec<String>) = rows.into_iter().unzip();
-                sqlx::query(
-                    "INSERT INTO referral_partners (code, name) \
-                     SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT (code) DO NOTHING",
-                )
-                .bind(codes)
-                .bind(names)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-            }
-            crate::platform::db::Pool::Sqlite(pool) => {
+            Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                let mut inserted = 0;
-                // 2 parameters a row, well under SQLite's limit per statement.
-                for chunk in rows.chunks(5_000) {
-                    let placeholders = vec!["(?, ?)"; chunk.len()].join(", ");
-                    let sql = format!(
-                        "INSERT INTO referral_partners (code, name) VALUES {placeholders} ON CONFLICT (code) DO NOTHING"
-                    );
-                    let mut query = sqlx::query(AssertSqlSafe(sql));
-                    for (code, name) in chunk {
-                        query = query.bind(code).bind(name);
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext('breakroom.vote.seed_partners'))")
+                    .execute(&mut *tx)
+                    .await?;
+                let existing: i64 = sqlx::query_scalar(COUNT).fetch_one(&mut *tx).await?;
+                let mut inserted = sqlx::query(KNOWN)
+                    .bind(KNOWN_PARTNER_CODE)
+                    .bind(KNOWN_PARTNER_NAME)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if existing == 0 {
+                    for (codes, names) in generated_partners(generated, 50_000) {
+                        inserted += sqlx::query(
+                            "INSERT INTO referral_partners (code, name) \
+                             SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT (code) DO NOTHING",
+                        )
+                        .bind(codes)
+                        .bind(names)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
                     }
-                    inserted += query.execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(inserted)
+            }
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let existing: i64 = sqlx::query_scalar(COUNT).fetch_one(&mut *tx).await?;
+                let mut inserted = sqlx::query(KNOWN)
+                    .bind(KNOWN_PARTNER_CODE)
+                    .bind(KNOWN_PARTNER_NAME)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if existing == 0 {
+                    // 2 parameters a row: 5,000 rows stay under SQLite's 32,766 per statement.
+                    for (codes, names) in generated_partners(generated, 5_000) {
+                        let placeholders = vec!["(?, ?)"; codes.len()].join(", ");
+                        let sql = format!(
+                            "INSERT INTO referral_partners (code, name) VALUES {placeholders} ON CONFLICT (code) DO NOTHING"
+                        );
+                        let mut query = sqlx::query(AssertSqlSafe(sql));
+                        for (code, name) in codes.into_iter().zip(names) {
+                            query = query.bind(code).bind(name);
+                        }
+                        inserted += query.execute(&mut *tx).await?.rows_affected();
+                    }
                 }
                 tx.commit().await?;
                 Ok(inserted)
             }
         }
     }
+}
+
+/// `total` generated partners in batches of `batch` (codes, names), logging progress.
+fn generated_partners(total: u32, batch: u32) -> impl Iterator<Item = (Vec<String>, Vec<String>)> {
+    let mut rng = rand::rng();
+    (0..total).step_by(batch as usize).map(move |start| {
+        let end = (start + batch).min(total);
+        let rows = (start..end).map(|i| {
+            (
+                random_code(&mut rng),
+                format!("{}-{:04}", PARTNER_NAME_STEMS[i as usize % PARTNER_NAME_STEMS.len()], i + 1),
+            )
+        });
+        let (codes, names): (Vec<String>, Vec<String>) = rows.unzip();
+        if end / 100_000 > start / 100_000 || end == total {
+            tracing::info!(seeded = end, of = total, "seeding referral partners");
+        }
+        (codes, names)
+    })
 }
 
 /// A 20-character `[a-z0-9]` partner code.

@@ -1,0 +1,220 @@
+//! The `items` lab — a write-through cache over the database and Redis (seed 002).
+//!
+//! Its scenario is an outage, not a planted bug: Redis stops answering and the API
+//! degrades gracefully — reads from the database, writes still succeed, `/health`
+//! says `degraded` — then recovers by itself, without serving anything stale.
+
+pub mod stage;
+mod store;
+mod write_through;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{LabName, Scenario};
+use crate::platform::Platform;
+use crate::platform::bugs::BugInfo;
+use crate::platform::cache::Cache;
+use crate::platform::http::{ApiError, JsonBody, PathParam, QueryParams};
+use store::{ItemFields, ItemStore};
+use write_through::{CacheStats, WriteThrough};
+
+pub use store::SEED_ITEMS;
+
+/// The outage is a fault injected from outside (Redis stops), not a planted bug.
+pub const BUGS: &[BugInfo] = &[];
+
+pub const SCENARIO: Scenario = Scenario {
+    name: "items/redis-outage",
+    lab: LabName::Items,
+    bug: "",
+    title: "Kill Redis: graceful degradation of a write-through cache",
+    story: "Items are written to the database and then to Redis, and read from Redis first. \
+            When Redis stops answering, the API keeps working from the database, /health says \
+            degraded, and when Redis returns the cache is used again with nothing stale in it.",
+    trigger: "stop Redis (redis-cli shutdown, docker compose stop redis) or CLIENT PAUSE it",
+    symptom: "/health {\"status\":\"degraded\",\"dependencies\":{\"redis\":\"down\"}}; cache_misses_total{operation=\"unavailable\"} rises",
+    fix: "nothing to fix: start Redis again and the lab recovers by itself",
+};
+
+const MAX_NAME_CHARS: usize = 200;
+const MAX_DESCRIPTION_CHARS: usize = 2_000;
+const MAX_PRICE: f64 = 1_000_000_000.0;
+
+struct ItemsLab {
+    platform: Platform,
+    store: ItemStore,
+    items: WriteThrough,
+}
+
+type Lab = State<Arc<ItemsLab>>;
+
+pub async fn seed(db: &crate::platform::db::Db) -> anyhow::Result<u64> {
+    Ok(ItemStore::new(db.clone()).seed().await?)
+}
+
+pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Result<Router> {
+    let store = ItemStore::new(platform.db.clone());
+    store.seed().await?;
+    let cache = Cache::new(platform.redis.clone(), platform.shutdown.clone());
+    let ttl = Duration::from_secs(platform.config.items.cache_ttl_seconds.max(1));
+    let items = WriteThrough::new(store.clone(), cache, ttl, registry);
+    let lab = Arc::new(ItemsLab { platform: platform.clone(), store, items });
+    let admin = platform.admin_only(Router::new().route("/admin/reset", post(reset)));
+    Ok(Router::new()
+        .route("/items", get(list).post(create))
+        .route("/items/{id}", get(read).put(replace).delete(remove))
+        .route("/cache/stats", get(stats))
+        .route("/cache/clear", post(clear))
+        .route("/health", get(health))
+        .merge(admin)
+        .with_state(lab))
+}
+
+#[derive(Deserialize)]
+struct ItemBody {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    price: f64,
+}
+
+impl ItemBody {
+    fn parse(self) -> Result<ItemFields, ApiError> {
+        if self.name.trim().is_empty() {
+            return Err(ApiError::unprocessable("name must not be empty"));
+        }
+        if self.name.chars().count() > MAX_NAME_CHARS {
+            return Err(ApiError::unprocessable(format!("name must be at most {MAX_NAME_CHARS} characters")));
+        }
+        if self.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
+            return Err(ApiError::unprocessable(format!(
+                "description must be at most {MAX_DESCRIPTION_CHARS} characters"
+            )));
+        }
+        if !(0.0..=MAX_PRICE).contains(&self.price) {
+            return Err(ApiError::unprocessable(format!("price must be between 0 and {MAX_PRICE}")));
+        }
+        let text_ok = |s: &str| !s.contains('\0');
+        if !text_ok(&self.name) || !self.description.as_deref().is_none_or(text_ok) {
+            return Err(ApiError::unprocessable("name and description must not contain NUL characters"));
+        }
+        Ok(ItemFields {
+            name: self.name,
+            description: self.description,
+            price_cents: (self.price * 100.0).round() as i64,
+        })
+    }
+}
+
+/// An item id: a UUID in its usual hyphenated form.
+fn item_id(raw: &str) -> Result<String, ApiError> {
+    uuid::Uuid::try_parse(raw).map(|id| id.hyphenated().to_string()).map_err(|_| {
+        ApiError::unprocessable(format!("Invalid item id '{raw}': expected a UUID such as {}", SEED_ITEMS[0].0))
+    })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /items?limit=10`
+async fn list(
+    State(lab): Lab,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = query.limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::unprocessable("limit must be between 1 and 100"));
+    }
+    let items = lab.items.list(limit).await?;
+    Ok(Json(json!({ "count": items.len(), "items": items })))
+}
+
+/// `POST /items`
+async fn create(State(lab): Lab, JsonBody(body): JsonBody<ItemBody>) -> Result<Json<store::Item>, ApiError> {
+    let fields = body.parse()?;
+    Ok(Json(lab.items.create(&fields).await?))
+}
+
+/// `GET /items/{id}`
+async fn read(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<store::Item>, ApiError> {
+    let id = item_id(&id)?;
+    lab.items.read(&id).await?.map(Json).ok_or_else(|| ApiError::not_found("Item not found"))
+}
+
+/// `PUT /items/{id}`: full replace.
+async fn replace(
+    State(lab): Lab,
+    PathParam(id): PathParam<String>,
+    JsonBody(body): JsonBody<ItemBody>,
+) -> Result<Json<store::Item>, ApiError> {
+    let id = item_id(&id)?;
+    let fields = body.parse()?;
+    lab.items.replace(&id, &fields).await?.map(Json).ok_or_else(|| ApiError::not_found("Item not found"))
+}
+
+/// `DELETE /items/{id}`
+async fn remove(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = item_id(&id)?;
+    if !lab.items.remove(&id).await? {
+        return Err(ApiError::not_found("Item not found"));
+    }
+    Ok(Json(json!({ "status": "deleted", "id": id })))
+}
+
+/// `GET /cache/stats`
+async fn stats(State(lab): Lab) -> Json<CacheStats> {
+    Json(lab.items.stats().await)
+}
+
+/// `POST /cache/clear`: open like the original's, since the runbook calls it as is;
+/// it only costs cache misses.
+async fn clear(State(lab): Lab) -> Result<Json<serde_json::Value>, ApiError> {
+    let deleted = lab.items.cache().clear(write_through::KEY_PREFIX).await.map_err(|e| {
+        ApiError::unavailable(format!("Cache unavailable, nothing was cleared: {e}")).with_retry_after(1)
+    })?;
+    Ok(Json(json!({ "status": "cleared", "keys_deleted": deleted })))
+}
+
+/// `GET /health`: always 200; `degraded` names the dependency that is down. The keys
+/// are the original's: `postgres` is the database, whichever backend runs.
+async fn health(State(lab): Lab) -> Json<serde_json::Value> {
+    let database_up = lab.platform.database_up().await;
+    let cache_up = lab.items.cache().is_up();
+    let word = |up: bool| if up { "ok" } else { "down" };
+    Json(json!({
+        "status": if database_up && cache_up { "ok" } else { "degraded" },
+        "service": "api",
+        "dependencies": { "redis": word(cache_up), "postgres": word(database_up) },
+    }))
+}
+
+#[derive(Deserialize)]
+struct ResetQuery {
+    confirm: Option<String>,
+}
+
+/// `POST /admin/reset?confirm=yes`: the three seed items, an empty cache, zero stats.
+async fn reset(
+    State(lab): Lab,
+    QueryParams(query): QueryParams<ResetQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if query.confirm.as_deref() != Some("yes") {
+        return Err(ApiError::bad_request("Add ?confirm=yes to reset the lab"));
+    }
+    lab.store.delete_all().await?;
+    lab.store.seed().await?;
+    let cleared = lab.items.cache().clear(write_through::KEY_PREFIX).await;
+    lab.items.reset_stats();
+    tracing::warn!(cache_cleared = cleared.is_ok(), "lab_reset");
+    Ok(Json(json!({ "status": "success", "message": "Lab reset: the three seed items, an empty cache, zero stats." })))
+}
