@@ -134,10 +134,10 @@ impl LiveCounts {
 
     /// The current counts. If Redis cannot answer, the database does.
     pub async fn snapshot(&self) -> Result<Tally, sqlx::Error> {
-        if self.reconcile_due() {
-            if let Ok(tally) = self.reconcile().await {
-                return Ok(tally);
-            }
+        if self.reconcile_due()
+            && let Ok(tally) = self.reconcile().await
+        {
+            return Ok(tally);
         }
         match &self.backend {
             Backend::Memory(m) => Ok(m.get()),

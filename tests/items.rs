@@ -1,0 +1,366 @@
+//! The items lab, told as seed 002's runbook: every story runs on both backends, and
+//! the Redis outage runs against a Redis of the test's own.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use breakroom::labs::LabName;
+use common::{ADMIN_TOKEN, Backend, PrivateRedis, eventually, spawn_lab};
+use serde_json::{Value, json};
+
+const WIDGET_A: &str = "550e8400-e29b-41d4-a716-446655440001";
+
+async fn spawn(backend: Backend) -> common::TestApp {
+    spawn_lab(LabName::Items, backend, |_| {}).await
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+async fn stats(app: &common::TestApp) -> Value {
+    app.get("/cache/stats").await.json().await.unwrap()
+}
+
+on_both_backends!(
+    the_seed_items_are_listed_newest_first,
+    a_created_item_is_a_cache_hit_on_its_first_read,
+    updates_and_deletes_are_visible_at_once,
+    bad_requests_get_clear_client_errors,
+    clearing_the_cache_turns_the_next_read_into_a_miss,
+    health_reports_both_dependencies,
+    reset_restores_the_seed_items,
+    item_metrics_are_exported,
+);
+
+async fn the_seed_items_are_listed_newest_first(backend: Backend) {
+    let app = spawn(backend).await;
+    let (status, body) = json_of(app.get("/items").await).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["count"], 3);
+    let (_, widget) = json_of(app.get(&format!("/items/{WIDGET_A}")).await).await;
+    assert_eq!(widget["name"], "Widget A");
+    assert_eq!(widget["price"], json!(29.99));
+    assert_eq!(widget["description"], "A fantastic widget for all your needs");
+    assert!(widget["created_at"].as_str().unwrap().ends_with('Z'), "ISO-8601 UTC: {widget}");
+
+    let (_, created) = json_of(app.post_json("/items", &json!({ "name": "Demo Widget", "price": 42.99 })).await).await;
+    let (_, listed) = json_of(app.get("/items?limit=10").await).await;
+    assert_eq!(listed["count"], 4);
+    assert_eq!(listed["items"][0]["id"], created["id"], "the runbook reads .items[0].id after a create");
+    let (_, one) = json_of(app.get("/items?limit=1").await).await;
+    assert_eq!(one["count"], 1);
+}
+
+async fn a_created_item_is_a_cache_hit_on_its_first_read(backend: Backend) {
+    let app = spawn(backend).await;
+    let body = json!({ "name": "Demo Widget", "description": "Created in demo", "price": 42.99 });
+    let (status, created) = json_of(app.post_json("/items", &body).await).await;
+    assert_eq!(status, 200);
+    let id = created["id"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    assert_eq!(
+        (created["name"].clone(), created["description"].clone(), created["price"].clone()),
+        (json!("Demo Widget"), json!("Created in demo"), json!(42.99))
+    );
+    assert_eq!(created["created_at"], created["updated_at"]);
+
+    let (status, read) = json_of(app.get(&format!("/items/{id}")).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(read, created);
+    let stats = stats(&app).await;
+    assert_eq!((stats["total_hits"].as_u64(), stats["total_misses"].as_u64()), (Some(1), Some(0)), "{stats}");
+    assert_eq!(stats["hit_rate"], json!(100.0));
+    assert_eq!(stats["cached_items"], 1);
+
+    // A seed item was never written through: its first read misses, its second hits.
+    app.get(&format!("/items/{WIDGET_A}")).await;
+    app.get(&format!("/items/{WIDGET_A}")).await;
+    let stats = self::stats(&app).await;
+    assert_eq!((stats["total_hits"].as_u64(), stats["total_misses"].as_u64()), (Some(2), Some(1)), "{stats}");
+    assert_eq!(stats["hit_rate"], json!(66.67));
+    assert_eq!(stats["cached_items"], 2);
+}
+
+async fn updates_and_deletes_are_visible_at_once(backend: Backend) {
+    let app = spawn(backend).await;
+    let (_, created) =
+        json_of(app.post_json("/items", &json!({ "name": "Original Name", "price": 10.00 })).await).await;
+    let id = created["id"].as_str().unwrap();
+    let (status, updated) =
+        json_of(app.put_json(&format!("/items/{id}"), &json!({ "name": "Updated Name", "price": 99.99 })).await).await;
+    assert_eq!(status, 200);
+    assert_eq!((updated["name"].clone(), updated["price"].clone()), (json!("Updated Name"), json!(99.99)));
+    assert_eq!(updated["description"], Value::Null, "PUT replaces the whole item");
+    assert_eq!(updated["created_at"], created["created_at"]);
+    let (_, read) = json_of(app.get(&format!("/items/{id}")).await).await;
+    assert_eq!(read, updated, "read-your-writes through the cache");
+
+    let (status, deleted) = json_of(app.delete(&format!("/items/{id}")).await).await;
+    assert_eq!((status, deleted), (200, json!({ "status": "deleted", "id": id })));
+    assert_eq!(json_of(app.get(&format!("/items/{id}")).await).await, (404, json!({ "detail": "Item not found" })));
+    assert_eq!(json_of(app.delete(&format!("/items/{id}")).await).await.0, 404);
+    let missing = "550e8400-e29b-41d4-a716-446655449999";
+    assert_eq!(
+        json_of(app.put_json(&format!("/items/{missing}"), &json!({ "name": "x", "price": 1 })).await).await.0,
+        404
+    );
+}
+
+async fn bad_requests_get_clear_client_errors(backend: Backend) {
+    let app = spawn(backend).await;
+    for (body, needle) in [
+        (json!({ "price": 1.0 }), "name"),
+        (json!({ "name": "", "price": 1.0 }), "name must not be empty"),
+        (json!({ "name": "   ", "price": 1.0 }), "name must not be empty"),
+        (json!({ "name": "x" }), "price"),
+        (json!({ "name": "x", "price": -1 }), "price must be between"),
+        (json!({ "name": "x", "price": "10" }), "price"),
+        (json!({ "name": "x", "price": 1e300 }), "price must be between"),
+        (json!({ "name": "x".repeat(201), "price": 1 }), "name must be at most"),
+        (json!({ "name": "nul\u{0}", "price": 1 }), "NUL"),
+    ] {
+        let (status, error) = json_of(app.post_json("/items", &body).await).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(error["detail"].as_str().unwrap().contains(needle), "{body}: {error}");
+    }
+    let (status, error) = json_of(app.get("/items/not-a-uuid").await).await;
+    assert_eq!(status, 422);
+    assert!(error["detail"].as_str().unwrap().contains("expected a UUID"), "{error}");
+    assert_eq!(json_of(app.delete("/items/1%00").await).await.0, 422);
+    assert_eq!(json_of(app.get("/items?limit=0").await).await.0, 422);
+    assert_eq!(json_of(app.get("/items?limit=abc").await).await.0, 400);
+    assert_eq!(json_of(app.post_raw("/items", "application/json", "{").await).await.0, 422);
+    let (_, listed) = json_of(app.get("/items").await).await;
+    assert_eq!(listed["count"], 3, "nothing was created");
+}
+
+async fn clearing_the_cache_turns_the_next_read_into_a_miss(backend: Backend) {
+    let app = spawn(backend).await;
+    for i in 0..3 {
+        app.post_json("/items", &json!({ "name": format!("Item {i}"), "price": 1 })).await;
+    }
+    assert_eq!(stats(&app).await["cached_items"], 3);
+    let (status, cleared) = json_of(app.post_json("/cache/clear", &json!({})).await).await;
+    assert_eq!((status, cleared), (200, json!({ "status": "cleared", "keys_deleted": 3 })));
+    assert_eq!(stats(&app).await["cached_items"], 0);
+    app.get(&format!("/items/{WIDGET_A}")).await;
+    assert_eq!(stats(&app).await["total_misses"], 1);
+}
+
+async fn health_reports_both_dependencies(backend: Backend) {
+    let app = spawn(backend).await;
+    let (status, health) = json_of(app.get("/health").await).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        health,
+        json!({ "status": "ok", "service": "api", "dependencies": { "redis": "ok", "postgres": "ok" } })
+    );
+}
+
+async fn reset_restores_the_seed_items(backend: Backend) {
+    let app = spawn(backend).await;
+    app.post_json("/items", &json!({ "name": "Extra", "price": 1 })).await;
+    app.delete(&format!("/items/{WIDGET_A}")).await;
+    assert_eq!(app.post_admin("/admin/reset?confirm=yes", None, None).await.status(), 401);
+    let reset = app.post_admin("/admin/reset?confirm=yes", Some(ADMIN_TOKEN), None).await;
+    assert_eq!(reset.status(), 200);
+    let (_, listed) = json_of(app.get("/items").await).await;
+    assert_eq!(listed["count"], 3);
+    assert_eq!(json_of(app.get(&format!("/items/{WIDGET_A}")).await).await.0, 200);
+    let stats = stats(&app).await;
+    assert_eq!((stats["total_hits"].as_u64(), stats["total_misses"].as_u64()), (Some(0), Some(1)), "{stats}");
+}
+
+async fn item_metrics_are_exported(backend: Backend) {
+    let app = spawn(backend).await;
+    let (_, created) = json_of(app.post_json("/items", &json!({ "name": "M", "price": 1 })).await).await;
+    app.get(&format!("/items/{}", created["id"].as_str().unwrap())).await;
+    app.get(&format!("/items/{WIDGET_A}")).await;
+    app.get("/items/550e8400-e29b-41d4-a716-446655449999").await;
+    let metrics = app.metrics().await;
+    for (series, value) in [
+        ("cache_hits_total", 1.0),
+        (r#"cache_misses_total{operation="get"}"#, 2.0),
+        (r#"db_operations_total{operation="insert",status="success"}"#, 1.0),
+        (r#"db_operations_total{operation="select",status="success"}"#, 2.0),
+        (r#"write_operation_seconds_count{target="postgres"}"#, 1.0),
+        (r#"write_operation_seconds_count{target="total"}"#, 1.0),
+        (r#"http_requests_total{method="GET",endpoint="/items/{id}",status="404"}"#, 1.0),
+    ] {
+        assert_eq!(common::sample(&metrics, series), Some(value), "{series} in\n{metrics}");
+    }
+    // Redis timings: one write-through plus one repopulation after the seed item's miss.
+    assert_eq!(common::sample(&metrics, r#"write_operation_seconds_count{target="redis"}"#), Some(2.0));
+}
+
+/// An items lab on PostgreSQL and a Redis of the test's own.
+async fn with_private_redis(redis: &PrivateRedis) -> common::TestApp {
+    let url = redis.url();
+    spawn_lab(LabName::Items, Backend::Services, |c| {
+        c.backend.redis_url = Some(url);
+        c.redis_timeout = Duration::from_millis(150);
+    })
+    .await
+}
+
+async fn health_status(app: &common::TestApp) -> String {
+    let health: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(health["dependencies"]["postgres"], "ok");
+    health["status"].as_str().unwrap().to_string()
+}
+
+/// Seed 002 part 6: Redis stops; the API degrades gracefully and recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_redis_degrades_health_and_the_api_keeps_working() {
+    let mut redis = PrivateRedis::start();
+    let app = with_private_redis(&redis).await;
+    assert_eq!(health_status(&app).await, "ok");
+
+    redis.stop();
+    assert!(eventually(Duration::from_secs(1), || async { health_status(&app).await == "degraded" }).await);
+    let health: Value = app.get("/health").await.json().await.unwrap();
+    assert_eq!(health["dependencies"], json!({ "redis": "down", "postgres": "ok" }));
+
+    let (status, widget) = json_of(app.get(&format!("/items/{WIDGET_A}")).await).await;
+    assert_eq!((status, widget["name"].clone()), (200, json!("Widget A")), "reads fall back to the database");
+    let (status, created) =
+        json_of(app.post_json("/items", &json!({ "name": "Created without Redis", "price": 77.77 })).await).await;
+    assert_eq!(status, 200, "writes succeed: {created}");
+    assert_eq!(json_of(app.get(&format!("/items/{}", created["id"].as_str().unwrap())).await).await.0, 200);
+    assert_eq!(json_of(app.post_json("/cache/clear", &json!({})).await).await.0, 503);
+    assert_eq!(stats(&app).await["cache"], "down");
+
+    redis.restart();
+    assert!(
+        eventually(Duration::from_secs(3), || async { health_status(&app).await == "ok" }).await,
+        "recovers without a restart"
+    );
+    let before = stats(&app).await["total_hits"].as_u64().unwrap();
+    app.get(&format!("/items/{WIDGET_A}")).await; // miss: the new Redis is empty
+    app.get(&format!("/items/{WIDGET_A}")).await;
+    assert_eq!(stats(&app).await["total_hits"].as_u64().unwrap(), before + 1, "the cache is used again");
+}
+
+/// While Redis does not answer, each request pays at most about one Redis timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_during_an_outage_pay_a_bounded_price() {
+    let redis = PrivateRedis::start();
+    let app = with_private_redis(&redis).await;
+    redis.pause(3_000);
+    let mut slowest = Duration::ZERO;
+    for i in 0..10 {
+        let started = Instant::now();
+        let (status, _) =
+            json_of(app.post_json("/items", &json!({ "name": format!("During {i}"), "price": 1 })).await).await;
+        assert_eq!(status, 200);
+        assert_eq!(json_of(app.get(&format!("/items/{WIDGET_A}")).await).await.0, 200);
+        slowest = slowest.max(started.elapsed());
+    }
+    // Not a benchmark: a generous bound that the crate's default (retries for ~9 s per
+    // command) would blow through on the very first request.
+    assert!(slowest < Duration::from_secs(2), "a write + read took {slowest:?} while Redis was paused");
+    assert_eq!(health_status(&app).await, "degraded");
+}
+
+/// The original's bug: Redis paused (data intact), an item updated meanwhile, and
+/// the old value served again once Redis answers. Ours invalidates on recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_read_after_an_outage() {
+    let redis = PrivateRedis::start();
+    let app = with_private_redis(&redis).await;
+    let (_, created) = json_of(app.post_json("/items", &json!({ "name": "Before", "price": 1 })).await).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let key = format!("{}item:{id}", app.config.backend.redis_prefix);
+    assert!(redis.get(&key).unwrap().contains("Before"), "written through");
+
+    redis.pause(1_500);
+    assert!(eventually(Duration::from_secs(1), || async { health_status(&app).await == "degraded" }).await);
+    let (status, _) =
+        json_of(app.put_json(&format!("/items/{id}"), &json!({ "name": "During", "price": 2 })).await).await;
+    assert_eq!(status, 200);
+    let deleted = json_of(app.post_json("/items", &json!({ "name": "Doomed", "price": 3 })).await).await.1;
+    let doomed = deleted["id"].as_str().unwrap().to_string();
+    assert_eq!(json_of(app.delete(&format!("/items/{doomed}")).await).await.0, 200);
+
+    assert!(eventually(Duration::from_secs(5), || async { health_status(&app).await == "ok" }).await);
+    let (_, read) = json_of(app.get(&format!("/items/{id}")).await).await;
+    assert_eq!(read["name"], "During", "the value Redis kept through the outage was invalidated");
+    assert_eq!(json_of(app.get(&format!("/items/{doomed}")).await).await.0, 404);
+}
+
+/// breakroom starts while Redis is down (the original refused to) and comes up degraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_degraded_while_redis_is_down_and_recovers() {
+    let mut redis = PrivateRedis::start();
+    redis.stop();
+    let app = with_private_redis(&redis).await;
+    assert!(eventually(Duration::from_secs(1), || async { health_status(&app).await == "degraded" }).await);
+    assert_eq!(json_of(app.get(&format!("/items/{WIDGET_A}")).await).await.0, 200);
+    redis.restart();
+    assert!(eventually(Duration::from_secs(3), || async { health_status(&app).await == "ok" }).await);
+}
+
+/// Runs the `breakroom` binary; returns exit code and stdout + stderr.
+async fn breakroom(args: &[&str]) -> (i32, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_breakroom"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("the breakroom binary runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
+
+on_both_backends!(demonstrate_walks_the_runbook);
+
+async fn demonstrate_walks_the_runbook(backend: Backend) {
+    let app = spawn(backend).await;
+    let (code, out) = breakroom(&["demonstrate", "items", "--url", &app.url]).await;
+    assert_eq!(code, 0, "{out}");
+    for expected in [
+        "Part 3",
+        "✓ first read is a cache HIT",
+        "Write 5:",
+        "Cache miss read:",
+        "Part 5",
+        "✓ an update is visible to the next read",
+    ] {
+        assert!(out.contains(expected), "{expected:?} in\n{out}");
+    }
+}
+
+/// `check items --redis` pauses Redis itself and verifies every outage promise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_verifies_the_outage_promises() {
+    let redis = PrivateRedis::start();
+    let app = with_private_redis(&redis).await;
+    let (code, out) = breakroom(&["check", "items", "--url", &app.url, "--redis", &redis.url()]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("✓ no stale read after recovery"), "{out}");
+    assert!(out.contains("SUCCESS"), "{out}");
+    assert!(!out.contains('✗'), "{out}");
+}
+
+/// With Redis not answering, nothing is written through: `check` says so and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_when_a_promise_is_broken() {
+    let redis = PrivateRedis::start();
+    let app = with_private_redis(&redis).await;
+    redis.pause(8_000);
+    let (code, out) = breakroom(&["check", "items", "--url", &app.url]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✗ write-through: a created item is a cache hit on its first read"), "{out}");
+    assert!(out.contains("FAIL"), "{out}");
+}
+
+#[tokio::test]
+async fn check_explains_an_unreachable_server() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (code, out) = breakroom(&["check", "items", "--url", &format!("http://127.0.0.1:{port}")]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("Cannot reach the items lab") && out.contains("breakroom serve items"), "{out}");
+}
