@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use breakroom::labs::LabName;
-use common::{ADMIN_TOKEN, Backend, PrivateRedis, eventually, spawn_lab};
+use common::{ADMIN_TOKEN, Backend, PrivateRedis, breakroom, eventually, spawn_lab};
 use serde_json::{Value, json};
 
 const WIDGET_A: &str = "550e8400-e29b-41d4-a716-446655440001";
@@ -301,18 +301,6 @@ async fn starts_degraded_while_redis_is_down_and_recovers() {
     assert_eq!(json_of(app.get(&format!("/items/{WIDGET_A}")).await).await.0, 200);
     redis.restart();
     assert!(eventually(Duration::from_secs(3), || async { health_status(&app).await == "ok" }).await);
-}
-
-/// Runs the `breakroom` binary; returns exit code and stdout + stderr.
-async fn breakroom(args: &[&str]) -> (i32, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_breakroom"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .await
-        .expect("the breakroom binary runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.code().unwrap_or(-1), text)
 }
 
 on_both_backends!(demonstrate_walks_the_runbook);

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADMIN_TOKEN, Backend, Events, sample, spawn_app};
+use common::{ADMIN_TOKEN, Backend, Events, breakroom, sample, spawn_app};
 use serde_json::{Value, json};
 
 const PARTNER: &str = "conf-partner-2026";
@@ -428,20 +428,6 @@ async fn counts_are_rebuilt_after_redis_loses_them() {
     assert_eq!(app.count_of("stare").await, 4);
     let seen = viewer.until("votes", Duration::from_secs(5), |e| e["stare"]["count"] == 4).await;
     assert!(seen.is_some());
-}
-
-/// Runs the `breakroom` binary; returns exit code and stdout + stderr.
-async fn breakroom(args: &[&str]) -> (i32, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_breakroom"))
-        .args(args)
-        .env_remove("BREAKROOM_ADMIN_TOKEN")
-        .env_remove("BREAKROOM_URL")
-        .env("NO_COLOR", "1")
-        .output()
-        .await
-        .expect("the breakroom binary runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.code().unwrap_or(-1), text)
 }
 
 async fn stage_commands_tell_a_buggy_server_from_a_fixed_one(backend: Backend) {

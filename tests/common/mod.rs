@@ -465,3 +465,18 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Runs the `breakroom` binary with no admin token or URL from the environment;
+/// returns its exit code and stdout + stderr.
+pub async fn breakroom(args: &[&str]) -> (i32, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_breakroom"))
+        .args(args)
+        .env_remove("BREAKROOM_ADMIN_TOKEN")
+        .env_remove("BREAKROOM_URL")
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("the breakroom binary runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}

@@ -22,7 +22,7 @@ use super::{LabName, Scenario};
 use crate::platform::Platform;
 use crate::platform::bugs::BugInfo;
 use crate::platform::cache::Cache;
-use crate::platform::http::{ApiError, JsonBody, PathParam, QueryParams};
+use crate::platform::http::{ApiError, Confirmed, JsonBody, PathParam, QueryParams};
 use store::{ItemFields, ItemStore};
 use write_through::{CacheStats, WriteThrough};
 
@@ -198,19 +198,8 @@ async fn health(State(lab): Lab) -> Json<serde_json::Value> {
     }))
 }
 
-#[derive(Deserialize)]
-struct ResetQuery {
-    confirm: Option<String>,
-}
-
 /// `POST /admin/reset?confirm=yes`: the three seed items, an empty cache, zero stats.
-async fn reset(
-    State(lab): Lab,
-    QueryParams(query): QueryParams<ResetQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    if query.confirm.as_deref() != Some("yes") {
-        return Err(ApiError::bad_request("Add ?confirm=yes to reset the lab"));
-    }
+async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>, ApiError> {
     lab.store.delete_all().await?;
     lab.store.seed().await?;
     let cleared = lab.items.cache().clear(write_through::KEY_PREFIX).await;

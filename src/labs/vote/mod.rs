@@ -27,7 +27,7 @@ use crate::platform::Platform;
 use crate::platform::bugs::BugInfo;
 use crate::platform::cache::Subscription;
 use crate::platform::feed::Feed;
-use crate::platform::http::{ApiError, JsonBody, QueryParams};
+use crate::platform::http::{ApiError, Confirmed, JsonBody};
 use ballot::Choice;
 use live::LiveCounts;
 use referral::{ReferralError, ReferralValidator};
@@ -231,20 +231,9 @@ async fn version(State(lab): Lab) -> Json<serde_json::Value> {
     }))
 }
 
-#[derive(Deserialize)]
-struct ResetQuery {
-    confirm: Option<String>,
-}
-
 /// `POST /admin/reset?confirm=yes`: votes, live counts, referral cache and the bug
 /// switch back to their pre-talk state, without a restart.
-async fn reset(
-    State(lab): Lab,
-    QueryParams(query): QueryParams<ResetQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    if query.confirm.as_deref() != Some("yes") {
-        return Err(ApiError::bad_request("Add ?confirm=yes to reset the session"));
-    }
+async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>, ApiError> {
     let deleted = lab.store.clear_votes().await?;
     lab.live.reset().await.map_err(|e| {
         ApiError::unavailable(format!("Votes were deleted but the live counts could not be reset: {e:#}. Try again."))
