@@ -15,10 +15,18 @@ fn free_port() -> u16 {
 
 /// Starts `breakroom serve vote` on a free port; returns once it answers `/health`.
 async fn serve(data_dir: &std::path::Path, envs: &[(&str, &str)]) -> (Child, String, Arc<Mutex<String>>) {
+    serve_lab("vote", data_dir, envs).await
+}
+
+async fn serve_lab(
+    lab: &str,
+    data_dir: &std::path::Path,
+    envs: &[(&str, &str)],
+) -> (Child, String, Arc<Mutex<String>>) {
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_breakroom"));
     command
-        .args(["serve", "vote", "--bind", "127.0.0.1", "--port", &port.to_string(), "--seed-partners", "100"])
+        .args(["serve", lab, "--bind", "127.0.0.1", "--port", &port.to_string(), "--seed-partners", "100"])
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("DATABASE_URL")
@@ -98,9 +106,8 @@ async fn sigterm_ends_open_streams_and_exits_promptly() {
     assert!(body.unwrap_or_default().contains("event: votes"));
 }
 
-#[tokio::test]
-async fn traces_reach_an_otlp_collector() {
-    // A stand-in collector that keeps every OTLP/HTTP export it receives.
+/// A stand-in OTLP/HTTP collector that keeps every export it receives.
+async fn collector() -> (String, Arc<Mutex<Vec<Bytes>>>) {
     let received: Arc<Mutex<Vec<Bytes>>> = Arc::default();
     let sink = received.clone();
     let collector = axum::Router::new().route(
@@ -116,7 +123,19 @@ async fn traces_reach_an_otlp_collector() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, collector).await });
+    (endpoint, received)
+}
 
+/// Whether the exported protobuf bytes contain `needle` (names and attribute keys are
+/// plain strings inside it).
+fn exported(received: &Mutex<Vec<Bytes>>, needle: &[u8]) -> bool {
+    let all: Vec<u8> = received.lock().unwrap().iter().flat_map(|b| b.iter().copied()).collect();
+    all.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn traces_reach_an_otlp_collector() {
+    let (endpoint, received) = collector().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut child, url, _) = serve(dir.path(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
     let client = reqwest::Client::new();
@@ -131,13 +150,43 @@ async fn traces_reach_an_otlp_collector() {
     // Shutting down flushes the batch exporter.
     assert!(sigterm(&mut child).await.success());
 
-    let exports = received.lock().unwrap();
-    let all: Vec<u8> = exports.iter().flat_map(|b| b.iter().copied()).collect();
-    let contains = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
-    assert!(contains(b"vote-api"), "the service name is vote-api ({} exports)", exports.len());
-    assert!(contains(b"POST /vote"), "the request span is named after its route");
+    assert!(exported(&received, b"vote-api"), "the service name is vote-api");
+    assert!(exported(&received, b"POST /vote"), "the request span is named after its route");
     let trace_id: Vec<u8> = (0..16)
         .map(|i| u8::from_str_radix(&"4bf92f3577b34da6a3ce929d0e0e4736"[2 * i..2 * i + 2], 16).unwrap())
         .collect();
-    assert!(contains(&trace_id), "the span continues the caller's trace (W3C traceparent)");
+    assert!(exported(&received, &trace_id), "the span continues the caller's trace (W3C traceparent)");
+}
+
+/// Seed 002's point: one write shows a database span and a cache span.
+#[tokio::test]
+async fn an_item_write_is_traced_to_the_database_and_the_cache() {
+    let (endpoint, received) = collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, _) = serve_lab("items", dir.path(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
+    let created = reqwest::Client::new()
+        .post(format!("{url}/items"))
+        .json(&serde_json::json!({ "name": "Traced", "price": 1.5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let id = created.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    reqwest::get(format!("{url}/items/{id}")).await.unwrap();
+    assert!(sigterm(&mut child).await.success());
+
+    for needle in [
+        "items",
+        "POST /items",
+        "postgres_insert",
+        "redis_set",
+        "redis_get",
+        "cache.key",
+        "cache.hit",
+        "item.id",
+        "db.system",
+        &id,
+    ] {
+        assert!(exported(&received, needle.as_bytes()), "{needle} is exported");
+    }
 }
