@@ -32,6 +32,8 @@ pub enum Command {
     Check(StageArgs),
     /// Put a running lab back in its pre-talk state (needs the admin token)
     Reset(StageArgs),
+    /// Print a lab's reference fix, from the source compiled into this binary
+    Explain(ExplainArgs),
     /// Create a lab's tables and seed data, then exit
     Seed(SeedArgs),
 }
@@ -127,6 +129,11 @@ pub struct SeedArgs {
     pub backend: BackendArgs,
     #[command(flatten)]
     pub vote: VoteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    pub lab: LabName,
 }
 
 #[derive(Debug, Args)]

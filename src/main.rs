@@ -26,6 +26,10 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Demonstrate(args) => stage(StageCommand::Demonstrate, args).await,
         Command::Check(args) => stage(StageCommand::Check, args).await,
         Command::Reset(args) => stage(StageCommand::Reset, args).await,
+        Command::Explain(args) => {
+            print!("{}", labs::explain(args.lab));
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -98,6 +102,14 @@ fn print_banner(platform: &breakroom::platform::Platform, local: SocketAddr, tok
     let base = format!("http://{}", SocketAddr::new(host, local.port()));
     let lab = config.lab.as_str();
     let mut lines = vec![format!("breakroom {} · {lab} lab · listening on {local}", config.app_version)];
+    if config.lab == labs::LabName::Datasets {
+        lines.push(format!("  datasets       {base}/api/datasets/   (Authorization: Token alice-token)"));
+        lines.push(format!("  statistics     {base}/api/datasets/{}/statistics/", labs::datasets::FLAGSHIP_ID));
+    }
+    if config.lab == labs::LabName::Items {
+        lines.push(format!("  items          {base}/items"));
+        lines.push(format!("  cache stats    {base}/cache/stats"));
+    }
     if config.lab == labs::LabName::Vote {
         lines.push(format!("  vote page      {base}/"));
         lines.push(format!("  referral link  {base}/?referral={}", labs::vote::KNOWN_PARTNER_CODE));

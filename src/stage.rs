@@ -83,6 +83,19 @@ impl Target {
         self.send(self.client.put(self.url(path)).json(body)).await
     }
 
+    pub async fn get_admin(&self, path: &str, token: &str) -> Result<Reply, StageError> {
+        self.send(self.client.get(self.url(path)).bearer_auth(token)).await
+    }
+
+    /// A request as a user of a lab that authenticates with `Authorization: Token …`.
+    pub async fn get_with_token(&self, path: &str, token: &str) -> Result<Reply, StageError> {
+        self.send(self.client.get(self.url(path)).header("authorization", format!("Token {token}"))).await
+    }
+
+    pub async fn post_with_token(&self, path: &str, token: &str) -> Result<Reply, StageError> {
+        self.send(self.client.post(self.url(path)).header("authorization", format!("Token {token}"))).await
+    }
+
     pub async fn post_admin(&self, path: &str, token: &str) -> Result<Reply, StageError> {
         self.send(self.client.post(self.url(path)).bearer_auth(token)).await
     }

@@ -1,5 +1,6 @@
 //! The labs and the registry of their scenarios. Labs never import each other.
 
+pub mod datasets;
 pub mod items;
 pub mod vote;
 
@@ -13,6 +14,8 @@ pub enum LabName {
     Vote,
     /// Write-through cache over the database and Redis; survives a Redis outage
     Items,
+    /// Research datasets whose cached statistics are never invalidated on download
+    Datasets,
 }
 
 impl LabName {
@@ -20,6 +23,7 @@ impl LabName {
         match self {
             LabName::Vote => "vote",
             LabName::Items => "items",
+            LabName::Datasets => "datasets",
         }
     }
 
@@ -28,6 +32,7 @@ impl LabName {
         match self {
             LabName::Vote => "vote-api",
             LabName::Items => "items",
+            LabName::Datasets => "datasets",
         }
     }
 
@@ -35,6 +40,7 @@ impl LabName {
         match self {
             LabName::Vote => vote::BUGS,
             LabName::Items => items::BUGS,
+            LabName::Datasets => datasets::BUGS,
         }
     }
 }
@@ -52,7 +58,7 @@ pub struct Scenario {
     pub fix: &'static str,
 }
 
-pub const SCENARIOS: &[Scenario] = &[vote::SCENARIO, items::SCENARIO];
+pub const SCENARIOS: &[Scenario] = &[vote::SCENARIO, items::SCENARIO, datasets::SCENARIO];
 
 /// Builds a lab's router on a started platform; the lab registers its metrics.
 pub async fn build(
@@ -63,6 +69,7 @@ pub async fn build(
     match lab {
         LabName::Vote => vote::build(platform, registry).await,
         LabName::Items => items::build(platform, registry).await,
+        LabName::Datasets => datasets::build(platform, registry).await,
     }
 }
 
@@ -80,6 +87,10 @@ pub async fn seed(
         LabName::Items => {
             let inserted = items::seed(db).await?;
             Ok(format!("items: {inserted} seed items inserted"))
+        }
+        LabName::Datasets => {
+            datasets::seed(db).await?;
+            Ok("datasets: users, datasets and the flagship's 15 downloads are seeded".into())
         }
     }
 }
@@ -106,6 +117,30 @@ pub async fn stage(command: StageCommand, args: &crate::config::StageArgs) -> Re
         (LabName::Items, StageCommand::Check) => items::stage::check(&target, args.redis.as_deref()).await,
         (LabName::Items, StageCommand::Reset) => {
             items::stage::reset(&target, args.token.as_deref(), &args.data_dir).await
+        }
+        (LabName::Datasets, StageCommand::Demonstrate) => {
+            datasets::stage::demonstrate(&target, args.token.as_deref(), &args.data_dir).await
+        }
+        (LabName::Datasets, StageCommand::Check) => datasets::stage::check(&target).await,
+        (LabName::Datasets, StageCommand::Reset) => {
+            datasets::stage::reset(&target, args.token.as_deref(), &args.data_dir).await
+        }
+    }
+}
+
+/// `breakroom explain LAB`: the reference fix as compiled into this binary, and notes.
+pub fn explain(lab: LabName) -> String {
+    match lab {
+        LabName::Datasets => datasets::stage::explain(),
+        other => {
+            let bugs: Vec<String> =
+                other.bugs().iter().map(|b| format!("  {}: {} — {}", b.name, b.summary, b.location)).collect();
+            let fixes = if bugs.is_empty() {
+                "  (no planted bug: its scenario is a fault injected from outside)".to_string()
+            } else {
+                bugs.join("\n")
+            };
+            format!("The {} lab's planted bugs (run the fix with --fixed NAME):\n{fixes}\n", other.as_str())
         }
     }
 }

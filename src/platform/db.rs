@@ -121,6 +121,11 @@ impl Db {
         error
     }
 
+    /// Runs a statement without parameters; returns the rows it affected.
+    pub async fn execute(&self, sql: &'static str) -> Result<u64, sqlx::Error> {
+        on_pool!(self, |p| sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()))
+    }
+
     /// A cheap round trip, for readiness.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         on_pool!(self, |p| sqlx::query("SELECT 1").execute(p).await.map(drop))

@@ -143,8 +143,7 @@ impl ItemStore {
     }
 
     pub async fn delete_all(&self) -> Result<u64, sqlx::Error> {
-        on_pool!(self.db, |pool| sqlx::query("DELETE FROM items").execute(pool).await.map(|r| r.rows_affected()))
-            .map_err(|e| self.db.observe(e))
+        self.db.execute("DELETE FROM items").await.map_err(|e| self.db.observe(e))
     }
 }
 

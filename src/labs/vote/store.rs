@@ -65,8 +65,7 @@ impl VoteStore {
     }
 
     pub async fn clear_votes(&self) -> Result<u64, sqlx::Error> {
-        on_pool!(self.db, |pool| sqlx::query("DELETE FROM votes").execute(pool).await.map(|r| r.rows_affected()))
-            .map_err(|e| self.db.observe(e))
+        self.db.execute("DELETE FROM votes").await.map_err(|e| self.db.observe(e))
     }
 
     /// Seeds the known partner plus `generated` random ones, once, in one transaction:
