@@ -34,6 +34,8 @@ pub enum Command {
     Reset(StageArgs),
     /// Print a lab's reference fix, from the source compiled into this binary
     Explain(ExplainArgs),
+    /// Send traffic to a lab: open-model load with phases, live control and a report
+    Drive(crate::driver::DriveArgs),
     /// Create a lab's tables and seed data, then exit
     Seed(SeedArgs),
 }

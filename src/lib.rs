@@ -4,6 +4,7 @@
 //! real server through [`build`] and [`serve`] on a port of their own.
 
 pub mod config;
+pub mod driver;
 pub mod labs;
 pub mod platform;
 pub mod stage;

@@ -26,6 +26,10 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Demonstrate(args) => stage(StageCommand::Demonstrate, args).await,
         Command::Check(args) => stage(StageCommand::Check, args).await,
         Command::Reset(args) => stage(StageCommand::Reset, args).await,
+        Command::Drive(args) => {
+            telemetry::init_logs_only();
+            breakroom::driver::run(args).await.map_err(anyhow::Error::from)
+        }
         Command::Explain(args) => {
             print!("{}", labs::explain(args.lab));
             Ok(0)

@@ -1,0 +1,218 @@
+//! The engine: an open model on a schedule of absolute deadlines, or a closed model of
+//! C connections as fast as they go.
+//!
+//! Open model: the n-th arrival is due at `start + t_n`, where `t_{n+1} = t_n +
+//! 1/rate(t_n)`. Each arrival starts on its own task whether or not earlier ones have
+//! answered, and its latency is measured from its *intended* start, so a slow server
+//! cannot hide its latency by slowing the driver down (no coordinated omission). When
+//! `max_in_flight` journeys are already running, a due arrival is counted as dropped
+//! rather than silently delayed.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::profile::{Journey, Profile};
+use super::record::{Outcome, Recorder};
+use super::shape::Shape;
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Keep-alive connections, as many as the run needs.
+pub fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(usize::MAX).build(connector)
+}
+
+/// What the run does: open (a timeline of rates) or closed (C connections, max rate).
+#[derive(Debug, Clone)]
+pub enum Model {
+    Open { shape: Shape, max_in_flight: usize },
+    Closed { connections: usize, duration: Duration },
+}
+
+/// Shared between the engine, the progress line and the control API.
+pub struct Run {
+    pub profile: Profile,
+    pub base: String,
+    pub recorder: Recorder,
+    pub stop: CancellationToken,
+    pub started: Mutex<Option<Instant>>,
+    /// A rate set through `POST /rate`; replaces the timeline from then on.
+    pub rate_override: Mutex<Option<f64>>,
+    pub max_requests: Option<u64>,
+    pub timeout: Duration,
+    pub ids: Vec<String>,
+    pub target_rps: Mutex<f64>,
+    sequence: AtomicU64,
+}
+
+impl Run {
+    pub fn new(profile: Profile, base: String, max_requests: Option<u64>, timeout: Duration, ids: Vec<String>) -> Run {
+        Run {
+            profile,
+            base,
+            recorder: Recorder::default(),
+            stop: CancellationToken::new(),
+            started: Mutex::new(None),
+            rate_override: Mutex::new(None),
+            max_requests,
+            timeout,
+            ids,
+            target_rps: Mutex::new(0.0),
+            sequence: AtomicU64::new(0),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.lock().unwrap_or_else(|p| p.into_inner()).map_or(Duration::ZERO, |s| s.elapsed())
+    }
+
+    fn count_reached(&self, sent: u64) -> bool {
+        self.max_requests.is_some_and(|max| sent >= max)
+    }
+}
+
+/// Sends one request; returns its outcome once the whole body has arrived.
+async fn send(client: &HttpClient, run: &Run, method: hyper::Method, path: &str, body: Option<String>) -> Outcome {
+    let uri = format!("{}{}", run.base, path);
+    let mut request = hyper::Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    let Ok(request) = request.body(Full::new(Bytes::from(body.unwrap_or_default()))) else {
+        return Outcome::Other;
+    };
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status().as_u16();
+        // Read the body so the connection goes back to the pool.
+        let _ = response.into_body().collect().await;
+        Ok::<_, hyper_util::client::legacy::Error>(status)
+    };
+    match tokio::time::timeout(run.timeout, exchange).await {
+        Ok(Ok(status)) => Outcome::Status(status),
+        Ok(Err(error)) if error.is_connect() => Outcome::Connect,
+        Ok(Err(_)) => Outcome::Other,
+        Err(_) => Outcome::Timeout,
+    }
+}
+
+/// Runs a journey's steps; the first step's latency counts from `intended`.
+async fn journey(client: &HttpClient, run: &Run, journey: &Journey, intended: Instant) {
+    for (i, step) in journey.steps.iter().enumerate() {
+        if i > 0 && !journey.think.is_zero() {
+            tokio::time::sleep(journey.think).await;
+        }
+        let from = if i == 0 { intended } else { Instant::now() };
+        let (path, body) = {
+            let mut rng = rand::rng();
+            let n = run.sequence.fetch_add(1, Ordering::Relaxed);
+            let path = run.profile.fill(&mut rng, &step.path, n, &run.ids);
+            let body = step.body.as_ref().map(|b| run.profile.fill(&mut rng, b, n, &run.ids));
+            (path, body)
+        };
+        let outcome = send(client, run, step.method.clone(), &path, body).await;
+        run.recorder.record(&step.name, outcome, from.elapsed());
+        if outcome.error_kind().is_some() {
+            break; // a failed step ends the journey, as it would for a person
+        }
+    }
+}
+
+/// Runs the model until its timeline ends, its request count is reached, or `stop`.
+pub async fn drive(run: Arc<Run>, model: Model) {
+    let client = client();
+    let start = Instant::now();
+    *run.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(start);
+    match model {
+        Model::Open { shape, max_in_flight } => open(run, client, shape, max_in_flight, start).await,
+        Model::Closed { connections, duration } => closed(run, client, connections, start + duration).await,
+    }
+}
+
+async fn open(run: Arc<Run>, client: HttpClient, shape: Shape, max_in_flight: usize, start: Instant) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut sent = 0u64;
+    // Seconds since start at which the previous request was due.
+    let mut t = 0.0f64;
+    loop {
+        if run.count_reached(sent) {
+            break;
+        }
+        let overridden = *run.rate_override.lock().unwrap_or_else(|p| p.into_inner());
+        let next = match overridden {
+            Some(rps) if rps > 0.0 => Some(t.max(start.elapsed().as_secs_f64() - 1.0 / rps) + 1.0 / rps),
+            Some(_) => {
+                // Paused by the control API: look again in 10 ms.
+                t = start.elapsed().as_secs_f64();
+                tokio::select! {
+                    _ = run.stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => continue,
+                }
+            }
+            None => shape.next_arrival(t),
+        };
+        let Some(next) = next else { break };
+        *run.target_rps.lock().unwrap_or_else(|p| p.into_inner()) = overridden.unwrap_or_else(|| shape.rate_at(next));
+        t = next;
+        let due = start + Duration::from_secs_f64(t);
+        tokio::select! {
+            _ = run.stop.cancelled() => break,
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        sent += 1;
+        if in_flight.load(Ordering::Acquire) >= max_in_flight {
+            run.recorder.drop_one();
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let (run, client, in_flight) = (run.clone(), client.clone(), in_flight.clone());
+        tasks.spawn(async move {
+            let chosen = run.profile.pick_journey(&mut rand::rng());
+            journey(&client, &run, &run.profile.journeys[chosen], due).await;
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
+        // Reap finished tasks so the set does not grow for the whole run.
+        while tasks.try_join_next().is_some() {}
+    }
+    // In-flight journeys finish (each bounded by the request timeout) unless stopped.
+    tokio::select! {
+        _ = run.stop.cancelled() => tasks.abort_all(),
+        _ = async { while tasks.join_next().await.is_some() {} } => {}
+    }
+}
+
+async fn closed(run: Arc<Run>, client: HttpClient, connections: usize, end: Instant) {
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..connections.max(1) {
+        let (run, client, sent) = (run.clone(), client.clone(), sent.clone());
+        workers.spawn(async move {
+            loop {
+                if Instant::now() >= end || run.stop.is_cancelled() {
+                    return;
+                }
+                if run.count_reached(sent.fetch_add(1, Ordering::AcqRel)) {
+                    return;
+                }
+                let chosen = run.profile.pick_journey(&mut rand::rng());
+                tokio::select! {
+                    _ = run.stop.cancelled() => return,
+                    _ = journey(&client, &run, &run.profile.journeys[chosen], Instant::now()) => {}
+                }
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+}

@@ -1,0 +1,189 @@
+//! Named traffic, as data: a profile is weighted journeys, a journey a sequence of
+//! request steps with think time between them. The engine knows only this shape, so
+//! a new lab's traffic is a new profile, not a new engine.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// One request of a journey. `path` and `body` may hold placeholders filled per
+/// request: `{choice}` (a weighted poll choice), `{item_id}` (an id from the setup
+/// pool), `{n}` (a sequence number).
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub method: hyper::Method,
+    pub path: String,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Journey {
+    pub name: String,
+    pub weight: f64,
+    pub steps: Vec<Step>,
+    /// Pause between two steps, as a person reading a page would.
+    pub think: Duration,
+}
+
+/// What a profile needs created before traffic starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Setup {
+    None,
+    /// Create this many items (`POST /items`) and use their ids as `{item_id}`.
+    Items(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: &'static str,
+    pub journeys: Vec<Journey>,
+    pub choices: Vec<(String, f64)>,
+    pub setup: Setup,
+}
+
+fn step(name: &str, method: hyper::Method, path: &str, body: Option<&str>) -> Step {
+    Step { name: name.into(), method, path: path.into(), body: body.map(str::to_owned) }
+}
+
+fn single(name: &str, weight: f64, step: Step) -> Journey {
+    Journey { name: name.into(), weight, steps: vec![step], think: Duration::ZERO }
+}
+
+/// A room of phones voting: `referral_share` of them through the partner QR code.
+pub fn vote_audience(choices: Vec<(String, f64)>, referral_share: f64, referral: &str) -> Profile {
+    let referral = serde_json::to_string(referral).expect("a string serializes");
+    let with_referral = format!(r#"{{"choice":"{{choice}}","referral":{referral}}}"#);
+    Profile {
+        name: "vote-audience",
+        journeys: vec![
+            single(
+                "vote",
+                1.0 - referral_share,
+                step("vote", hyper::Method::POST, "/vote", Some(r#"{"choice":"{choice}","referral":null}"#)),
+            ),
+            single(
+                "vote+referral",
+                referral_share,
+                step("vote+referral", hyper::Method::POST, "/vote", Some(&with_referral)),
+            ),
+        ],
+        choices,
+        setup: Setup::None,
+    }
+}
+
+/// Seed 002's k6 mix: 70% reads of existing items, 20% creates, 10% updates.
+pub fn items_mixed() -> Profile {
+    Profile {
+        name: "items-mixed",
+        journeys: vec![
+            single("read", 0.7, step("read", hyper::Method::GET, "/items/{item_id}", None)),
+            single(
+                "create",
+                0.2,
+                step("create", hyper::Method::POST, "/items", Some(r#"{"name":"Load test {n}","price":1.99}"#)),
+            ),
+            single(
+                "update",
+                0.1,
+                step("update", hyper::Method::PUT, "/items/{item_id}", Some(r#"{"name":"Updated {n}","price":2.99}"#)),
+            ),
+        ],
+        choices: Vec::new(),
+        setup: Setup::Items(10),
+    }
+}
+
+/// One plain request, for anything else.
+pub fn url(method: hyper::Method, path: &str, body: Option<&str>) -> Profile {
+    Profile {
+        name: "url",
+        journeys: vec![single("request", 1.0, step("request", method, path, body))],
+        choices: Vec::new(),
+        setup: Setup::None,
+    }
+}
+
+/// `print=1,ai=3`: weights by key.
+pub fn parse_weights(text: &str) -> Result<Vec<(String, f64)>, String> {
+    text.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| {
+            let (key, weight) = part.split_once('=').ok_or_else(|| format!("'{part}' is not key=weight"))?;
+            let weight: f64 = weight.trim().parse().map_err(|_| format!("'{part}': the weight is not a number"))?;
+            if !(weight.is_finite() && weight >= 0.0) {
+                return Err(format!("'{part}': weights are numbers ≥ 0"));
+            }
+            Ok((key.trim().to_string(), weight))
+        })
+        .collect()
+}
+
+/// Picks an index with probability proportional to its weight.
+pub fn pick<R: Rng>(rng: &mut R, weights: impl Iterator<Item = f64> + Clone) -> usize {
+    let total: f64 = weights.clone().sum();
+    if total <= 0.0 {
+        return 0;
+    }
+    let mut roll = rng.random_range(0.0..total);
+    let mut last = 0;
+    for (i, weight) in weights.enumerate() {
+        last = i;
+        if roll < weight {
+            return i;
+        }
+        roll -= weight;
+    }
+    last
+}
+
+impl Profile {
+    /// The index of a journey, drawn by weight.
+    pub fn pick_journey<R: Rng>(&self, rng: &mut R) -> usize {
+        pick(rng, self.journeys.iter().map(|j| j.weight))
+    }
+
+    /// A step's path and body with their placeholders filled.
+    pub fn fill<R: Rng>(&self, rng: &mut R, text: &str, n: u64, ids: &[String]) -> String {
+        let mut out = text.replace("{n}", &n.to_string());
+        if out.contains("{choice}") {
+            let choice = self.choices.get(pick(rng, self.choices.iter().map(|c| c.1))).map_or("ai", |c| c.0.as_str());
+            out = out.replace("{choice}", choice);
+        }
+        if out.contains("{item_id}") && !ids.is_empty() {
+            out = out.replace("{item_id}", &ids[rng.random_range(0..ids.len())]);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_pick_in_proportion() {
+        let mut rng = rand::rng();
+        let weights = [0.7, 0.2, 0.1];
+        let mut counts = [0usize; 3];
+        for _ in 0..20_000 {
+            counts[pick(&mut rng, weights.iter().copied())] += 1;
+        }
+        assert!((counts[0] as f64 / 20_000.0 - 0.7).abs() < 0.03, "{counts:?}");
+        assert!((counts[2] as f64 / 20_000.0 - 0.1).abs() < 0.03, "{counts:?}");
+        assert_eq!(pick(&mut rng, [0.0, 0.0].into_iter()), 0);
+    }
+
+    #[test]
+    fn placeholders_are_filled() {
+        let profile = vote_audience(parse_weights("ai=1").unwrap(), 0.5, "conf-partner-2026");
+        let body = profile.journeys[1].steps[0].body.clone().unwrap();
+        let filled = profile.fill(&mut rand::rng(), &body, 7, &[]);
+        assert_eq!(filled, r#"{"choice":"ai","referral":"conf-partner-2026"}"#);
+        let items = items_mixed();
+        let path = items.fill(&mut rand::rng(), "/items/{item_id}?n={n}", 3, &["abc".into()]);
+        assert_eq!(path, "/items/abc?n=3");
+        assert!(parse_weights("ai=x").is_err());
+    }
+}
