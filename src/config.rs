@@ -36,6 +36,10 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Send traffic to a lab: open-model load with phases, live control and a report
     Drive(crate::driver::DriveArgs),
+    /// Prove every scenario before a talk: reproduces, shows, is caught, is fixed, resets
+    Rehearse(crate::rehearse::RehearseArgs),
+    /// List the scenarios (--markdown: the docs/scenarios.md page)
+    Scenarios(crate::rehearse::ScenariosArgs),
     /// Create a lab's tables and seed data, then exit
     Seed(SeedArgs),
 }

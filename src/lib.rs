@@ -7,6 +7,7 @@ pub mod config;
 pub mod driver;
 pub mod labs;
 pub mod platform;
+pub mod rehearse;
 pub mod stage;
 
 use prometheus_client::registry::Registry;

@@ -30,6 +30,14 @@ async fn run(cli: Cli) -> ExitCode {
             telemetry::init_logs_only();
             breakroom::driver::run(args).await.map_err(anyhow::Error::from)
         }
+        Command::Rehearse(args) => {
+            // No log output: the servers it starts would drown the table in expected errors.
+            breakroom::rehearse::run(args).await.map_err(anyhow::Error::from)
+        }
+        Command::Scenarios(args) => {
+            print!("{}", breakroom::rehearse::list(&args));
+            Ok(0)
+        }
         Command::Explain(args) => {
             print!("{}", labs::explain(args.lab));
             Ok(0)

@@ -83,6 +83,15 @@ impl Target {
         self.send(self.client.put(self.url(path)).json(body)).await
     }
 
+    pub async fn post_admin_json(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<Reply, StageError> {
+        self.send(self.client.post(self.url(path)).bearer_auth(token).json(body)).await
+    }
+
     pub async fn get_admin(&self, path: &str, token: &str) -> Result<Reply, StageError> {
         self.send(self.client.get(self.url(path)).bearer_auth(token)).await
     }

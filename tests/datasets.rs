@@ -223,7 +223,7 @@ async fn check_fails_on_the_buggy_build_and_passes_on_the_fixed_one(backend: Bac
     let (code, out) = breakroom(&["check", "datasets", "--url", &buggy.url]).await;
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("❌ FAIL! Cache is still stale!") && out.contains("Expected: 16") && out.contains("Got: 15"),
+        out.contains("❌ FAIL! Cache is still stale!") && out.contains("Expected: 17") && out.contains("Got: 16"),
         "{out}"
     );
     assert!(out.contains("dataset_stats_"), "the hint names the key: {out}");
@@ -231,7 +231,7 @@ async fn check_fails_on_the_buggy_build_and_passes_on_the_fixed_one(backend: Bac
     let fixed = spawn(backend, true).await;
     let (code, out) = breakroom(&["check", "datasets", "--url", &fixed.url]).await;
     assert_eq!(code, 0, "{out}");
-    for line in ["✅ SUCCESS! Cache invalidation is working!", "• Before download: 15", "• After download: 16"] {
+    for line in ["✅ SUCCESS! Cache invalidation is working!", "• Before download: 16", "• After download: 17"] {
         assert!(out.contains(line), "{line:?} in\n{out}");
     }
 }

@@ -56,6 +56,26 @@ pub struct Scenario {
     pub trigger: &'static str,
     pub symptom: &'static str,
     pub fix: &'static str,
+    /// How long a rehearsal of it takes, roughly.
+    pub rehearsal: &'static str,
+}
+
+/// One step of a rehearsal: passed, failed, or not applicable here (and why).
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub step: &'static str,
+    pub ok: Option<bool>,
+    pub detail: String,
+}
+
+impl Verdict {
+    pub fn new(step: &'static str, ok: bool, detail: impl Into<String>) -> Verdict {
+        Verdict { step, ok: Some(ok), detail: detail.into() }
+    }
+
+    pub fn not_applicable(step: &'static str, why: impl Into<String>) -> Verdict {
+        Verdict { step, ok: None, detail: why.into() }
+    }
 }
 
 pub const SCENARIOS: &[Scenario] = &[vote::SCENARIO, items::SCENARIO, datasets::SCENARIO];

@@ -144,6 +144,28 @@ pub async fn spawn_lab(lab: LabName, backend: Backend, adjust: impl FnOnce(&mut 
     start(backend, config, Arc::new(resources)).await
 }
 
+/// A fresh, empty PostgreSQL database: (name, URL). Dropped with the test's
+/// resources; `.ci/run` drops any left by an interrupted run.
+pub async fn create_database() -> (String, String) {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = format!("breakroom_t_{}_{}_{}", std::process::id(), n, rand_suffix());
+    let admin = admin_database_url();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is not reachable at {admin} ({e}); start it (see .ci/run) to run the postgres_redis tests")
+    });
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.unwrap();
+    let url = database_url_for(&admin, &name);
+    (name, url)
+}
+
+/// Drops a database made by `create_database`.
+pub async fn drop_database(name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_database_url()).await {
+        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+    }
+}
+
 fn rand_suffix() -> u32 {
     use std::hash::{BuildHasher, RandomState};
     (RandomState::new().hash_one(std::time::SystemTime::now()) % 1_000_000) as u32
@@ -469,8 +491,17 @@ where
 /// Runs the `breakroom` binary with no admin token or URL from the environment;
 /// returns its exit code and stdout + stderr.
 pub async fn breakroom(args: &[&str]) -> (i32, String) {
+    breakroom_with_env(args, &[]).await
+}
+
+/// `breakroom` with extra environment variables (and none of DATABASE_URL/REDIS_URL
+/// from the test's own environment unless given).
+pub async fn breakroom_with_env(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_breakroom"))
         .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .envs(envs.iter().copied())
         .env_remove("BREAKROOM_ADMIN_TOKEN")
         .env_remove("BREAKROOM_URL")
         .env("NO_COLOR", "1")

@@ -106,13 +106,8 @@ pub async fn demonstrate(target: &Target, token: Option<&str>, data_dir: &std::p
 pub async fn check(target: &Target) -> Result<u8, StageError> {
     let style = Style::detect();
     println!("{}", style.heading("🧪 TESTING YOUR CACHE FIX"));
-    let ceo = Researcher { target, token: CEO_TOKEN.into() };
-    let (before, _) = ceo.statistics().await?; // also primes the cache
-    let before = count(&before, "total_downloads");
-    ceo.download().await?;
-    let (after, first_read) = ceo.statistics().await?;
-    let (_, second_read) = ceo.statistics().await?;
-    let after = count(&after, "total_downloads");
+    let (before, after, first_read) = one_more_download(target).await?;
+    let (_, second_read) = Researcher { target, token: CEO_TOKEN.into() }.statistics().await?;
     if after == before + 1 {
         println!("{}", style.good("✅ SUCCESS! Cache invalidation is working!"));
         println!("  • Before download: {before}");
@@ -166,4 +161,63 @@ pub async fn reset(target: &Target, token: Option<&str>, data_dir: &std::path::P
     let body = expect_json(reply, "POST /admin/reset")?;
     println!("{}", body["message"].as_str().unwrap_or("reset"));
     Ok(0)
+}
+
+/// Downloads and reads twice: (before, after) as the dashboard shows them around the
+/// second download. The first download makes `before` fresh on a fixed server even
+/// when the cache still held statistics from before the fix (a Redis kept through a
+/// restart, a fix switched on at runtime), so the check judges the code, not history.
+async fn one_more_download(target: &Target) -> Result<(i64, i64, Duration), StageError> {
+    let ceo = Researcher { target, token: CEO_TOKEN.into() };
+    ceo.download().await?;
+    let before = count(&ceo.statistics().await?.0, "total_downloads");
+    ceo.download().await?;
+    let (after, recompute) = ceo.statistics().await?;
+    Ok((before, count(&after, "total_downloads"), recompute))
+}
+
+/// The rehearsal of `datasets/stats-cache`.
+pub async fn rehearse(target: &Target, admin: &str) -> Result<Vec<crate::labs::Verdict>, StageError> {
+    use crate::labs::Verdict;
+    use crate::labs::vote::stage::admin_call;
+    let mut verdicts = Vec::new();
+    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
+    let ceo = Researcher { target, token: CEO_TOKEN.into() };
+    ceo.statistics().await?;
+    for i in 0..CONFERENCE_DOWNLOADS {
+        let (_, _, token) = attendee(i % ATTENDEES + 1);
+        Researcher { target, token }.download().await?;
+    }
+    let shown = count(&ceo.statistics().await?.0, "total_downloads");
+    let truth = expect_json(
+        target.get_admin(&format!("/admin/datasets/{FLAGSHIP_ID}/statistics"), admin).await?,
+        "database statistics",
+    )?;
+    let actual = count(&truth, "total_downloads");
+    verdicts.push(Verdict::new(
+        "reproduced",
+        shown == 15 && actual == 35,
+        format!("dashboard {shown}, database {actual}"),
+    ));
+    let hidden = (actual - shown) as f64 * 100.0 / actual.max(1) as f64;
+    verdicts.push(Verdict::new(
+        "symptom",
+        hidden > 50.0,
+        format!("{hidden:.1}% of downloads hidden for up to an hour"),
+    ));
+    let (before, after, _) = one_more_download(target).await?;
+    verdicts.push(Verdict::new("check fails", after != before + 1, format!("before {before}, after {after}")));
+    admin_call(target, "/admin/bugs/stats-cache", admin, Some(serde_json::json!({ "fixed": true }))).await?;
+    let (before, after, _) = one_more_download(target).await?;
+    verdicts.push(Verdict::new("fixed", after == before + 1, format!("before {before}, after {after}")));
+    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
+    let dashboard = count(&ceo.statistics().await?.0, "total_downloads");
+    let (before, after, _) = one_more_download(target).await?;
+    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
+    verdicts.push(Verdict::new(
+        "reset",
+        dashboard == SEEDED_DOWNLOADS as i64 && after == before,
+        format!("dashboard {dashboard}, and stale again after a download (the buggy build is back)"),
+    ));
+    Ok(verdicts)
 }

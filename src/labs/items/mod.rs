@@ -42,6 +42,7 @@ pub const SCENARIO: Scenario = Scenario {
     trigger: "stop Redis (redis-cli shutdown, docker compose stop redis) or CLIENT PAUSE it",
     symptom: "/health {\"status\":\"degraded\",\"dependencies\":{\"redis\":\"down\"}}; cache_misses_total{operation=\"unavailable\"} rises",
     fix: "nothing to fix: start Redis again and the lab recovers by itself",
+    rehearsal: "about 5 s with Redis, 1 s without",
 };
 
 const MAX_NAME_CHARS: usize = 200;

@@ -228,3 +228,100 @@ pub async fn reset(target: &Target, token: Option<&str>, data_dir: &std::path::P
     println!("{}", body["message"].as_str().unwrap_or("reset"));
     Ok(0)
 }
+
+/// The rehearsal of `items/redis-outage`. Without a Redis URL only the write-through
+/// promises and the reset can be rehearsed: the outage is Redis stopping.
+pub async fn rehearse(
+    target: &Target,
+    admin: &str,
+    redis_url: Option<&str>,
+) -> Result<Vec<crate::labs::Verdict>, StageError> {
+    use crate::labs::Verdict;
+    use crate::labs::vote::stage::admin_call;
+    let mut verdicts = Vec::new();
+    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
+    match redis_url {
+        None => {
+            for step in ["reproduced", "symptom", "check fails"] {
+                verdicts.push(Verdict::not_applicable(step, "needs REDIS_URL: the outage is Redis stopping"));
+            }
+            let created = create(target, "Rehearsal", 1.0).await?;
+            let id = created["id"].as_str().unwrap_or_default().to_string();
+            let before = hits(&stats(target).await?);
+            target.get(&format!("/items/{id}")).await?;
+            let hit = hits(&stats(target).await?) == before + 1;
+            verdicts.push(Verdict::new(
+                "fixed",
+                hit && read_your_writes_quiet(target).await?,
+                "write-through and read-your-writes hold",
+            ));
+        }
+        Some(url) => {
+            let created = create(target, "Rehearsal", 1.0).await?;
+            let id = created["id"].as_str().unwrap_or_default().to_string();
+            target.get(&format!("/items/{id}")).await?;
+            let client = redis::Client::open(url).map_err(|e| StageError(format!("REDIS_URL: {e}")))?;
+            let mut redis =
+                client.get_multiplexed_async_connection().await.map_err(|e| StageError(format!("Redis: {e}")))?;
+            redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(3_000)
+                .arg("ALL")
+                .query_async::<()>(&mut redis)
+                .await
+                .map_err(|e| StageError(format!("CLIENT PAUSE: {e}")))?;
+            let degraded = wait_for_health(target, "degraded", Duration::from_millis(1500)).await?;
+            verdicts.push(Verdict::new(
+                "reproduced",
+                degraded.is_some(),
+                format!("/health degraded after {}", degraded.map_or("never".into(), ms)),
+            ));
+            let started = Instant::now();
+            let written = target.put_json(&format!("/items/{id}"), &json!({ "name": "During", "price": 2.0 })).await?;
+            let read = target.get(&format!("/items/{id}")).await?;
+            let took = started.elapsed();
+            let fell_back = written.is_success() && read.json().is_some_and(|v| v["name"] == "During");
+            verdicts.push(Verdict::new(
+                "symptom",
+                fell_back,
+                format!("write + read from the database in {}", ms(took)),
+            ));
+            let fresh = create(target, "Not cached", 1.0).await?;
+            let before = hits(&stats(target).await?);
+            target.get(&format!("/items/{}", fresh["id"].as_str().unwrap_or_default())).await?;
+            let missed = hits(&stats(target).await?) == before;
+            verdicts.push(Verdict::new("check fails", missed, "write-through is broken while Redis is down"));
+            let _ = redis::cmd("CLIENT").arg("UNPAUSE").query_async::<()>(&mut redis).await;
+            let recovered = wait_for_health(target, "ok", Duration::from_secs(5)).await?;
+            let read = expect_json(target.get(&format!("/items/{id}")).await?, "GET /items/{id}")?;
+            let before = hits(&stats(target).await?);
+            target.get(&format!("/items/{id}")).await?;
+            let hit = hits(&stats(target).await?) == before + 1;
+            verdicts.push(Verdict::new(
+                "fixed",
+                recovered.is_some() && read["name"] == "During" && hit,
+                format!("Redis back: /health ok, read {} (no stale value), cache used again", read["name"]),
+            ));
+        }
+    }
+    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
+    let listed = expect_json(target.get("/items").await?, "GET /items")?;
+    let stats = stats(target).await?;
+    verdicts.push(Verdict::new(
+        "reset",
+        listed["count"] == 3 && hits(&stats) == 0,
+        format!("{} items, {} hits", listed["count"], hits(&stats)),
+    ));
+    Ok(verdicts)
+}
+
+async fn read_your_writes_quiet(target: &Target) -> Result<bool, StageError> {
+    let created = create(target, "Original Name", 10.00).await?;
+    let id = created["id"].as_str().unwrap_or_default().to_string();
+    expect_json(
+        target.put_json(&format!("/items/{id}"), &json!({ "name": "Updated Name", "price": 99.99 })).await?,
+        "PUT",
+    )?;
+    let read = expect_json(target.get(&format!("/items/{id}")).await?, "GET")?;
+    Ok(read["name"] == "Updated Name")
+}

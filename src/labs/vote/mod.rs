@@ -53,6 +53,7 @@ pub const SCENARIO: Scenario = Scenario {
     trigger: "15 POST /vote with {\"choice\":\"ai\",\"referral\":\"conf-partner-2026\"}",
     symptom: "votes 1-10 answer 200, 11+ answer 503 'referral cache exhausted'; referral_cache_exhausted_total rises; /health stays 200",
     fix: "--fixed referral: validate the code with one indexed query, no cache",
+    rehearsal: "about 1 s",
 };
 
 struct VoteLab {

@@ -5,21 +5,25 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::store::KNOWN_PARTNER_CODE;
+use crate::labs::Verdict;
 use crate::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_token, ranges};
 
 /// Seed 000 sends fifteen referral votes: ten fill the cache, five show the failure.
 pub const REFERRAL_VOTES: usize = 15;
 
-async fn referral_votes(target: &Target, interval: Duration, style: &Style) -> Result<Vec<Reply>, StageError> {
+/// Seed 000's loop; prints each reply like the seed when given a style.
+async fn referral_votes(target: &Target, interval: Duration, style: Option<&Style>) -> Result<Vec<Reply>, StageError> {
     let body = json!({ "choice": "ai", "referral": KNOWN_PARTNER_CODE });
     let mut replies = Vec::with_capacity(REFERRAL_VOTES);
     for i in 1..=REFERRAL_VOTES {
         let reply = target.post_json("/vote", &body).await?;
-        println!("Request {i}:");
-        if reply.is_success() {
-            println!("{}", style.good(&reply.body));
-        } else {
-            println!("{}", style.bad(&format!("{} {}", reply.status, reply.body)));
+        if let Some(style) = style {
+            println!("Request {i}:");
+            if reply.is_success() {
+                println!("{}", style.good(&reply.body));
+            } else {
+                println!("{}", style.bad(&format!("{} {}", reply.status, reply.body)));
+            }
         }
         replies.push(reply);
         if i < REFERRAL_VOTES && !interval.is_zero() {
@@ -37,7 +41,7 @@ fn failed_numbers(replies: &[Reply]) -> Vec<usize> {
 pub async fn demonstrate(target: &Target, interval: Duration) -> Result<u8, StageError> {
     let style = Style::detect();
     println!("{}", style.heading("=== DEMONSTRATING THE BUG ==="));
-    let replies = referral_votes(target, interval, &style).await?;
+    let replies = referral_votes(target, interval, Some(&style)).await?;
     let failed = failed_numbers(&replies);
     let ok = REFERRAL_VOTES - failed.len();
     let exhausted =
@@ -78,7 +82,7 @@ pub async fn demonstrate(target: &Target, interval: Duration) -> Result<u8, Stag
 pub async fn check(target: &Target, interval: Duration) -> Result<u8, StageError> {
     let style = Style::detect();
     println!("{}", style.heading("=== TESTING THE FIX ==="));
-    let replies = referral_votes(target, interval, &style).await?;
+    let replies = referral_votes(target, interval, Some(&style)).await?;
     println!();
     let failed = failed_numbers(&replies);
     let Some(&first) = failed.first() else {
@@ -139,5 +143,90 @@ impl Reply {
         self.json()
             .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
             .unwrap_or_else(|| self.detail())
+    }
+}
+
+/// The rehearsal of `vote/referral`: the bug reproduces, shows, the check catches it,
+/// the fix passes the check, and a reset brings back the pre-talk state.
+pub async fn rehearse(target: &Target, admin: &str) -> Result<Vec<Verdict>, StageError> {
+    let mut verdicts = Vec::new();
+    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
+    let exhausted_before = target.metric("referral_cache_exhausted_total").await?.unwrap_or(0.0);
+
+    let replies = referral_votes(target, Duration::ZERO, None).await?;
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    let exhausted = replies[10..].iter().all(|r| r.status == 503 && r.detail().contains("referral cache exhausted"));
+    let reproduced = statuses[..10].iter().all(|s| *s == 200) && exhausted;
+    verdicts.push(Verdict::new("reproduced", reproduced, format!("statuses {}", compact(&statuses))));
+
+    let moved = target.metric("referral_cache_exhausted_total").await?.unwrap_or(0.0) - exhausted_before;
+    let health = target.get("/health").await?;
+    // ReferralCacheExhausted fires on increase(referral_cache_exhausted_total[1m]) > 0.
+    verdicts.push(Verdict::new(
+        "symptom",
+        moved > 0.0 && health.status == 200,
+        format!(
+            "referral_cache_exhausted_total +{moved}, so ReferralCacheExhausted's expression holds; /health {}",
+            health.status
+        ),
+    ));
+
+    let check = referral_votes(target, Duration::ZERO, None).await?;
+    let failing = check.iter().filter(|r| !r.is_success()).count();
+    verdicts.push(Verdict::new(
+        "check fails",
+        failing > 0,
+        format!("{failing} of {REFERRAL_VOTES} referral votes refused"),
+    ));
+
+    admin_call(target, "/admin/bugs/referral", admin, Some(json!({ "fixed": true }))).await?;
+    let check = referral_votes(target, Duration::ZERO, None).await?;
+    let passed = check.iter().filter(|r| r.is_success()).count();
+    verdicts.push(Verdict::new(
+        "fixed",
+        passed == REFERRAL_VOTES,
+        format!("{passed} of {REFERRAL_VOTES} referral votes accepted"),
+    ));
+
+    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
+    let votes = target.get("/votes").await?.json().unwrap_or_default();
+    let total: i64 = votes.as_object().map(|m| m.values().filter_map(|c| c["count"].as_i64()).sum()).unwrap_or(-1);
+    let entries = target.metric("referral_cache_entries").await?.unwrap_or(-1.0);
+    let mode = target.get("/version").await?.json().map(|v| v["referral"].clone()).unwrap_or_default();
+    verdicts.push(Verdict::new(
+        "reset",
+        total == 0 && entries == 0.0 && mode == "buggy",
+        format!("votes {total}, cache entries {entries}, referral {mode}"),
+    ));
+    Ok(verdicts)
+}
+
+/// `200×10 503×5`
+fn compact(statuses: &[u16]) -> String {
+    let mut parts: Vec<(u16, usize)> = Vec::new();
+    for &status in statuses {
+        match parts.last_mut() {
+            Some((last, n)) if *last == status => *n += 1,
+            _ => parts.push((status, 1)),
+        }
+    }
+    parts.iter().map(|(s, n)| format!("{s}×{n}")).collect::<Vec<_>>().join(" ")
+}
+
+/// An admin POST that must succeed.
+pub async fn admin_call(
+    target: &Target,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> Result<Reply, StageError> {
+    let reply = match body {
+        Some(body) => target.post_admin_json(path, token, &body).await?,
+        None => target.post_admin(path, token).await?,
+    };
+    if reply.is_success() {
+        Ok(reply)
+    } else {
+        Err(StageError(format!("POST {path} answered {}: {}", reply.status, reply.detail())))
     }
 }
