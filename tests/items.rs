@@ -232,6 +232,7 @@ async fn a_stopped_redis_degrades_health_and_the_api_keeps_working() {
     assert_eq!(json_of(app.get(&format!("/items/{}", created["id"].as_str().unwrap())).await).await.0, 200);
     assert_eq!(json_of(app.post_json("/cache/clear", &json!({})).await).await.0, 503);
     assert_eq!(stats(&app).await["cache"], "down");
+    assert_eq!(common::sample(&app.metrics().await, "cache_up"), Some(0.0), "an alert can see the outage");
 
     redis.restart();
     assert!(

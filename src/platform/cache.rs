@@ -159,6 +159,8 @@ struct CacheInner {
     /// down always gets its key into `pending` before the probe declares recovery.
     up: std::sync::atomic::AtomicBool,
     pending: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// `cache_up`: 1 while the cache answers, 0 while it is skipped.
+    up_gauge: prometheus_client::metrics::gauge::Gauge,
 }
 
 enum Store {
@@ -199,11 +201,26 @@ impl Cache {
             Some(redis) => Store::Redis(redis),
             None => Store::Memory(moka::future::Cache::builder().expire_after(EntryTtl).build()),
         };
-        let inner = Arc::new(CacheInner { store, up: AtomicBool::new(true), pending: Default::default() });
+        let inner = Arc::new(CacheInner {
+            store,
+            up: AtomicBool::new(true),
+            pending: Default::default(),
+            up_gauge: Default::default(),
+        });
+        inner.up_gauge.set(1);
         if matches!(inner.store, Store::Redis(_)) {
             tokio::spawn(probe(Arc::downgrade(&inner), shutdown));
         }
         Cache { inner }
+    }
+
+    /// Exports `cache_up` (1 while the cache answers), for alerting on an outage.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "cache_up",
+            "1 while the lab's cache answers, 0 while it is skipped",
+            self.inner.up_gauge.clone(),
+        );
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -352,6 +369,7 @@ impl CacheInner {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.extend(written.iter().map(|k| k.to_string()));
         if self.up.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            self.up_gauge.set(0);
             tracing::warn!(%error, "cache_unavailable: redis did not answer; serving from the database until it does");
         }
         Err(CacheError::Failed(error))
@@ -385,6 +403,7 @@ async fn probe(cache: std::sync::Weak<CacheInner>, shutdown: CancellationToken) 
         let Store::Redis(redis) = &cache.store else { return };
         if redis.ping().await.is_err() {
             if cache.up.swap(false, Ordering::AcqRel) {
+                cache.up_gauge.set(0);
                 tracing::warn!("cache_unavailable: redis did not answer a health probe");
             }
             continue;
@@ -405,6 +424,7 @@ async fn probe(cache: std::sync::Weak<CacheInner>, shutdown: CancellationToken) 
             continue; // more writes arrived while invalidating; next round
         }
         cache.up.store(true, Ordering::Release);
+        cache.up_gauge.set(1);
         drop(pending);
         tracing::info!(invalidated = keys.len(), "cache_recovered: redis answers again; stale keys invalidated");
         if !keys.is_empty() {

@@ -77,6 +77,7 @@ impl WriteThrough {
             db_operations: Family::default(),
             write_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 14))),
         };
+        this.cache.register_metrics(registry);
         registry.register("cache_hits", "Item reads answered from the cache", this.hits_total.clone());
         registry.register(
             "cache_misses",
