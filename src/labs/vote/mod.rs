@@ -56,8 +56,14 @@ pub const SCENARIO: Scenario = Scenario {
     rehearsal: "about 1 s",
 };
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ChoiceLabel {
+    choice: &'static str,
+}
+
 struct VoteLab {
     platform: Platform,
+    votes_total: prometheus_client::metrics::family::Family<ChoiceLabel, prometheus_client::metrics::counter::Counter>,
     store: VoteStore,
     referral: ReferralValidator,
     live: LiveCounts,
@@ -80,6 +86,8 @@ pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Resu
         registry,
     );
     let live = LiveCounts::start(&store, platform.redis.as_ref()).await?;
+    let votes_total = prometheus_client::metrics::family::Family::default();
+    registry.register("votes", "Votes recorded by this process, by choice", votes_total.clone());
     let initial = serde_json::to_string(&live.snapshot().await?)?;
 
     let lab = Arc::new_cyclic(|weak: &std::sync::Weak<VoteLab>| {
@@ -92,7 +100,7 @@ pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Resu
                 serde_json::to_string(&tally).ok()
             }
         });
-        VoteLab { platform: platform.clone(), store, referral, live, feed }
+        VoteLab { platform: platform.clone(), votes_total, store, referral, live, feed }
     });
     follow_other_replicas(&lab);
 
@@ -157,6 +165,7 @@ async fn vote(State(lab): Lab, JsonBody(request): JsonBody<VoteRequest>) -> Resu
     }
     lab.store.record_vote(choice, referral.as_deref()).await?;
     lab.live.record(choice).await;
+    lab.votes_total.get_or_create(&ChoiceLabel { choice: choice.key() }).inc();
     lab.feed.changed();
     Ok(Json(json!({ "status": "ok", "choice": choice.key() })))
 }

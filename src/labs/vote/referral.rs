@@ -72,6 +72,13 @@ impl ReferralValidator {
             "Entries in the referral validation cache",
             validator.entries.clone(),
         );
+        let capacity_gauge = Gauge::<i64>::default();
+        capacity_gauge.set(capacity as i64);
+        registry.register(
+            "referral_cache_capacity",
+            "Entries the referral cache holds before it is exhausted",
+            capacity_gauge,
+        );
         registry.register(
             "referral_cache_exhausted",
             "Referral validations refused because the referral cache was exhausted",
