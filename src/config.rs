@@ -91,6 +91,9 @@ pub struct ServeArgs {
     /// OTLP/HTTP collector (e.g. http://localhost:4318); traces are off without it
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// The URL the audience reaches the lab at (ingress, tunnel): used in the QR codes
+    #[arg(long, env = "BREAKROOM_PUBLIC_URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub vote: VoteArgs,
     #[command(flatten)]
@@ -184,6 +187,7 @@ pub struct ServeConfig {
     pub app_version: String,
     pub admin_token: Option<String>,
     pub otlp_endpoint: Option<String>,
+    pub public_url: Option<String>,
     pub vote: VoteArgs,
     pub items: ItemsArgs,
     /// How long a Redis command may take before the cache counts as unreachable.
@@ -210,6 +214,7 @@ impl ServeConfig {
             app_version: env!("CARGO_PKG_VERSION").to_string(),
             admin_token: None,
             otlp_endpoint: None,
+            public_url: None,
             vote: VoteArgs::default(),
             items: ItemsArgs::default(),
             redis_timeout: Duration::from_millis(150),
@@ -232,6 +237,7 @@ impl From<ServeArgs> for ServeConfig {
             app_version: args.app_version,
             admin_token: empty_to_none(args.admin_token),
             otlp_endpoint: empty_to_none(args.otlp_endpoint),
+            public_url: empty_to_none(args.public_url).map(|u| u.trim_end_matches('/').to_string()),
             vote: args.vote,
             items: args.items,
             redis_timeout: Duration::from_millis(150),

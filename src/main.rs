@@ -122,10 +122,12 @@ fn print_banner(platform: &breakroom::platform::Platform, local: SocketAddr, tok
         lines.push(format!("  items          {base}/items"));
         lines.push(format!("  cache stats    {base}/cache/stats"));
     }
+    let audience_base = config.public_url.clone().unwrap_or_else(|| base.clone());
     if config.lab == labs::LabName::Vote {
-        lines.push(format!("  vote page      {base}/"));
-        lines.push(format!("  referral link  {base}/?referral={}", labs::vote::KNOWN_PARTNER_CODE));
+        lines.push(format!("  vote page      {}", labs::vote::vote_url(&audience_base)));
+        lines.push(format!("  referral link  {}", labs::vote::referral_url(&audience_base)));
         lines.push(format!("  results        {base}/results"));
+        lines.push(format!("  presenter      {base}/presenter"));
         lines.push(format!("  admin          {base}/admin"));
     }
     for bug in platform.bugs.states() {
@@ -150,4 +152,16 @@ fn print_banner(platform: &breakroom::platform::Platform, local: SocketAddr, tok
         None => lines.push("  admin token    from BREAKROOM_ADMIN_TOKEN".into()),
     }
     eprintln!("{}", lines.join("\n"));
+    // On a terminal, the two audience links as QR codes, to test with a phone at once.
+    if config.lab == labs::LabName::Vote && std::io::stderr().is_terminal() {
+        let codes = [
+            ("vote", labs::vote::vote_url(&audience_base)),
+            ("vote + referral", labs::vote::referral_url(&audience_base)),
+        ];
+        for (title, url) in codes {
+            if let Some(code) = labs::vote::qr_text(&url) {
+                eprintln!("\n  {title}: {url}\n{code}");
+            }
+        }
+    }
 }

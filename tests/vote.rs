@@ -25,7 +25,48 @@ on_both_backends!(
     readiness_and_version_describe_the_running_lab,
     partners_are_seeded_once,
     shutdown_ends_open_streams,
+    the_presenter_gets_qr_codes_and_the_lab_state,
 );
+
+async fn the_presenter_gets_qr_codes_and_the_lab_state(backend: Backend) {
+    let app = spawn_app(backend, |c| c.public_url = Some("https://vote.example.org".into())).await;
+    let page = app.get("/presenter").await.text().await.unwrap();
+    assert!(
+        page.contains("https://vote.example.org/?referral=conf-partner-2026"),
+        "the referral link under its QR code"
+    );
+    assert!(page.contains(r#"src="/qr.svg?target=vote""#) && page.contains(r#"src="/qr.svg?target=referral""#));
+    assert!(!page.contains("--public-url."), "no hint when the public URL is configured");
+
+    let qr = app.get("/qr.svg?target=referral").await;
+    assert_eq!(qr.status(), 200);
+    assert_eq!(qr.headers()["content-type"], "image/svg+xml");
+    let svg = qr.text().await.unwrap();
+    assert!(svg.starts_with("<?xml") && svg.contains("<svg"), "{}", &svg[..80.min(svg.len())]);
+    assert_ne!(svg, app.get("/qr.svg?target=vote").await.text().await.unwrap(), "two different links");
+    let bad = app.get("/qr.svg?target=slides").await;
+    assert_eq!(bad.status(), 400);
+    assert!(bad.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("use vote or referral"));
+
+    let anonymous = app.client.get(format!("{}/admin/state", app.url)).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    for _ in 0..11 {
+        app.vote("ai", Some(PARTNER)).await;
+    }
+    let state: Value = app
+        .client
+        .get(format!("{}/admin/state", app.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["referral"], "buggy");
+    assert_eq!(state["referral_cache"], json!({ "entries": 11, "capacity": 10 }));
+    assert_eq!(state["errors_last_minute"], 1, "the one 503");
+}
 
 async fn a_vote_is_recorded_and_counted(backend: Backend) {
     let app = spawn_app(backend, |_| {}).await;

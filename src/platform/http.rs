@@ -187,6 +187,9 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
+    if status >= 500 {
+        metrics.recent_errors.record();
+    }
 
     metrics
         .requests

@@ -43,6 +43,7 @@ pub struct Platform {
     pub admin_token_generated: bool,
     /// Fires on SIGTERM/Ctrl-C: long-lived work (SSE streams, subscriptions) ends on it.
     pub shutdown: CancellationToken,
+    pub http_metrics: HttpMetrics,
 }
 
 /// One dependency's state, as `/ready` reports it.
@@ -72,7 +73,16 @@ impl Platform {
                 Some(token) => (AdminToken::new(token), false),
                 None => (AdminToken::generate(), true),
             };
-        Ok(Platform { config: Arc::new(config), db, redis, bugs, admin, admin_token_generated, shutdown })
+        Ok(Platform {
+            config: Arc::new(config),
+            db,
+            redis,
+            bugs,
+            admin,
+            admin_token_generated,
+            shutdown,
+            http_metrics: HttpMetrics::new(),
+        })
     }
 
     /// Wraps a lab's admin actions so each one requires the admin token.
@@ -98,7 +108,8 @@ impl Platform {
     /// The lab's router plus what every lab serves: `/metrics`, `/static/*`,
     /// `/admin/bugs`, JSON 404/405, request telemetry, a body limit and panic safety.
     pub fn assemble(&self, lab: Router, mut registry: Registry) -> Router {
-        let http_metrics = HttpMetrics::register(&mut registry);
+        let http_metrics = self.http_metrics.clone();
+        http_metrics.register(&mut registry);
         self.db.register_metrics(&mut registry);
         let scrape = Scrape { registry: Arc::new(registry), db: self.db.clone() };
         let bug_admin = Router::new()

@@ -30,24 +30,77 @@ pub struct RouteLabels {
 pub struct HttpMetrics {
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<RouteLabels, Histogram>,
+    /// 5xx answers per second over the last minute, for a presenter's glance.
+    pub recent_errors: std::sync::Arc<RecentErrors>,
+}
+
+/// Counts events in one-second buckets over a sliding minute.
+#[derive(Debug)]
+pub struct RecentErrors {
+    buckets: std::sync::Mutex<[(u64, u64); 60]>,
+}
+
+impl Default for RecentErrors {
+    fn default() -> Self {
+        RecentErrors { buckets: std::sync::Mutex::new([(0, 0); 60]) }
+    }
+}
+
+impl RecentErrors {
+    fn now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+
+    pub fn record(&self) {
+        self.record_at(Self::now());
+    }
+
+    fn record_at(&self, second: u64) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = &mut buckets[(second % 60) as usize];
+        if slot.0 != second {
+            *slot = (second, 0);
+        }
+        slot.1 += 1;
+    }
+
+    /// Events in the last 60 seconds.
+    pub fn last_minute(&self) -> u64 {
+        self.last_minute_at(Self::now())
+    }
+
+    fn last_minute_at(&self, now: u64) -> u64 {
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        buckets.iter().filter(|(second, _)| now.saturating_sub(*second) < 60).map(|(_, n)| n).sum()
+    }
 }
 
 /// The default buckets of the Python client the seeds used, so their dashboards read the same.
 const LATENCY_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
 
 impl HttpMetrics {
-    pub fn register(registry: &mut Registry) -> HttpMetrics {
-        let metrics = HttpMetrics {
+    pub fn new() -> HttpMetrics {
+        HttpMetrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
-        };
+            recent_errors: Default::default(),
+        }
+    }
+
+    pub fn register(&self, registry: &mut Registry) {
+        let metrics = self;
         registry.register("http_requests", "HTTP requests by method, route and status", metrics.requests.clone());
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency by method and route",
             metrics.duration.clone(),
         );
-        metrics
+    }
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -101,4 +154,22 @@ fn tracer_provider(service_name: &str, endpoint: &str) -> anyhow::Result<SdkTrac
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_string()).build();
     Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecentErrors;
+
+    #[test]
+    fn recent_errors_forget_what_is_older_than_a_minute() {
+        let recent = RecentErrors::default();
+        recent.record_at(1_000);
+        recent.record_at(1_000);
+        recent.record_at(1_030);
+        assert_eq!(recent.last_minute_at(1_030), 3);
+        assert_eq!(recent.last_minute_at(1_061), 1);
+        recent.record_at(1_060); // reuses the slot of second 1_000
+        assert_eq!(recent.last_minute_at(1_061), 2);
+        assert_eq!(recent.last_minute_at(1_200), 0);
+    }
 }

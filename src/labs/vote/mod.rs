@@ -7,6 +7,7 @@
 mod ballot;
 mod live;
 mod pages;
+mod presenter;
 mod referral;
 pub mod stage;
 mod store;
@@ -33,6 +34,7 @@ use live::LiveCounts;
 use referral::{ReferralError, ReferralValidator};
 use store::VoteStore;
 
+pub use presenter::{qr_text, referral_url, vote_url};
 pub use store::KNOWN_PARTNER_CODE;
 
 pub const BUGS: &[BugInfo] = &[BugInfo {
@@ -104,11 +106,14 @@ pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Resu
     });
     follow_other_replicas(&lab);
 
-    let admin = platform.admin_only(Router::new().route("/admin/reset", post(reset)));
+    let admin = platform
+        .admin_only(Router::new().route("/admin/reset", post(reset)).route("/admin/state", get(presenter::state)));
     Ok(Router::new()
         .route("/", get(pages::vote))
         .route("/results", get(pages::results))
         .route("/admin", get(pages::admin))
+        .route("/presenter", get(presenter::page))
+        .route("/qr.svg", get(presenter::qr))
         .route("/vote", post(vote))
         .route("/votes", get(votes))
         .route("/stream", get(stream))

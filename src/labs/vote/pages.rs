@@ -59,7 +59,7 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn new(lab: &VoteLab, query: &PageQuery) -> Frame {
+    pub fn new(lab: &VoteLab, query: &PageQuery) -> Frame {
         let brand = brand(query.conf.as_deref(), lab.platform.config.conference.as_deref());
         let city = brand.map_or("NYC", |b| b.city);
         Frame {
@@ -83,7 +83,7 @@ pub struct ChoiceView {
     pub label: &'static str,
 }
 
-fn choices() -> Vec<ChoiceView> {
+pub fn choices() -> Vec<ChoiceView> {
     Choice::ALL.into_iter().map(|c| ChoiceView { key: c.key(), label: c.label() }).collect()
 }
 

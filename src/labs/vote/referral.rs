@@ -134,6 +134,10 @@ impl ReferralValidator {
         self.entries.set(0);
     }
 
+    pub fn entries(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
     pub fn capacity(&self) -> usize {
         self.capacity
     }
