@@ -123,11 +123,27 @@ pub struct VoteArgs {
     /// Entries the buggy referral cache holds before it reports itself exhausted
     #[arg(long, env = "BREAKROOM_REFERRAL_CACHE_CAPACITY", default_value_t = 10)]
     pub referral_cache_capacity: usize,
+    /// Votes a second one client address may send (in bursts of twice as many); a
+    /// whole room behind one NAT stays well under the default
+    #[arg(long, env = "BREAKROOM_VOTE_RATE_LIMIT", default_value_t = 50.0)]
+    pub vote_rate_limit: f64,
+    /// Live-results viewers one process serves at most; beyond it /stream answers 503
+    #[arg(long, env = "BREAKROOM_MAX_VIEWERS", default_value_t = 20_000)]
+    pub max_viewers: usize,
+    /// Take the client address from X-Forwarded-For (only behind a proxy you run)
+    #[arg(long, env = "BREAKROOM_TRUST_PROXY")]
+    pub trust_proxy: bool,
 }
 
 impl Default for VoteArgs {
     fn default() -> Self {
-        VoteArgs { seed_partners: 10_000, referral_cache_capacity: 10 }
+        VoteArgs {
+            seed_partners: 10_000,
+            referral_cache_capacity: 10,
+            vote_rate_limit: 50.0,
+            max_viewers: 20_000,
+            trust_proxy: false,
+        }
     }
 }
 

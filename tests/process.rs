@@ -34,16 +34,25 @@ async fn serve_lab(
         .env_remove("BREAKROOM_ADMIN_TOKEN")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .envs(envs.iter().copied())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = command.spawn().expect("breakroom starts");
+    // stdout (JSON logs) and stderr (the banner) both land in one transcript.
     let stderr = Arc::new(Mutex::new(String::new()));
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let sink = stderr.clone();
+    let mut logs = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (sink, log_sink) = (stderr.clone(), stderr.clone());
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             let mut text = sink.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = logs.next_line().await {
+            let mut text = log_sink.lock().unwrap();
             text.push_str(&line);
             text.push('\n');
         }
@@ -84,7 +93,7 @@ async fn serve_prints_a_banner_with_urls_and_a_token_it_also_writes_down() {
     ] {
         assert!(banner.contains(&expected), "banner lacks {expected:?}:\n{banner}");
     }
-    assert!(!banner.contains(token.trim()), "not on a terminal: the token is not printed:\n{banner}");
+    assert!(!banner.contains(token.trim()), "not on a terminal: the token is not printed anywhere:\n{banner}");
 
     // The written token is the one the server accepts.
     let client = reqwest::Client::new();
@@ -189,4 +198,22 @@ async fn an_item_write_is_traced_to_the_database_and_the_cache() {
     ] {
         assert!(exported(&received, needle.as_bytes()), "{needle} is exported");
     }
+}
+
+#[tokio::test]
+async fn admin_tokens_never_reach_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cret-admin-token-for-the-log-test";
+    let (mut child, url, transcript) =
+        serve(dir.path(), &[("BREAKROOM_ADMIN_TOKEN", secret), ("RUST_LOG", "debug")]).await;
+    let client = reqwest::Client::new();
+    let wrong = "guessed-token-from-the-audience";
+    let refused = client.post(format!("{url}/admin/reset?confirm=yes")).bearer_auth(wrong).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let accepted = client.post(format!("{url}/admin/reset?confirm=yes")).bearer_auth(secret).send().await.unwrap();
+    assert_eq!(accepted.status(), 200);
+    assert!(sigterm(&mut child).await.success());
+    let transcript = transcript.lock().unwrap().clone();
+    assert!(transcript.contains("session_reset"), "the logs were captured:\n{transcript}");
+    assert!(!transcript.contains(secret) && !transcript.contains(wrong), "a token leaked into the logs:\n{transcript}");
 }

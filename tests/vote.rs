@@ -26,7 +26,90 @@ on_both_backends!(
     partners_are_seeded_once,
     shutdown_ends_open_streams,
     the_presenter_gets_qr_codes_and_the_lab_state,
+    pages_carry_a_strict_content_security_policy,
+    one_address_cannot_flood_the_poll,
+    live_viewers_are_capped,
 );
+
+async fn pages_carry_a_strict_content_security_policy(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    for path in ["/", "/results", "/admin", "/presenter", "/votes", "/nope"] {
+        let response = app.get(path).await;
+        let headers = response.headers();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("http"), "{path}: only this origin: {csp}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+    }
+    for page in ["/", "/results", "/admin", "/presenter"] {
+        let html = app.get(page).await.text().await.unwrap();
+        assert!(
+            !html.contains("style=\"") && !html.contains("<script>"),
+            "{page}: nothing inline that the policy would block"
+        );
+    }
+}
+
+async fn one_address_cannot_flood_the_poll(backend: Backend) {
+    let app = spawn_app(backend, |c| c.vote.vote_rate_limit = 2.0).await;
+    // A burst of twice the rate passes, then 429 with a Retry-After.
+    for i in 0..4 {
+        assert_eq!(app.vote("ai", None).await.0, 200, "vote {i} of the burst");
+    }
+    let refused = app.post_json("/vote", &json!({ "choice": "ai" })).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers()["retry-after"].to_str().unwrap().parse::<u32>().unwrap() >= 1);
+    assert!(refused.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("Too many votes"));
+    assert_eq!(app.count_of("ai").await, 4, "refused votes change nothing");
+    // Without --trust-proxy a client cannot pick another bucket with X-Forwarded-For.
+    let spoofed = app
+        .client
+        .post(format!("{}/vote", app.url))
+        .header("x-forwarded-for", "203.0.113.9")
+        .json(&json!({ "choice": "ai" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 429);
+
+    // Behind a trusted proxy, each forwarded address has its own bucket.
+    let proxied = spawn_app(backend, |c| {
+        c.vote.vote_rate_limit = 1.0;
+        c.vote.trust_proxy = true;
+    })
+    .await;
+    let vote_from = |ip: &'static str| {
+        proxied
+            .client
+            .post(format!("{}/vote", proxied.url))
+            .header("x-forwarded-for", ip)
+            .json(&json!({ "choice": "print" }))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(vote_from("203.0.113.1").await.unwrap().status(), 200);
+    }
+    assert_eq!(vote_from("203.0.113.1").await.unwrap().status(), 429);
+    assert_eq!(vote_from("203.0.113.2").await.unwrap().status(), 200, "another phone behind the proxy");
+}
+
+async fn live_viewers_are_capped(backend: Backend) {
+    let app = spawn_app(backend, |c| c.vote.max_viewers = 2).await;
+    let mut first = Events::open(&app, "/stream").await;
+    let mut second = Events::open(&app, "/stream").await;
+    first.next("votes", Duration::from_secs(5)).await.expect("first viewer connected");
+    second.next("votes", Duration::from_secs(5)).await.expect("second viewer connected");
+    let third = app.get("/stream").await;
+    assert_eq!(third.status(), 503);
+    assert!(third.headers().contains_key("retry-after"));
+    assert!(third.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("Too many live viewers (2)"));
+    drop(first);
+    let reopened =
+        common::eventually(Duration::from_secs(5), || async { app.get("/stream").await.status() == 200 }).await;
+    assert!(reopened, "a place frees up when a viewer leaves");
+}
 
 async fn the_presenter_gets_qr_codes_and_the_lab_state(backend: Backend) {
     let app = spawn_app(backend, |c| c.public_url = Some("https://vote.example.org".into())).await;

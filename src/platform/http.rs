@@ -19,6 +19,25 @@ use tracing::Instrument;
 
 use super::telemetry::{HttpMetrics, RequestLabels, RouteLabels};
 
+/// How long any request may take until its response starts (event streams start at once).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Everything a page needs is served from here (fonts and images are embedded), so
+/// the policy allows this origin only: no inline script or style, no framing.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+
+/// Response headers that keep pages safe in front of an audience.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
 /// Largest request body any lab accepts; every lab's bodies are tiny.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
@@ -183,7 +202,17 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
     );
     set_remote_parent(&span, request.headers());
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    // A request that cannot finish in time is answered, and its work dropped, rather
+    // than holding a connection and a pool slot forever.
+    let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request).instrument(span.clone())).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(format!(
+            "The request took longer than {} s and was abandoned",
+            REQUEST_TIMEOUT.as_secs()
+        ))
+        .with_retry_after(1)
+        .into_response(),
+    };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);

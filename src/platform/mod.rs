@@ -7,6 +7,7 @@ pub mod clock;
 pub mod db;
 pub mod feed;
 pub mod http;
+pub mod limit;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -121,6 +122,7 @@ impl Platform {
             .route("/static/{*path}", get(http::static_file))
             .fallback(http::not_found)
             .method_not_allowed_fallback(http::method_not_allowed)
+            .layer(axum::middleware::from_fn(http::security_headers))
             // Inside `observe`, so a panic's 500 is counted and logged like any other.
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()

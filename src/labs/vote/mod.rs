@@ -65,6 +65,7 @@ struct ChoiceLabel {
 
 struct VoteLab {
     platform: Platform,
+    limiter: crate::platform::limit::RateLimiter,
     votes_total: prometheus_client::metrics::family::Family<ChoiceLabel, prometheus_client::metrics::counter::Counter>,
     store: VoteStore,
     referral: ReferralValidator,
@@ -102,7 +103,9 @@ pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Resu
                 serde_json::to_string(&tally).ok()
             }
         });
-        VoteLab { platform: platform.clone(), votes_total, store, referral, live, feed }
+        let vote = &platform.config.vote;
+        let limiter = crate::platform::limit::RateLimiter::new(vote.vote_rate_limit, vote.vote_rate_limit * 2.0);
+        VoteLab { platform: platform.clone(), limiter, votes_total, store, referral, live, feed }
     });
     follow_other_replicas(&lab);
 
@@ -160,7 +163,20 @@ struct VoteRequest {
 }
 
 /// `POST /vote`
-async fn vote(State(lab): Lab, JsonBody(request): JsonBody<VoteRequest>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn vote(
+    State(lab): Lab,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+    JsonBody(request): JsonBody<VoteRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let client = crate::platform::limit::client_ip(peer, &headers, lab.platform.config.vote.trust_proxy);
+    if let Err(wait) = lab.limiter.check(client) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many votes from this address: slow down and try again",
+        )
+        .with_retry_after(wait.as_secs().max(1) as u32));
+    }
     let choice = Choice::parse(&request.choice)
         .ok_or_else(|| ApiError::bad_request(format!("Invalid choice. Must be one of: {}", Choice::keys_listed())))?;
     let referral = referral_code(request.referral)?;
@@ -211,6 +227,12 @@ async fn votes(State(lab): Lab) -> Result<Json<ballot::Tally>, ApiError> {
 
 /// `GET /stream`: `event: votes` with the `/votes` body, at once and on every change.
 async fn stream(State(lab): Lab) -> Response {
+    let cap = lab.platform.config.vote.max_viewers;
+    if lab.feed.viewers() >= cap {
+        return ApiError::unavailable(format!("Too many live viewers ({cap}): try again in a moment"))
+            .with_retry_after(5)
+            .into_response();
+    }
     lab.feed.stream()
 }
 
