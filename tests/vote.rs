@@ -29,7 +29,61 @@ on_both_backends!(
     pages_carry_a_strict_content_security_policy,
     one_address_cannot_flood_the_poll,
     live_viewers_are_capped,
+    a_burst_of_concurrent_votes_is_counted_exactly,
+    a_failed_batch_refuses_exactly_its_votes,
 );
+
+async fn a_burst_of_concurrent_votes_is_counted_exactly(backend: Backend) {
+    let app = spawn_app(backend, |c| c.vote.vote_rate_limit = 1_000_000.0).await;
+    let mut tasks = Vec::new();
+    for worker in 0..32usize {
+        let (client, base) = (app.client.clone(), app.url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0;
+            for i in 0..60usize {
+                let choice = ["print", "stare", "ai", "revert", "restart"][(worker * 7 + i) % 5];
+                let response =
+                    client.post(format!("{base}/vote")).json(&json!({ "choice": choice })).send().await.unwrap();
+                ok += usize::from(response.status() == 200);
+            }
+            ok
+        }));
+    }
+    let mut acknowledged = 0;
+    for task in tasks {
+        acknowledged += task.await.unwrap();
+    }
+    assert_eq!(acknowledged, 32 * 60);
+    let stored = app.sql_count("SELECT COUNT(*) FROM votes").await as usize;
+    assert_eq!(stored, acknowledged, "every acknowledged vote is stored once");
+    for choice in ["print", "stare", "ai", "revert", "restart"] {
+        let in_db = match choice {
+            "print" => app.sql_count("SELECT COUNT(*) FROM votes WHERE choice = 'print'").await,
+            "stare" => app.sql_count("SELECT COUNT(*) FROM votes WHERE choice = 'stare'").await,
+            "ai" => app.sql_count("SELECT COUNT(*) FROM votes WHERE choice = 'ai'").await,
+            "revert" => app.sql_count("SELECT COUNT(*) FROM votes WHERE choice = 'revert'").await,
+            _ => app.sql_count("SELECT COUNT(*) FROM votes WHERE choice = 'restart'").await,
+        };
+        assert_eq!(app.count_of(choice).await, in_db, "live count of {choice} equals SELECT count(*)");
+    }
+}
+
+async fn a_failed_batch_refuses_exactly_its_votes(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    assert_eq!(app.vote("ai", None).await.0, 200);
+    // The table disappears from under the writer: every insert fails.
+    app.sql_execute("ALTER TABLE votes RENAME TO votes_elsewhere").await;
+    let refused = app.post_json("/vote", &json!({ "choice": "ai" })).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let detail = refused.json::<Value>().await.unwrap()["detail"].as_str().unwrap().to_string();
+    assert!(detail.starts_with("Vote not recorded:") && !detail.contains("votes_elsewhere"), "{detail}");
+    assert_eq!(app.count_of("ai").await, 1, "a refused vote is not counted");
+    app.sql_execute("ALTER TABLE votes_elsewhere RENAME TO votes").await;
+    assert_eq!(app.vote("ai", None).await.0, 200, "the next batch goes through");
+    assert_eq!(app.count_of("ai").await, 2);
+    assert_eq!(app.sql_count("SELECT COUNT(*) FROM votes").await, 2, "stored exactly the acknowledged votes");
+}
 
 async fn pages_carry_a_strict_content_security_policy(backend: Backend) {
     let app = spawn_app(backend, |_| {}).await;

@@ -109,6 +109,18 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// What a client is told when the database refused or failed a write, without the
+/// internals: the kind of failure, never the SQL or the server's address.
+pub fn database_failure(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::PoolTimedOut => "the database connection pool is exhausted".into(),
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
+            "the database is unavailable".into()
+        }
+        _ => "the database did not accept the write".into(),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(source) = &self.source

@@ -291,6 +291,21 @@ impl TestApp {
         }
     }
 
+    /// Runs one statement on the lab's database, bypassing the server.
+    pub async fn sql_execute(&self, sql: &'static str) {
+        match &self.resources.database_url {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            None => {
+                let path = self.data_dir().join(format!("{}.db", self.config.lab.as_str()));
+                let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+
     /// Deletes one of this test's Redis keys, as a FLUSHALL or a Redis restart would.
     pub async fn delete_redis_key(&self, name: &str) {
         let key = self.redis_key(name).expect("a Redis backend");

@@ -111,19 +111,23 @@ impl LiveCounts {
         }
     }
 
-    /// Counts a vote that is already committed to the database.
-    pub async fn record(&self, choice: Choice) {
+    /// Counts votes that are already committed to the database: one Redis round trip
+    /// for a whole batch.
+    pub async fn record(&self, delta: Tally) {
         match &self.backend {
             Backend::Memory(m) => {
-                m.counts[choice.index()].fetch_add(1, Ordering::Relaxed);
+                for (count, added) in m.counts.iter().zip(delta.0) {
+                    count.fetch_add(added, Ordering::Relaxed);
+                }
             }
             Backend::Redis(r) => {
+                let mut pipe = redis::pipe();
+                for choice in Choice::ALL.into_iter().filter(|c| delta.get(*c) > 0) {
+                    pipe.hincr(&r.key, choice.key(), delta.get(choice)).ignore();
+                }
+                pipe.publish(&r.channel, VOTE_MESSAGE).ignore();
                 let mut conn = r.redis.conn();
-                let result = redis::pipe()
-                    .hincr(&r.key, choice.key(), 1)
-                    .publish(&r.channel, VOTE_MESSAGE)
-                    .query_async::<(i64, i64)>(&mut conn)
-                    .await;
+                let result = pipe.query_async::<()>(&mut conn).await;
                 if let Err(error) = result {
                     r.stale.store(true, Ordering::Relaxed);
                     tracing::warn!(%error, "live count not updated in redis; it will be rebuilt from the database");

@@ -5,6 +5,7 @@
 //! answers 503 while `/health` stays green.
 
 mod ballot;
+mod ingest;
 mod live;
 mod pages;
 mod presenter;
@@ -69,8 +70,9 @@ struct VoteLab {
     votes_total: prometheus_client::metrics::family::Family<ChoiceLabel, prometheus_client::metrics::counter::Counter>,
     store: VoteStore,
     referral: ReferralValidator,
-    live: LiveCounts,
+    live: Arc<LiveCounts>,
     feed: Feed,
+    ingest: ingest::Ingest,
 }
 
 type Lab = State<Arc<VoteLab>>;
@@ -88,7 +90,7 @@ pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Resu
         platform.config.vote.referral_cache_capacity,
         registry,
     );
-    let live = LiveCounts::start(&store, platform.redis.as_ref()).await?;
+    let live = Arc::new(LiveCounts::start(&store, platform.redis.as_ref()).await?);
     let votes_total = prometheus_client::metrics::family::Family::default();
     registry.register("votes", "Votes recorded by this process, by choice", votes_total.clone());
     let initial = serde_json::to_string(&live.snapshot().await?)?;
@@ -105,7 +107,8 @@ pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Resu
         });
         let vote = &platform.config.vote;
         let limiter = crate::platform::limit::RateLimiter::new(vote.vote_rate_limit, vote.vote_rate_limit * 2.0);
-        VoteLab { platform: platform.clone(), limiter, votes_total, store, referral, live, feed }
+        let ingest = ingest::Ingest::start(store.clone(), live.clone(), feed.clone());
+        VoteLab { platform: platform.clone(), limiter, votes_total, store, referral, live, feed, ingest }
     });
     follow_other_replicas(&lab);
 
@@ -184,10 +187,8 @@ async fn vote(
         let partner = lab.referral.validate(&lab.store, code).await.map_err(|e| referral_error(&lab, e))?;
         tracing::debug!(partner_id = partner.id, partner = %partner.name, "referral accepted");
     }
-    lab.store.record_vote(choice, referral.as_deref()).await?;
-    lab.live.record(choice).await;
+    lab.ingest.submit(choice, referral).await?;
     lab.votes_total.get_or_create(&ChoiceLabel { choice: choice.key() }).inc();
-    lab.feed.changed();
     Ok(Json(json!({ "status": "ok", "choice": choice.key() })))
 }
 

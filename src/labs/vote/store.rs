@@ -32,15 +32,38 @@ impl VoteStore {
         VoteStore { db }
     }
 
-    /// Stores one vote; returns once it is committed.
-    pub async fn record_vote(&self, choice: Choice, referral: Option<&str>) -> Result<i64, sqlx::Error> {
-        let sql = "INSERT INTO votes (choice, referral_code) VALUES ($1, $2) RETURNING id";
-        on_pool!(self.db, |pool| sqlx::query_scalar::<_, i64>(sql)
-            .bind(choice.key())
-            .bind(referral)
-            .fetch_one(pool)
-            .await)
-        .map_err(|e| self.db.observe(e))
+    /// Stores a batch of votes in one transaction: all of them, or none.
+    pub async fn record_votes(&self, votes: &[(Choice, Option<String>)]) -> Result<(), sqlx::Error> {
+        if votes.is_empty() {
+            return Ok(());
+        }
+        let result = match self.db.pool() {
+            Pool::Postgres(pool) => {
+                let choices: Vec<&str> = votes.iter().map(|(c, _)| c.key()).collect();
+                let referrals: Vec<Option<&str>> = votes.iter().map(|(_, r)| r.as_deref()).collect();
+                sqlx::query("INSERT INTO votes (choice, referral_code) SELECT * FROM UNNEST($1::text[], $2::text[])")
+                    .bind(choices)
+                    .bind(referrals)
+                    .execute(pool)
+                    .await
+                    .map(drop)
+            }
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                // 2 parameters a row: 1,000 rows stay far under SQLite's limit.
+                for chunk in votes.chunks(1_000) {
+                    let placeholders = vec!["(?, ?)"; chunk.len()].join(", ");
+                    let sql = format!("INSERT INTO votes (choice, referral_code) VALUES {placeholders}");
+                    let mut query = sqlx::query(AssertSqlSafe(sql));
+                    for (choice, referral) in chunk {
+                        query = query.bind(choice.key()).bind(referral.as_deref());
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+                tx.commit().await
+            }
+        };
+        result.map_err(|e| self.db.observe(e))
     }
 
     /// Counts every stored vote by choice.

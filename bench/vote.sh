@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Vote lab throughput, measured against a bare axum server in the same run.
+#
+#   bench/vote.sh [SECONDS] [BACKEND]     BACKEND: embedded (default) or services
+#
+# services uses PostgreSQL (127.0.0.1:5432, database breakroom_bench, recreated) and
+# Redis (127.0.0.1:6379, key prefix bench:). Needs wrk. Prints a table of req/s, p99
+# and the ratio to the bare server. Everything runs on 127.0.0.1 and stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+backend=${2:-embedded}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/breakroom-target}"
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
+cargo build --release --quiet --bin breakroom --example bare
+bin="$CARGO_TARGET_DIR/release/breakroom"
+bare="$CARGO_TARGET_DIR/release/examples/bare"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+data=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$data"' EXIT
+
+env_args=()
+if [ "$backend" = services ]; then
+  psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS breakroom_bench WITH (FORCE)" -c "CREATE DATABASE breakroom_bench"
+  env_args=(DATABASE_URL=postgres://postgres@127.0.0.1:5432/breakroom_bench REDIS_URL=redis://127.0.0.1:6379 BREAKROOM_REDIS_PREFIX=bench:)
+fi
+port=$(free_port); bare_port=$(free_port)
+# One client address sends everything here: lift the per-client vote limit.
+env "${env_args[@]}" RUST_LOG=warn BREAKROOM_VOTE_RATE_LIMIT=100000000 "$bin" serve vote --bind 127.0.0.1 --port "$port" \
+  --data-dir "$data" --seed-partners 1000 >/dev/null 2>&1 &
+pids+=($!)
+"$bare" "127.0.0.1:$bare_port" & pids+=($!)
+for p in "$port" "$bare_port"; do
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$p/health" >/dev/null && break; sleep 0.1; done
+done
+
+cat > "$data/vote.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"choice": "ai", "referral": null}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+
+# run NAME URL CONNECTIONS [LUA] -> "rps p99_ms"
+run() {
+  local url=$1 c=$2 script=${3:-}
+  local args=(-t2 -c"$c" -d"${seconds}s" --latency)
+  [ -n "$script" ] && args+=(-s "$script")
+  wrk "${args[@]}" "$url" | awk '/Requests\/sec/ {rps=$2} /^ +99%/ {p=$2} END {print rps, p}'
+}
+wrk -t2 -c16 -d2s "http://127.0.0.1:$port/health" >/dev/null   # warm-up
+
+printf '%-34s %12s %10s %12s %8s\n' "measurement ($backend)" "breakroom" "p99" "bare axum" "ratio"
+line() {
+  local name=$1 path=$2 c=$3 script=${4:-}
+  read -r ours p99 < <(run "http://127.0.0.1:$port$path" "$c" "$script")
+  read -r theirs _ < <(run "http://127.0.0.1:$bare_port$path" "$c" "$script")
+  python3 -c "import sys; o,t=float(sys.argv[2]),float(sys.argv[4]); print(f'{sys.argv[1]:<34} {o:>10,.0f}/s {sys.argv[3]:>10} {t:>10,.0f}/s {o/t:>8.2f}')" "$name" "$ours" "$p99" "$theirs"
+}
+line "POST /vote, c=16" /vote 16 "$data/vote.lua"
+line "POST /vote, c=64" /vote 64 "$data/vote.lua"
+line "GET /votes, c=64" /votes 64
+line "GET /health, c=64" /health 64
+stored=$(curl -s "http://127.0.0.1:$port/votes" | python3 -c 'import json,sys; print(sum(c["count"] for c in json.load(sys.stdin).values()))')
+echo "votes counted by the lab after the run: $stored"
+if [ "$backend" = services ]; then
+  psql -h 127.0.0.1 -U postgres -d breakroom_bench -Atc "SELECT 'votes stored in PostgreSQL: ' || COUNT(*) FROM votes"
+fi
+echo "RSS of breakroom after the run: $(ps -o rss= -p "${pids[0]}") KiB"
