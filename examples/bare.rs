@@ -6,7 +6,7 @@
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 #[tokio::main]
 async fn main() {
@@ -14,7 +14,10 @@ async fn main() {
     let app = Router::new()
         .route("/health", get(|| async { Json(json!({ "status": "healthy" })) }))
         .route("/votes", get(|| async { Json(json!({ "ai": { "count": 0, "label": "Ask an AI to explain it" } })) }))
-        .route("/vote", post(|Json(body): Json<Value>| async move { Json(json!({ "status": "ok", "choice": body["choice"] })) }));
+        .route(
+            "/vote",
+            post(|Json(body): Json<Value>| async move { Json(json!({ "status": "ok", "choice": body["choice"] })) }),
+        );
     let listener = tokio::net::TcpListener::bind(&address).await.expect("bind");
     axum::serve(listener, app).await.expect("serve");
 }
