@@ -57,11 +57,11 @@ async fn main() {
                 if events == 1 {
                     ready.fetch_add(1, Ordering::Relaxed);
                     events += 1; // count the first event once
-                } else if events > 2 {
-                    if let Some(at) = voted_at.get() {
-                        seen.lock().unwrap().push(at.elapsed().as_secs_f64() * 1000.0);
-                        return;
-                    }
+                } else if events > 2
+                    && let Some(at) = voted_at.get()
+                {
+                    seen.lock().unwrap().push(at.elapsed().as_secs_f64() * 1000.0);
+                    return;
                 }
             }
         });
