@@ -129,6 +129,11 @@ impl Row {
 
 /// Rehearses the chosen scenarios; returns one row each.
 pub async fn rehearse(args: &RehearseArgs) -> Result<Vec<Row>, StageError> {
+    if args.url.is_some() && args.scenarios.is_empty() {
+        return Err(StageError(
+            "with --url, name the scenario(s) of the lab running there, e.g. `breakroom rehearse vote/referral --url …`".into(),
+        ));
+    }
     let scenarios = select(&args.scenarios)?;
     let mut rows = Vec::new();
     for scenario in scenarios {

@@ -295,3 +295,22 @@ async fn vote_audience_triggers_the_referral_bug() {
         "{report:?}"
     );
 }
+
+/// A rate set through the control API changes the pace, never the run's length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_rate_still_ends_with_the_timeline() {
+    let server = test_server(Duration::MAX, Duration::ZERO).await;
+    let run = Arc::new(Run::new(get_ok(), server.url.clone(), None, Duration::from_secs(10), Vec::new()));
+    *run.rate_override.lock().unwrap() = Some(50.0);
+    let ended = tokio::time::timeout(
+        Duration::from_secs(10),
+        engine::drive(
+            run.clone(),
+            Model::Open { shape: Shape::constant(5.0, Duration::from_secs(1)), max_in_flight: 100 },
+        ),
+    )
+    .await;
+    assert!(ended.is_ok(), "the run ended by itself");
+    let report = breakroom::driver::control::snapshot(&run);
+    assert!((40..=52).contains(&report.requests), "the new rate applied for the 1 s run: {}", report.requests);
+}

@@ -40,6 +40,9 @@ async fn one_scenario_can_be_rehearsed_and_unknown_ones_are_named() {
     let (code, out) = breakroom(&["rehearse", "vote/referral"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("datasets/stats-cache"), "{out}");
+    let (code, out) = breakroom(&["rehearse", "--url", "http://127.0.0.1:9"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("name the scenario"), "{out}");
     let (code, out) = breakroom(&["rehearse", "vote/nope"]).await;
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("unknown scenario 'vote/nope'") && out.contains("datasets/stats-cache"), "{out}");

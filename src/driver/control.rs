@@ -42,6 +42,9 @@ async fn rate(
     JsonBody(request): JsonBody<RateRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let rps = parse_rate(&request.rate).map_err(ApiError::unprocessable)?;
+    if !(rps == 0.0 || (0.001..=1_000_000.0).contains(&rps)) {
+        return Err(ApiError::unprocessable("rate must be 0 (pause) or between 0.001 and 1,000,000 per second"));
+    }
     *run.rate_override.lock().unwrap_or_else(|p| p.into_inner()) = Some(rps);
     eprintln!("drive: target rate set to {rps:.2}/s");
     Ok(Json(json!({ "status": "ok", "target_rps": rps })))

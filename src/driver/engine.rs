@@ -151,11 +151,19 @@ async fn open(run: Arc<Run>, client: HttpClient, shape: Shape, max_in_flight: us
             break;
         }
         let overridden = *run.rate_override.lock().unwrap_or_else(|p| p.into_inner());
+        // A rate set through the control API changes the pace, not the run's length.
+        let end = shape.total().as_secs_f64();
         let next = match overridden {
-            Some(rps) if rps > 0.0 => Some(t.max(start.elapsed().as_secs_f64() - 1.0 / rps) + 1.0 / rps),
+            Some(rps) if rps > 0.0 => {
+                let next = t.max(start.elapsed().as_secs_f64() - 1.0 / rps) + 1.0 / rps;
+                (next < end).then_some(next)
+            }
             Some(_) => {
                 // Paused by the control API: look again in 10 ms.
                 t = start.elapsed().as_secs_f64();
+                if t >= end {
+                    break;
+                }
                 tokio::select! {
                     _ = run.stop.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_millis(10)) => continue,

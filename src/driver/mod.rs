@@ -231,7 +231,13 @@ pub async fn run(args: DriveArgs) -> Result<u8, StageError> {
 
 async fn reachable(base: &str) -> Result<(), StageError> {
     let authority = base.trim_start_matches("http://");
-    let connect = tokio::net::TcpStream::connect(authority);
+    let address = if authority.rsplit(':').next().is_some_and(|p| p.parse::<u16>().is_ok()) && !authority.ends_with(']')
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let connect = tokio::net::TcpStream::connect(address);
     match tokio::time::timeout(Duration::from_secs(3), connect).await {
         Ok(Ok(_)) => Ok(()),
         _ => Err(usage(format!(

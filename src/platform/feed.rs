@@ -8,8 +8,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tokio::sync::{Notify, watch};
@@ -24,7 +24,8 @@ const COALESCE: Duration = Duration::from_millis(50);
 pub struct Feed {
     event: &'static str,
     changed: Arc<Notify>,
-    current: watch::Sender<Arc<str>>,
+    /// The JSON state and the whole SSE frame carrying it, encoded once for everyone.
+    current: watch::Sender<(Arc<str>, Bytes)>,
     shutdown: CancellationToken,
 }
 
@@ -43,7 +44,7 @@ impl Feed {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Option<String>> + Send,
     {
-        let (current, _) = watch::channel(Arc::<str>::from(initial));
+        let (current, _) = watch::channel(frame(event, &initial));
         let feed = Feed { event, changed: Arc::new(Notify::new()), current, shutdown };
         let task = feed.clone();
         tokio::spawn(async move {
@@ -62,10 +63,10 @@ impl Feed {
                 }
                 if let Some(json) = read().await {
                     task.current.send_if_modified(|current| {
-                        if **current == *json {
+                        if *current.0 == *json {
                             return false;
                         }
-                        *current = json.into();
+                        *current = frame(task.event, &json);
                         true
                     });
                 }
@@ -84,15 +85,32 @@ impl Feed {
     }
 
     /// An SSE response: the current state at once, then every change, until shutdown.
+    /// Every viewer is sent the same pre-encoded frame (a reference-counted buffer),
+    /// and a comment line every 15 s keeps proxies from closing a quiet stream.
     pub fn stream(&self) -> Response {
-        let event = self.event;
-        let events = WatchStream::new(self.current.subscribe())
-            .map(move |json| Ok::<_, Infallible>(Event::default().event(event).data(&*json)))
-            .take_until(self.shutdown.clone().cancelled_owned());
-        let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
+        let events = WatchStream::new(self.current.subscribe()).map(|(_, frame)| frame);
+        let keep_alive = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(
+            tokio::time::Instant::now() + KEEP_ALIVE,
+            KEEP_ALIVE,
+        ))
+        .map(|_| Bytes::from_static(b":\n\n"));
+        let body = futures_util::stream::select(events, keep_alive)
+            .take_until(self.shutdown.clone().cancelled_owned())
+            .map(Ok::<_, Infallible>);
+        let mut response = Body::from_stream(body).into_response();
         let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
         response
     }
+}
+
+/// How often an idle stream carries a comment line.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `event: NAME` + `data: JSON` (one line: the JSON has no newlines) + a blank line.
+fn frame(event: &str, json: &str) -> (Arc<str>, Bytes) {
+    debug_assert!(!json.contains('\n'), "SSE data must be one line");
+    (Arc::from(json), Bytes::from(format!("event: {event}\ndata: {json}\n\n")))
 }

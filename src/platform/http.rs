@@ -372,7 +372,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         .await
 }
 
-/// `Query<T>` whose rejection is a JSON 400 instead of axum's plain-text one.
+/// `Query<T>` whose rejection is a JSON 422 instead of axum's plain-text 400.
 pub struct QueryParams<T>(pub T);
 
 impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
@@ -385,7 +385,7 @@ where
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
-            Err(rejection) => Err(ApiError::bad_request(format!("Invalid query string: {}", rejection.body_text()))),
+            Err(rejection) => Err(ApiError::unprocessable(format!("Invalid query string: {}", rejection.body_text()))),
         }
     }
 }

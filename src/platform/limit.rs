@@ -9,14 +9,16 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 
 /// The client's address: the TCP peer, or — only when the operator says a proxy in
-/// front can be trusted — the first address of `X-Forwarded-For`. Without that
-/// switch the header is ignored, or any client could pick its own bucket.
+/// front can be trusted — the last address of `X-Forwarded-For`, the one that proxy
+/// appended for the connection it received. Earlier entries are whatever the client
+/// sent and are ignored; without the switch the whole header is, or any client could
+/// pick its own bucket.
 pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trust_proxy: bool) -> IpAddr {
     if trust_proxy {
         let forwarded = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok());
         if let Some(ip) = forwarded {
             return ip;
@@ -93,7 +95,8 @@ mod tests {
     fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
         let peer: SocketAddr = "10.1.1.1:5000".parse().unwrap();
         let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", "203.0.113.7, 10.1.1.1".parse().unwrap());
+        // The client claimed 198.51.100.1; the trusted proxy appended what it saw.
+        headers.insert("x-forwarded-for", "198.51.100.1, 203.0.113.7".parse().unwrap());
         assert_eq!(client_ip(peer, &headers, false), peer.ip());
         assert_eq!(client_ip(peer, &headers, true), "203.0.113.7".parse::<IpAddr>().unwrap());
         headers.insert("x-forwarded-for", "not an address".parse().unwrap());

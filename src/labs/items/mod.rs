@@ -201,10 +201,21 @@ async fn health(State(lab): Lab) -> Json<serde_json::Value> {
 
 /// `POST /admin/reset?confirm=yes`: the three seed items, an empty cache, zero stats.
 async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>, ApiError> {
+    // With the cache unreachable its old entries could not be removed and would be
+    // served again once it returns: refuse, and change nothing.
+    if !lab.items.cache().is_up() {
+        return Err(ApiError::unavailable(
+            "The cache is unreachable: reset refused (nothing changed); try again when Redis answers",
+        )
+        .with_retry_after(1));
+    }
     lab.store.delete_all().await?;
     lab.store.seed().await?;
-    let cleared = lab.items.cache().clear(write_through::KEY_PREFIX).await;
+    lab.items.cache().clear(write_through::KEY_PREFIX).await.map_err(|e| {
+        ApiError::unavailable(format!("The items were reset but the cache could not be cleared ({e}); reset again"))
+            .with_retry_after(1)
+    })?;
     lab.items.reset_stats();
-    tracing::warn!(cache_cleared = cleared.is_ok(), "lab_reset");
+    tracing::warn!("lab_reset");
     Ok(Json(json!({ "status": "success", "message": "Lab reset: the three seed items, an empty cache, zero stats." })))
 }
