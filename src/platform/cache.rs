@@ -269,6 +269,31 @@ impl Cache {
         }
     }
 
+    /// Sets a key only if it does not exist (`SET … NX`): for filling the cache from
+    /// the database on a miss, so a value a concurrent writer just stored wins over
+    /// the possibly older one this reader fetched.
+    pub async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        match &self.inner.store {
+            Store::Memory(memory) => {
+                memory.entry(key.to_owned()).or_insert(Entry { value: value.into(), ttl }).await;
+                Ok(())
+            }
+            Store::Redis(redis) => {
+                self.inner.skip_if_down(&[key])?;
+                let mut conn = redis.conn();
+                let result = redis::cmd("SET")
+                    .arg(redis.key(key))
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl.as_secs().max(1))
+                    .arg("NX")
+                    .query_async::<Option<String>>(&mut conn)
+                    .await;
+                self.inner.outcome(result, &[key]).map(drop)
+            }
+        }
+    }
+
     /// Deletes keys; returns how many existed.
     pub async fn delete(&self, keys: &[&str]) -> Result<u64, CacheError> {
         if keys.is_empty() {
@@ -479,5 +504,15 @@ mod tests {
         assert_eq!(cache.get("item:2").await.unwrap(), None);
         assert_eq!(cache.get("other").await.unwrap().as_deref(), Some("other"));
         assert_eq!(cache.delete(&["other", "missing"]).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn filling_from_the_database_never_overwrites_a_newer_write() {
+        let cache = Cache::new(None, CancellationToken::new());
+        cache.set("item:1", "v2 (written)", Duration::from_secs(60)).await.unwrap();
+        cache.set_if_absent("item:1", "v1 (read earlier)", Duration::from_secs(60)).await.unwrap();
+        assert_eq!(cache.get("item:1").await.unwrap().as_deref(), Some("v2 (written)"));
+        cache.set_if_absent("item:2", "filled", Duration::from_secs(60)).await.unwrap();
+        assert_eq!(cache.get("item:2").await.unwrap().as_deref(), Some("filled"));
     }
 }

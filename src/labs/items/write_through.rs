@@ -167,7 +167,12 @@ impl WriteThrough {
         Ok(deleted > 0)
     }
 
+    /// A write: the cache gets the database's new value, whatever it held.
     async fn write_to_cache(&self, item: &Item) {
+        self.put_in_cache(item, false).await
+    }
+
+    async fn put_in_cache(&self, item: &Item, only_if_absent: bool) {
         let key = key(&item.id);
         let span = tracing::info_span!(
             "redis_set",
@@ -179,7 +184,12 @@ impl WriteThrough {
         );
         let started = Instant::now();
         let json = serde_json::to_string(item).expect("an item serializes");
-        if let Err(error) = self.cache.set(&key, &json, self.ttl).instrument(span).await {
+        let stored = if only_if_absent {
+            self.cache.set_if_absent(&key, &json, self.ttl).instrument(span).await
+        } else {
+            self.cache.set(&key, &json, self.ttl).instrument(span).await
+        };
+        if let Err(error) = stored {
             tracing::warn!(%error, key, "cache write skipped; the database has the item");
         }
         self.observe_write("redis", started);
@@ -224,7 +234,8 @@ impl WriteThrough {
         let item = self.db_result("select", result)?;
         span.record("db.rows_affected", u64::from(item.is_some()));
         if let Some(item) = &item {
-            self.write_to_cache(item).await;
+            // Only if absent: a PUT that raced this read has stored the newer value.
+            self.put_in_cache(item, true).await;
         }
         Ok(item)
     }
