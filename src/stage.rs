@@ -169,6 +169,21 @@ pub fn admin_token(given: Option<&str>, data_dir: &Path, lab: &str) -> Result<St
     }
 }
 
+/// `POST /admin/reset?confirm=yes` with the admin token, printing the lab's message.
+pub async fn reset_lab(target: &Target, token: Option<&str>, data_dir: &Path, lab: &str) -> Result<u8, StageError> {
+    let token = admin_token(token, data_dir, lab)?;
+    let reply = target.post_admin("/admin/reset?confirm=yes", &token).await?;
+    if reply.status == 401 {
+        return Err(StageError(format!("The server refused the admin token: {}", reply.detail())));
+    }
+    if !reply.is_success() {
+        return Err(StageError(format!("Reset failed with {}: {}", reply.status, reply.detail())));
+    }
+    let message = reply.json().and_then(|v| v["message"].as_str().map(str::to_owned)).unwrap_or_else(|| reply.detail());
+    println!("{message}");
+    Ok(0)
+}
+
 /// Text styles for a projector: bold green/red on a terminal, plain in a pipe.
 pub struct Style {
     color: bool,

@@ -153,14 +153,7 @@ pub fn explain() -> String {
 }
 
 pub async fn reset(target: &Target, token: Option<&str>, data_dir: &std::path::Path) -> Result<u8, StageError> {
-    let token = admin_token(token, data_dir, "datasets")?;
-    let reply = target.post_admin("/admin/reset?confirm=yes", &token).await?;
-    if reply.status == 401 {
-        return Err(StageError(format!("The server refused the admin token: {}", reply.detail())));
-    }
-    let body = expect_json(reply, "POST /admin/reset")?;
-    println!("{}", body["message"].as_str().unwrap_or("reset"));
-    Ok(0)
+    crate::stage::reset_lab(target, token, data_dir, "datasets").await
 }
 
 /// Downloads and reads twice: (before, after) as the dashboard shows them around the

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_token};
+use crate::stage::{EXIT_FAILED, Reply, StageError, Style, Target};
 
 async fn create(target: &Target, name: &str, price: f64) -> Result<Value, StageError> {
     let body = json!({ "name": name, "description": "Created by breakroom", "price": price });
@@ -219,14 +219,7 @@ async fn wait_for_health(target: &Target, want: &str, limit: Duration) -> Result
 }
 
 pub async fn reset(target: &Target, token: Option<&str>, data_dir: &std::path::Path) -> Result<u8, StageError> {
-    let token = admin_token(token, data_dir, "items")?;
-    let reply = target.post_admin("/admin/reset?confirm=yes", &token).await?;
-    if reply.status == 401 {
-        return Err(StageError(format!("The server refused the admin token: {}", reply.detail())));
-    }
-    let body = expect_json(reply, "POST /admin/reset")?;
-    println!("{}", body["message"].as_str().unwrap_or("reset"));
-    Ok(0)
+    crate::stage::reset_lab(target, token, data_dir, "items").await
 }
 
 /// The rehearsal of `items/redis-outage`. Without a Redis URL only the write-through
