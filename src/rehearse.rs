@@ -251,6 +251,8 @@ pub fn markdown() -> String {
         out.push_str(&format!("- **Trigger:** {}\n", s.trigger));
         out.push_str(&format!("- **Symptom:** {}\n", s.symptom));
         out.push_str(&format!("- **Fix:** {}\n", s.fix));
+        out.push_str(&format!("- **Check:** {}\n", s.check));
+        out.push_str(&format!("- **Reset:** {}\n", s.reset));
         let bug = s.lab.bugs().iter().find(|b| b.name == s.bug);
         if let Some(bug) = bug {
             out.push_str(&format!("- **Where:** {}\n", bug.location));

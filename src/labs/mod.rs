@@ -56,6 +56,10 @@ pub struct Scenario {
     pub trigger: &'static str,
     pub symptom: &'static str,
     pub fix: &'static str,
+    /// What `breakroom check LAB` proves, and so what passes only once it is fixed.
+    pub check: &'static str,
+    /// What `breakroom reset LAB` puts back for the next talk.
+    pub reset: &'static str,
     /// How long a rehearsal of it takes, roughly.
     pub rehearsal: &'static str,
 }
@@ -123,9 +127,21 @@ pub enum StageCommand {
     Reset,
 }
 
+/// The scenario of a lab, from the registry.
+pub fn scenario_of(lab: LabName) -> &'static Scenario {
+    SCENARIOS.iter().find(|s| s.lab == lab).expect("every lab has a scenario in the registry")
+}
+
 /// Runs a stage command against a running lab; returns the process exit code.
 pub async fn stage(command: StageCommand, args: &crate::config::StageArgs) -> Result<u8, crate::stage::StageError> {
     let target = crate::stage::Target::new(&args.url, args.lab.as_str())?;
+    let scenario = scenario_of(args.lab);
+    let what = match command {
+        StageCommand::Demonstrate => scenario.trigger,
+        StageCommand::Check => scenario.check,
+        StageCommand::Reset => scenario.reset,
+    };
+    println!("{} — {}\n({what})\n", scenario.name, scenario.title);
     let interval = std::time::Duration::from_millis(args.interval_ms);
     match (args.lab, command) {
         (LabName::Vote, StageCommand::Demonstrate) => vote::stage::demonstrate(&target, interval).await,
@@ -150,17 +166,23 @@ pub async fn stage(command: StageCommand, args: &crate::config::StageArgs) -> Re
 
 /// `breakroom explain LAB`: the reference fix as compiled into this binary, and notes.
 pub fn explain(lab: LabName) -> String {
-    match lab {
-        LabName::Datasets => datasets::stage::explain(),
-        other => {
-            let bugs: Vec<String> =
-                other.bugs().iter().map(|b| format!("  {}: {} — {}", b.name, b.summary, b.location)).collect();
-            let fixes = if bugs.is_empty() {
-                "  (no planted bug: its scenario is a fault injected from outside)".to_string()
-            } else {
-                bugs.join("\n")
-            };
-            format!("The {} lab's planted bugs (run the fix with --fixed NAME):\n{fixes}\n", other.as_str())
+    let s = scenario_of(lab);
+    let header = format!(
+        "{} — {}\n\n{}\n\nTrigger: {}\nSymptom: {}\nFix: {}\nCheck: {}\nReset: {}\n\n",
+        s.name, s.title, s.story, s.trigger, s.symptom, s.fix, s.check, s.reset
+    );
+    header
+        + &match lab {
+            LabName::Datasets => datasets::stage::explain(),
+            other => {
+                let bugs: Vec<String> =
+                    other.bugs().iter().map(|b| format!("  {}: {} — {}", b.name, b.summary, b.location)).collect();
+                let fixes = if bugs.is_empty() {
+                    "  (no planted bug: its scenario is a fault injected from outside)".to_string()
+                } else {
+                    bugs.join("\n")
+                };
+                format!("The {} lab's planted bugs (run the fix with --fixed NAME):\n{fixes}\n", other.as_str())
+            }
         }
-    }
 }

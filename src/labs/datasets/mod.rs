@@ -44,6 +44,8 @@ pub const SCENARIO: Scenario = Scenario {
     trigger: "20 downloads of the Research Analytics Dataset by 15 conference attendees",
     symptom: "GET /api/datasets/{id}/statistics/ still says 15 while the audit log has 35",
     fix: "--fixed stats-cache: delete dataset_stats_{id} after recording the download",
+    check: "one more download must show on the dashboard at once",
+    reset: "the seeded audit log (15 downloads), no cached statistics, the buggy download",
     rehearsal: "about 1 s",
 };
 

@@ -42,6 +42,8 @@ pub const SCENARIO: Scenario = Scenario {
     trigger: "stop Redis (redis-cli shutdown, docker compose stop redis) or CLIENT PAUSE it",
     symptom: "/health {\"status\":\"degraded\",\"dependencies\":{\"redis\":\"down\"}}; cache_misses_total{operation=\"unavailable\"} rises",
     fix: "nothing to fix: start Redis again and the lab recovers by itself",
+    check: "a created item is a cache hit on its first read, an update is read back at once; with --redis, Redis is paused and every outage promise is verified",
+    reset: "the three seed items, an empty cache, zero hit/miss statistics",
     rehearsal: "about 5 s with Redis, 1 s without",
 };
 

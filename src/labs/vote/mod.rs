@@ -56,6 +56,8 @@ pub const SCENARIO: Scenario = Scenario {
     trigger: "15 POST /vote with {\"choice\":\"ai\",\"referral\":\"conf-partner-2026\"}",
     symptom: "votes 1-10 answer 200, 11+ answer 503 'referral cache exhausted'; referral_cache_exhausted_total rises; /health stays 200",
     fix: "--fixed referral: validate the code with one indexed query, no cache",
+    check: "15 referral votes through POST /vote must all answer 200",
+    reset: "votes, live counts, the referral cache of every replica and the bug switch, without a restart",
     rehearsal: "about 1 s",
 };
 
