@@ -61,6 +61,12 @@ line "POST /vote, c=16" /vote 16 "$data/vote.lua"
 line "POST /vote, c=64" /vote 64 "$data/vote.lua"
 line "GET /votes, c=64" /votes 64
 line "GET /health, c=64" /health 64
+# breakroom's own driver on the same endpoint: the two tools should agree within 10%.
+read -r wrk_rps _ < <(run "http://127.0.0.1:$port/vote" 64 "$data/vote.lua")
+"$bin" drive vote-audience --url "http://127.0.0.1:$port" --rate max --connections 64 --duration "${seconds}s" \
+  --referral-share 0 --out "$data/drive.json" >/dev/null 2>&1
+drive_rps=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['achieved_rps'])" "$data/drive.json")
+python3 -c "import sys; w,d=float(sys.argv[1]),float(sys.argv[2]); print(f'POST /vote c=64: wrk {w:,.0f}/s, breakroom drive {d:,.0f}/s, drive/wrk {d/w:.2f}')" "$wrk_rps" "$drive_rps"
 stored=$(curl -s "http://127.0.0.1:$port/votes" | python3 -c 'import json,sys; print(sum(c["count"] for c in json.load(sys.stdin).values()))')
 echo "votes counted by the lab after the run: $stored"
 if [ "$backend" = services ]; then

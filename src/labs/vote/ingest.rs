@@ -49,6 +49,8 @@ impl Ingest {
                 }
                 let rows: Vec<(Choice, Option<String>)> =
                     batch.iter().map(|p| (p.choice, p.referral.clone())).collect();
+                // Committed and counted as one step, never interleaved with a rebuild.
+                let writes = live.write_lock().await;
                 match store.record_votes(&rows).await {
                     Ok(()) => {
                         let mut delta = Tally::default();
@@ -56,12 +58,14 @@ impl Ingest {
                             delta.0[choice.index()] += 1;
                         }
                         live.record(delta).await;
+                        drop(writes);
                         feed.changed();
                         for pending in batch {
                             let _ = pending.done.send(Ok(()));
                         }
                     }
                     Err(error) => {
+                        drop(writes);
                         tracing::error!(%error, votes = batch.len(), "vote batch not stored; its votes are refused");
                         let reason = crate::platform::http::database_failure(&error);
                         for pending in batch {

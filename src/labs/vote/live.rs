@@ -7,10 +7,12 @@
 //! shown as zeros. An increment that failed while Redis was unreachable marks the
 //! counts stale, and the first read after Redis answers again rebuilds them.
 //!
-//! Known window: a vote committed after a rebuild's (or a reset's) SELECT/DELETE but
-//! counted before its HSET is overwritten. Every rebuild and reset therefore schedules
-//! one reconciliation with the database a second later, which corrects the counts
-//! unless votes keep racing it.
+//! Within a process, writing votes and rewriting the counts exclude each other (the
+//! write lock): a batch is committed and counted as one step, and a rebuild, a
+//! reconciliation or a reset reads `votes` and rewrites the counts as one step, so
+//! none of them can overwrite an increment or count a vote twice. Across replicas a
+//! vote of another process can still land inside a rebuild's window; every rebuild and
+//! reset therefore schedules one more reconciliation a second later.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -27,6 +29,7 @@ pub struct LiveCounts {
     backend: Backend,
     store: VoteStore,
     reconcile_at: Mutex<Option<Instant>>,
+    writes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 enum Backend {
@@ -41,6 +44,7 @@ pub struct MemoryCounts {
 pub struct RedisCounts {
     redis: Redis,
     store: VoteStore,
+    writes: std::sync::Arc<tokio::sync::Mutex<()>>,
     key: String,
     channel: String,
     /// An increment was lost while Redis was unreachable.
@@ -56,6 +60,7 @@ impl LiveCounts {
     /// Loads the counts from the database (in-process) or makes sure the shared hash
     /// is initialised (Redis; a Redis that is down now is retried on the next read).
     pub async fn start(store: &VoteStore, redis: Option<&Redis>) -> Result<LiveCounts, sqlx::Error> {
+        let writes = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         let backend = match redis {
             None => {
                 let tally = store.tally().await?;
@@ -65,6 +70,7 @@ impl LiveCounts {
                 let counts = Box::new(RedisCounts {
                     redis: redis.clone(),
                     store: store.clone(),
+                    writes: writes.clone(),
                     key: redis.key("vote:counts"),
                     channel: redis.key("vote:events"),
                     stale: AtomicBool::new(false),
@@ -75,7 +81,7 @@ impl LiveCounts {
                 Backend::Redis(counts)
             }
         };
-        Ok(LiveCounts { backend, store: store.clone(), reconcile_at: Mutex::new(None) })
+        Ok(LiveCounts { backend, store: store.clone(), reconcile_at: Mutex::new(None), writes })
     }
 
     fn schedule_reconcile(&self) {
@@ -93,8 +99,14 @@ impl LiveCounts {
         }
     }
 
+    /// Held while a batch of votes is committed and counted (see the module comment).
+    pub async fn write_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writes.lock().await
+    }
+
     /// Counts from the database, replacing the live ones.
     async fn reconcile(&self) -> anyhow::Result<Tally> {
+        let _writes = self.writes.lock().await;
         let tally = self.store.tally().await?;
         match &self.backend {
             Backend::Memory(m) => m.set(tally),
@@ -161,7 +173,10 @@ impl LiveCounts {
     }
 
     /// Zeroes every count (the votes are already deleted) and tells the other replicas.
-    pub async fn reset(&self) -> anyhow::Result<()> {
+    /// Deletes every vote and zeroes the counts, as one step; returns the votes deleted.
+    pub async fn reset(&self) -> anyhow::Result<u64> {
+        let _writes = self.writes.lock().await;
+        let deleted = self.store.clear_votes().await?;
         match &self.backend {
             Backend::Memory(m) => m.set(Tally::default()),
             Backend::Redis(r) => {
@@ -170,9 +185,9 @@ impl LiveCounts {
                 redis::cmd("PUBLISH").arg(&r.channel).arg(RESET_MESSAGE).query_async::<i64>(&mut conn).await?;
             }
         }
-        // Votes that were in flight during the reset are settled against the database.
+        // Votes of other replicas in flight during the reset are settled against the database.
         self.schedule_reconcile();
-        Ok(())
+        Ok(deleted)
     }
 
     /// The channel replicas announce changes on, when counts live in Redis.
@@ -220,6 +235,7 @@ impl RedisCounts {
     }
 
     async fn rebuild(&self) -> anyhow::Result<Tally> {
+        let _writes = self.writes.lock().await;
         let tally = self.store.tally().await?;
         self.overwrite(tally).await?;
         Ok(tally)

@@ -274,9 +274,9 @@ async fn version(State(lab): Lab) -> Json<serde_json::Value> {
 /// `POST /admin/reset?confirm=yes`: votes, live counts, referral cache and the bug
 /// switch back to their pre-talk state, without a restart.
 async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>, ApiError> {
-    let deleted = lab.store.clear_votes().await?;
-    lab.live.reset().await.map_err(|e| {
-        ApiError::unavailable(format!("Votes were deleted but the live counts could not be reset: {e:#}. Try again."))
+    let deleted = lab.live.reset().await.map_err(|e| {
+        ApiError::unavailable(format!("The session could not be reset completely: {e:#}. Try again."))
+            .with_retry_after(1)
     })?;
     lab.referral.clear();
     lab.platform.bugs.restore_everywhere().await;
