@@ -249,46 +249,37 @@ impl Cache {
     }
 
     pub async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        match &self.inner.store {
-            Store::Memory(memory) => {
-                memory.insert(key.to_owned(), Entry { value: value.into(), ttl }).await;
-                Ok(())
-            }
-            Store::Redis(redis) => {
-                self.inner.skip_if_down(&[key])?;
-                let mut conn = redis.conn();
-                let result = redis::cmd("SET")
-                    .arg(redis.key(key))
-                    .arg(value)
-                    .arg("EX")
-                    .arg(ttl.as_secs().max(1))
-                    .query_async::<()>(&mut conn)
-                    .await;
-                self.inner.outcome(result, &[key])
-            }
-        }
+        self.store(key, value, ttl, false).await
     }
 
     /// Sets a key only if it does not exist (`SET … NX`): for filling the cache from
     /// the database on a miss, so a value a concurrent writer just stored wins over
     /// the possibly older one this reader fetched.
     pub async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        self.store(key, value, ttl, true).await
+    }
+
+    async fn store(&self, key: &str, value: &str, ttl: Duration, only_if_absent: bool) -> Result<(), CacheError> {
+        let entry = Entry { value: value.into(), ttl };
         match &self.inner.store {
+            Store::Memory(memory) if only_if_absent => {
+                memory.entry(key.to_owned()).or_insert(entry).await;
+                Ok(())
+            }
             Store::Memory(memory) => {
-                memory.entry(key.to_owned()).or_insert(Entry { value: value.into(), ttl }).await;
+                memory.insert(key.to_owned(), entry).await;
                 Ok(())
             }
             Store::Redis(redis) => {
                 self.inner.skip_if_down(&[key])?;
+                let mut command = redis::cmd("SET");
+                command.arg(redis.key(key)).arg(value).arg("EX").arg(ttl.as_secs().max(1));
+                if only_if_absent {
+                    command.arg("NX");
+                }
                 let mut conn = redis.conn();
-                let result = redis::cmd("SET")
-                    .arg(redis.key(key))
-                    .arg(value)
-                    .arg("EX")
-                    .arg(ttl.as_secs().max(1))
-                    .arg("NX")
-                    .query_async::<Option<String>>(&mut conn)
-                    .await;
+                // NX answers nil when the key existed: not an error.
+                let result = command.query_async::<Option<String>>(&mut conn).await;
                 self.inner.outcome(result, &[key]).map(drop)
             }
         }

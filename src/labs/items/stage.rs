@@ -213,6 +213,7 @@ async fn wait_for_health(target: &Target, want: &str, limit: Duration) -> Result
         if health.json().is_some_and(|v| v["status"] == want) {
             return Ok(Some(started.elapsed()));
         }
+        // Polling interval of the client watching /health, not a delay in the lab.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(None)

@@ -27,6 +27,8 @@ async fn referral_votes(target: &Target, interval: Duration, style: Option<&Styl
         }
         replies.push(reply);
         if i < REFERRAL_VOTES && !interval.is_zero() {
+            // Stage pacing, like seed 000's `sleep 0.5`: the room reads each answer.
+            // Not part of the symptom, which comes from the cache alone.
             tokio::time::sleep(interval).await;
         }
     }
