@@ -169,6 +169,24 @@ pub fn admin_token(given: Option<&str>, data_dir: &Path, lab: &str) -> Result<St
     }
 }
 
+/// An admin POST that must succeed.
+pub async fn admin_call(
+    target: &Target,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> Result<Reply, StageError> {
+    let reply = match body {
+        Some(body) => target.post_admin_json(path, token, &body).await?,
+        None => target.post_admin(path, token).await?,
+    };
+    if reply.is_success() {
+        Ok(reply)
+    } else {
+        Err(StageError(format!("POST {path} answered {}: {}", reply.status, reply.detail())))
+    }
+}
+
 /// `POST /admin/reset?confirm=yes` with the admin token, printing the lab's message.
 pub async fn reset_lab(target: &Target, token: Option<&str>, data_dir: &Path, lab: &str) -> Result<u8, StageError> {
     let token = admin_token(token, data_dir, lab)?;

@@ -14,10 +14,6 @@ use axum::routing::post;
 use common::{Backend, spawn_app};
 use serde_json::Value;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A child process killed when the test ends, however it ends.
 fn start(program: &str, args: &[String]) -> tokio::process::Child {
     tokio::process::Command::new(program)
@@ -62,7 +58,7 @@ async fn referral_cache_exhausted_pages_for_the_buggy_build_only() {
     tokio::spawn(async move { axum::serve(listener, webhook).await });
 
     let dir = tempfile::tempdir().unwrap();
-    let (prometheus_port, alertmanager_port) = (free_port(), free_port());
+    let (prometheus_port, alertmanager_port) = (common::free_port(), common::free_port());
     let alertmanager_config = dir.path().join("alertmanager.yml");
     std::fs::write(
         &alertmanager_config,

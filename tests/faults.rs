@@ -72,16 +72,12 @@ async fn redis_killed_mid_burst_loses_no_vote() {
     assert!(snapshot.is_some(), "viewers get a correct full snapshot");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// SIGTERM with votes in flight and 1,000 live viewers: in-flight requests complete,
 /// the streams end, the process exits promptly, and no acknowledged vote is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_votes_in_flight_and_a_thousand_viewers() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_breakroom"))
         .args(["serve", "vote", "--bind", "127.0.0.1", "--port", &port.to_string(), "--seed-partners", "50"])

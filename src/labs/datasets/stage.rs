@@ -172,7 +172,7 @@ async fn one_more_download(target: &Target) -> Result<(i64, i64, Duration), Stag
 /// The rehearsal of `datasets/stats-cache`.
 pub async fn rehearse(target: &Target, admin: &str) -> Result<Vec<crate::labs::Verdict>, StageError> {
     use crate::labs::Verdict;
-    use crate::labs::vote::stage::admin_call;
+    use crate::stage::admin_call;
     let mut verdicts = Vec::new();
     admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
     let ceo = Researcher { target, token: CEO_TOKEN.into() };

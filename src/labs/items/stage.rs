@@ -231,7 +231,7 @@ pub async fn rehearse(
     redis_url: Option<&str>,
 ) -> Result<Vec<crate::labs::Verdict>, StageError> {
     use crate::labs::Verdict;
-    use crate::labs::vote::stage::admin_call;
+    use crate::stage::admin_call;
     let mut verdicts = Vec::new();
     admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
     match redis_url {

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::store::KNOWN_PARTNER_CODE;
 use crate::labs::Verdict;
-use crate::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_token, ranges};
+use crate::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_call, admin_token, ranges};
 
 /// Seed 000 sends fifteen referral votes: ten fill the cache, five show the failure.
 pub const REFERRAL_VOTES: usize = 15;
@@ -213,22 +213,4 @@ fn compact(statuses: &[u16]) -> String {
         }
     }
     parts.iter().map(|(s, n)| format!("{s}×{n}")).collect::<Vec<_>>().join(" ")
-}
-
-/// An admin POST that must succeed.
-pub async fn admin_call(
-    target: &Target,
-    path: &str,
-    token: &str,
-    body: Option<serde_json::Value>,
-) -> Result<Reply, StageError> {
-    let reply = match body {
-        Some(body) => target.post_admin_json(path, token, &body).await?,
-        None => target.post_admin(path, token).await?,
-    };
-    if reply.is_success() {
-        Ok(reply)
-    } else {
-        Err(StageError(format!("POST {path} answered {}: {}", reply.status, reply.detail())))
-    }
 }
