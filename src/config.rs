@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::labs::LabName;
 
@@ -64,13 +64,41 @@ pub struct BackendArgs {
     pub db_max_connections: u32,
 }
 
+/// What `breakroom serve` runs: a lab, or the shop's load generator service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServeTarget {
+    /// Conference poll whose referral cache exhausts after 10 referral votes
+    Vote,
+    /// Write-through cache over the database and Redis; survives a Redis outage
+    Items,
+    /// Research datasets whose cached statistics are never invalidated on download
+    Datasets,
+    /// Black Friday: catalog, cart and checkout; dropped indexes and a too-small pool
+    Shop,
+    /// The shop's load generator as a service (port 8010): start, watch and stop the timeline
+    Loadgen,
+}
+
+impl ServeTarget {
+    pub fn lab(self) -> Option<LabName> {
+        match self {
+            ServeTarget::Vote => Some(LabName::Vote),
+            ServeTarget::Items => Some(LabName::Items),
+            ServeTarget::Datasets => Some(LabName::Datasets),
+            ServeTarget::Shop => Some(LabName::Shop),
+            ServeTarget::Loadgen => None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Which lab to run
-    pub lab: LabName,
-    /// TCP port to listen on
-    #[arg(long, env = "PORT", default_value_t = 8000)]
-    pub port: u16,
+    /// Which lab to run (or the shop's load generator)
+    pub lab: ServeTarget,
+    /// TCP port to listen on: 8000 for a lab, 8010 for loadgen (the shop uses
+    /// --catalog-port, --cart-port and --checkout-port)
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
     /// Address to bind (0.0.0.0 so phones on the same network and a cluster's ingress reach it)
     #[arg(long, env = "BREAKROOM_BIND", default_value = "0.0.0.0")]
     pub bind: IpAddr,
@@ -98,6 +126,82 @@ pub struct ServeArgs {
     pub vote: VoteArgs,
     #[command(flatten)]
     pub items: ItemsArgs,
+    #[command(flatten)]
+    pub shop: ShopArgs,
+    #[command(flatten)]
+    pub shop_data: ShopDataArgs,
+}
+
+/// Which of the shop's services a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShopService {
+    /// catalog, cart and checkout in one process, each on its own port
+    All,
+    Catalog,
+    Cart,
+    Checkout,
+}
+
+/// Settings of the `shop` lab.
+#[derive(Debug, Clone, Args)]
+pub struct ShopArgs {
+    /// shop: which service this process runs (one per pod in a cluster)
+    #[arg(long, env = "SHOP_SERVICE", value_enum, default_value_t = ShopService::All)]
+    pub service: ShopService,
+    /// shop: the product catalog's port
+    #[arg(long, env = "CATALOG_PORT", default_value_t = 8014)]
+    pub catalog_port: u16,
+    /// shop: the cart's port
+    #[arg(long, env = "CART_PORT", default_value_t = 8013)]
+    pub cart_port: u16,
+    /// shop: checkout's port
+    #[arg(long, env = "CHECKOUT_PORT", default_value_t = 8016)]
+    pub checkout_port: u16,
+    /// shop: where checkout finds the catalog (default: this host's --catalog-port)
+    #[arg(long, env = "CATALOG_URL")]
+    pub catalog_url: Option<String>,
+    /// shop: where checkout finds the cart (default: this host's --cart-port)
+    #[arg(long, env = "CART_URL")]
+    pub cart_url: Option<String>,
+    /// loadgen: where checkout answers (default: this host's --checkout-port)
+    #[arg(long, env = "CHECKOUT_URL")]
+    pub checkout_url: Option<String>,
+    /// shop: checkout's database pool in normal operation (the timeline shrinks it)
+    #[arg(long, env = "CHECKOUT_POOL_SIZE", default_value_t = 50)]
+    pub checkout_pool: u32,
+}
+
+impl Default for ShopArgs {
+    fn default() -> Self {
+        ShopArgs {
+            service: ShopService::All,
+            catalog_port: 8014,
+            cart_port: 8013,
+            checkout_port: 8016,
+            catalog_url: None,
+            cart_url: None,
+            checkout_url: None,
+            checkout_pool: 50,
+        }
+    }
+}
+
+/// How much catalog the shop generates when its database is empty.
+#[derive(Debug, Clone, Args)]
+pub struct ShopDataArgs {
+    /// shop: products to generate (a catalog query without its index scans all of them)
+    #[arg(long = "products", env = "SHOP_PRODUCTS", default_value_t = DEFAULT_PRODUCTS)]
+    pub products: u64,
+}
+
+/// Big enough that a scan without the index costs real time on a 2-core machine;
+/// see docs/runbooks/shop.md for the measured figures.
+pub const DEFAULT_PRODUCTS: u64 = 1_000_000;
+
+impl Default for ShopDataArgs {
+    fn default() -> Self {
+        ShopDataArgs { products: DEFAULT_PRODUCTS }
+    }
 }
 
 /// Settings of the `items` lab.
@@ -154,6 +258,8 @@ pub struct SeedArgs {
     pub backend: BackendArgs,
     #[command(flatten)]
     pub vote: VoteArgs,
+    #[command(flatten)]
+    pub shop: ShopDataArgs,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +285,8 @@ pub struct StageArgs {
     /// items: the lab's Redis, so `check` can pause it and verify the outage promises
     #[arg(long)]
     pub redis: Option<String>,
+    #[command(flatten)]
+    pub shop: crate::driver::blackfriday::TimelineArgs,
 }
 
 /// `$XDG_DATA_HOME/breakroom`, else `~/.local/share/breakroom`, else `./breakroom-data`.
@@ -206,6 +314,8 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     pub vote: VoteArgs,
     pub items: ItemsArgs,
+    pub shop: ShopArgs,
+    pub shop_data: ShopDataArgs,
     /// How long a Redis command may take before the cache counts as unreachable.
     pub redis_timeout: Duration,
     /// How often live viewers' state is re-read even without a change notification (a
@@ -233,20 +343,23 @@ impl ServeConfig {
             public_url: None,
             vote: VoteArgs::default(),
             items: ItemsArgs::default(),
+            shop: ShopArgs::default(),
+            shop_data: ShopDataArgs::default(),
             redis_timeout: Duration::from_millis(150),
             feed_refresh: Duration::from_secs(2),
         }
     }
 }
 
-impl From<ServeArgs> for ServeConfig {
-    fn from(args: ServeArgs) -> Self {
+impl ServeConfig {
+    /// The configuration of a lab; `args.lab` must name a lab, not the load generator.
+    pub fn from_args(lab: LabName, args: ServeArgs) -> Self {
         let empty_to_none = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
         let mut backend = args.backend;
         backend.database_url = empty_to_none(backend.database_url);
         backend.redis_url = empty_to_none(backend.redis_url);
         ServeConfig {
-            lab: args.lab,
+            lab,
             fixed: args.fixed.into_iter().filter(|f| !f.trim().is_empty()).collect(),
             backend,
             conference: empty_to_none(args.conference),
@@ -256,6 +369,8 @@ impl From<ServeArgs> for ServeConfig {
             public_url: empty_to_none(args.public_url).map(|u| u.trim_end_matches('/').to_string()),
             vote: args.vote,
             items: args.items,
+            shop: args.shop,
+            shop_data: args.shop_data,
             redis_timeout: Duration::from_millis(150),
             feed_refresh: Duration::from_secs(2),
         }

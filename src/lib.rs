@@ -6,6 +6,7 @@
 pub mod config;
 pub mod driver;
 pub mod labs;
+pub mod loadgen;
 pub mod platform;
 pub mod rehearse;
 pub mod stage;
@@ -40,4 +41,71 @@ pub async fn serve(app: App, listener: TcpListener) -> anyhow::Result<()> {
     platform::http::serve(listener, app.router, shutdown).await?;
     app.platform.close().await;
     Ok(())
+}
+
+/// The shop's services, each on its own listener, ready to serve.
+pub struct ShopServer {
+    pub platform: Platform,
+    pub services: Vec<(config::ShopService, TcpListener, axum::Router)>,
+    shop: labs::shop::Services,
+}
+
+/// Builds the shop's services on the given listeners (one per service this process
+/// runs). Checkout calls the catalog and the cart on this process's listeners when
+/// it runs them, else at `--catalog-url` / `--cart-url`.
+pub async fn build_shop(
+    config: ServeConfig,
+    shutdown: CancellationToken,
+    listeners: Vec<(config::ShopService, TcpListener)>,
+) -> anyhow::Result<ShopServer> {
+    use config::ShopService;
+    let service = config.shop.service;
+    let local = |wanted: ShopService| {
+        listeners.iter().find(|(s, _)| *s == wanted).and_then(|(_, l)| l.local_addr().ok()).map(|a| {
+            let host = if a.ip().is_unspecified() { "127.0.0.1".to_string() } else { a.ip().to_string() };
+            format!("http://{host}:{}", a.port())
+        })
+    };
+    let peers = labs::shop::Peers {
+        catalog: local(ShopService::Catalog)
+            .or_else(|| config.shop.catalog_url.clone())
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.shop.catalog_port))
+            .trim_end_matches('/')
+            .to_string(),
+        cart: local(ShopService::Cart)
+            .or_else(|| config.shop.cart_url.clone())
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.shop.cart_port))
+            .trim_end_matches('/')
+            .to_string(),
+    };
+    let platform = Platform::start(config, labs::shop::BUGS, shutdown).await?;
+    let mut shop = labs::shop::build(&platform, service, peers).await?;
+    let mut services = Vec::new();
+    for (service, listener) in listeners {
+        let position = shop.routers.iter().position(|(s, _)| *s == service);
+        let router = position.map(|i| shop.routers.remove(i).1);
+        let router = router.ok_or_else(|| anyhow::anyhow!("no {service:?} service was built"))?;
+        services.push((service, listener, router));
+    }
+    Ok(ShopServer { platform, services, shop })
+}
+
+/// Serves every service of the shop until shutdown, then closes its pools and
+/// flushes its traces.
+pub async fn serve_shop(server: ShopServer) -> anyhow::Result<()> {
+    let shutdown = server.platform.shutdown.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, listener, router) in server.services {
+        tasks.spawn(platform::http::serve(listener, router, shutdown.clone()));
+    }
+    let mut result = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Err(error)) = done {
+            shutdown.cancel();
+            result = Err(error.into());
+        }
+    }
+    server.shop.close().await;
+    server.platform.close().await;
+    result
 }

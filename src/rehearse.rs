@@ -63,8 +63,13 @@ struct LocalLab {
     redis_url: Option<String>,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    shop_urls: Option<crate::driver::blackfriday::ShopUrls>,
     _data_dir: tempfile::TempDir,
 }
+
+/// Products of the catalog a shop rehearsal generates: enough that a scan costs more
+/// than an index search, small enough to generate in a few seconds.
+const REHEARSAL_PRODUCTS: u64 = 100_000;
 
 async fn start_local(lab: LabName) -> Result<LocalLab, StageError> {
     let trouble =
@@ -76,14 +81,38 @@ async fn start_local(lab: LabName) -> Result<LocalLab, StageError> {
     config.backend.redis_url = from_env("REDIS_URL");
     config.backend.redis_prefix = format!("breakroom-rehearse-{}:", std::process::id());
     config.vote.seed_partners = 200;
+    config.shop_data.products = REHEARSAL_PRODUCTS;
     let redis_url = config.backend.redis_url.clone();
     let shutdown = CancellationToken::new();
+    if lab == LabName::Shop {
+        use crate::config::ShopService;
+        let mut listeners = Vec::new();
+        for service in [ShopService::Catalog, ShopService::Cart, ShopService::Checkout] {
+            listeners.push((service, tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| trouble(&e))?));
+        }
+        let url = |i: usize| listeners[i].1.local_addr().map(|a| format!("http://{a}")).map_err(|e| trouble(&e));
+        let urls =
+            crate::driver::blackfriday::ShopUrls { catalog_url: url(0)?, cart_url: url(1)?, checkout_url: url(2)? };
+        let server =
+            crate::build_shop(config, shutdown.clone(), listeners).await.map_err(|e| trouble(&format!("{e:#}")))?;
+        let token = server.platform.admin.expose().to_string();
+        let server = tokio::spawn(crate::serve_shop(server));
+        return Ok(LocalLab {
+            url: urls.catalog_url.clone(),
+            token,
+            redis_url,
+            shutdown,
+            server,
+            shop_urls: Some(urls),
+            _data_dir: data_dir,
+        });
+    }
     let app = crate::build(config, shutdown.clone()).await.map_err(|e| trouble(&format!("{e:#}")))?;
     let token = app.platform.admin.expose().to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| trouble(&e))?;
     let url = format!("http://{}", listener.local_addr().map_err(|e| trouble(&e))?);
     let server = tokio::spawn(crate::serve(app, listener));
-    Ok(LocalLab { url, token, redis_url, shutdown, server, _data_dir: data_dir })
+    Ok(LocalLab { url, token, redis_url, shutdown, server, shop_urls: None, _data_dir: data_dir })
 }
 
 async fn rehearse_one(
@@ -91,11 +120,21 @@ async fn rehearse_one(
     target: &Target,
     token: &str,
     redis: Option<&str>,
+    shop_urls: Option<&crate::driver::blackfriday::ShopUrls>,
 ) -> Result<Vec<Verdict>, StageError> {
     match scenario.lab {
         LabName::Vote => crate::labs::vote::stage::rehearse(target, token).await,
         LabName::Items => crate::labs::items::stage::rehearse(target, token, redis).await,
         LabName::Datasets => crate::labs::datasets::stage::rehearse(target, token).await,
+        LabName::Shop => {
+            let urls = shop_urls.cloned().unwrap_or_else(|| crate::driver::blackfriday::ShopUrls {
+                catalog_url: std::env::var("SHOP_CATALOG_URL").unwrap_or_else(|_| target.url("")),
+                cart_url: std::env::var("SHOP_CART_URL").unwrap_or_else(|_| "http://127.0.0.1:8013".into()),
+                checkout_url: std::env::var("SHOP_CHECKOUT_URL").unwrap_or_else(|_| "http://127.0.0.1:8016".into()),
+            });
+            let shop = crate::driver::blackfriday::Shop::new(&urls, token.to_string())?;
+            crate::labs::shop::stage::rehearse(shop).await
+        }
     }
 }
 
@@ -144,7 +183,7 @@ pub async fn rehearse(args: &RehearseArgs) -> Result<Vec<Row>, StageError> {
                 if args.allow_reset {
                     let token = admin_token(args.token.as_deref(), &args.data_dir, scenario.lab.as_str())?;
                     let redis = std::env::var("REDIS_URL").ok();
-                    rehearse_one(scenario, &target, &token, redis.as_deref()).await
+                    rehearse_one(scenario, &target, &token, redis.as_deref(), None).await
                 } else {
                     inspect(scenario, &target).await
                 }
@@ -152,7 +191,9 @@ pub async fn rehearse(args: &RehearseArgs) -> Result<Vec<Row>, StageError> {
             None => {
                 let local = start_local(scenario.lab).await?;
                 let target = Target::new(&local.url, scenario.lab.as_str())?;
-                let outcome = rehearse_one(scenario, &target, &local.token, local.redis_url.as_deref()).await;
+                let outcome =
+                    rehearse_one(scenario, &target, &local.token, local.redis_url.as_deref(), local.shop_urls.as_ref())
+                        .await;
                 local.shutdown.cancel();
                 let _ = tokio::time::timeout(Duration::from_secs(5), local.server).await;
                 outcome

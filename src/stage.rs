@@ -48,19 +48,24 @@ impl Reply {
     /// The `detail` of a JSON error body, or the body itself.
     pub fn detail(&self) -> String {
         self.json()
-            .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+            .and_then(|v| v.get("detail").or_else(|| v.get("error")).and_then(|d| d.as_str()).map(str::to_owned))
             .unwrap_or_else(|| self.body.clone())
     }
 }
 
 impl Target {
     pub fn new(url: &str, lab: &'static str) -> Result<Target, StageError> {
+        Target::with_timeout(url, lab, Duration::from_secs(10))
+    }
+
+    /// A target whose requests may take up to `timeout` (DDL on a big table, a resize).
+    pub fn with_timeout(url: &str, lab: &'static str, timeout: Duration) -> Result<Target, StageError> {
         let base = url.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(StageError(format!("--url must start with http:// or https:// (got '{url}')")));
         }
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| StageError(format!("cannot build an HTTP client: {e}")))?;

@@ -92,7 +92,7 @@ fn docker_compose_runs_the_labs_as_the_binary_expects() {
     let compose = yaml("docker-compose.yml");
     let services = compose["services"].as_mapping().expect("services");
     let known_env = serve_env_names();
-    let labs = ["vote", "items", "datasets"];
+    let labs = ["vote", "items", "datasets", "shop", "loadgen"];
     let mut lab_services = Vec::new();
     for (name, service) in services {
         let name = name.as_str().unwrap();
@@ -112,22 +112,37 @@ fn docker_compose_runs_the_labs_as_the_binary_expects() {
             let key = key.as_str().unwrap();
             assert!(known_env.iter().any(|k| k == key), "{name}: {key} is not read by breakroom serve ({known_env:?})");
         }
-        let port = env.get("PORT").and_then(|p| p.as_str()).unwrap_or("8000");
+        let default_ports: &[&str] = match lab {
+            "shop" => &["8014", "8013", "8016"],
+            "loadgen" => &["8010"],
+            _ => &["8000"],
+        };
+        let port = env.get("PORT").and_then(|p| p.as_str());
+        let expected: Vec<&str> = port.map_or(default_ports.to_vec(), |p| vec![p]);
         let ports = service["ports"].as_sequence().unwrap();
-        assert!(ports.iter().any(|p| p.as_str().unwrap().ends_with(&format!(":{port}"))), "{name} publishes its PORT");
+        for port in expected {
+            assert!(
+                ports.iter().any(|p| p.as_str().unwrap().ends_with(&format!(":{port}"))),
+                "{name} publishes {port}"
+            );
+        }
         for dependency in ["postgres", "redis"] {
             if env.get(if dependency == "postgres" { "DATABASE_URL" } else { "REDIS_URL" }).is_some() {
                 assert!(services.contains_key(dependency), "{name} needs the {dependency} service");
             }
         }
     }
-    assert_eq!(lab_services.len(), 3, "{lab_services:?}");
+    assert_eq!(lab_services.len(), 5, "{lab_services:?}");
     // Prometheus scrapes the lab services on their PORT.
     let prometheus = yaml("deploy/prometheus/prometheus.yml");
     for job in prometheus["scrape_configs"].as_sequence().unwrap() {
         for target in job["static_configs"][0]["targets"].as_sequence().unwrap() {
             let (host, port) = target.as_str().unwrap().split_once(':').unwrap();
-            assert!(services.contains_key(host) && port == "8000", "scrape target {host}:{port} is a lab service");
+            let shop_port = host == "shop" && ["8013", "8014", "8016"].contains(&port);
+            assert!(
+                services.contains_key(host) && (port == "8000" || shop_port),
+                "scrape target {host}:{port} is a lab service"
+            );
         }
     }
     for service in ["grafana", "jaeger", "prometheus", "alertmanager"] {

@@ -53,7 +53,12 @@ pub struct Run {
     pub timeout: Duration,
     pub ids: Vec<String>,
     pub target_rps: Mutex<f64>,
+    /// The figures since the last [`Recorder::take`]: a timeline's minute.
+    pub window: Recorder,
+    /// Set when the timeline switches to the profile's later journey mix.
+    pub later_mix: std::sync::atomic::AtomicBool,
     sequence: AtomicU64,
+    journeys: AtomicU64,
 }
 
 impl Run {
@@ -69,12 +74,19 @@ impl Run {
             timeout,
             ids,
             target_rps: Mutex::new(0.0),
+            window: Recorder::default(),
+            later_mix: std::sync::atomic::AtomicBool::new(false),
             sequence: AtomicU64::new(0),
+            journeys: AtomicU64::new(0),
         }
     }
 
     pub fn elapsed(&self) -> Duration {
         self.started.lock().unwrap_or_else(|p| p.into_inner()).map_or(Duration::ZERO, |s| s.elapsed())
+    }
+
+    fn pick_journey(&self) -> usize {
+        self.profile.pick_journey(&mut rand::rng(), self.later_mix.load(Ordering::Relaxed))
     }
 
     fn count_reached(&self, sent: u64) -> bool {
@@ -84,7 +96,7 @@ impl Run {
 
 /// Sends one request; returns its outcome once the whole body has arrived.
 async fn send(client: &HttpClient, run: &Run, method: hyper::Method, path: &str, body: Option<String>) -> Outcome {
-    let uri = format!("{}{}", run.base, path);
+    let uri = if path.starts_with("http://") { path.to_string() } else { format!("{}{}", run.base, path) };
     let mut request = hyper::Request::builder().method(method).uri(uri);
     if body.is_some() {
         request = request.header(hyper::header::CONTENT_TYPE, "application/json");
@@ -109,6 +121,7 @@ async fn send(client: &HttpClient, run: &Run, method: hyper::Method, path: &str,
 
 /// Runs a journey's steps; the first step's latency counts from `intended`.
 async fn journey(client: &HttpClient, run: &Run, journey: &Journey, intended: Instant) {
+    let number = run.journeys.fetch_add(1, Ordering::Relaxed);
     for (i, step) in journey.steps.iter().enumerate() {
         if i > 0 && !journey.think.is_zero() {
             tokio::time::sleep(journey.think).await;
@@ -117,12 +130,14 @@ async fn journey(client: &HttpClient, run: &Run, journey: &Journey, intended: In
         let (path, body) = {
             let mut rng = rand::rng();
             let n = run.sequence.fetch_add(1, Ordering::Relaxed);
-            let path = run.profile.fill(&mut rng, &step.path, n, &run.ids);
-            let body = step.body.as_ref().map(|b| run.profile.fill(&mut rng, b, n, &run.ids));
+            let path = run.profile.fill(&mut rng, &step.path, n, number, &run.ids);
+            let body = step.body.as_ref().map(|b| run.profile.fill(&mut rng, b, n, number, &run.ids));
             (path, body)
         };
         let outcome = send(client, run, step.method.clone(), &path, body).await;
-        run.recorder.record(&step.name, outcome, from.elapsed());
+        let latency = from.elapsed();
+        run.recorder.record(&step.name, outcome, latency);
+        run.window.record(&step.name, outcome, latency);
         if outcome.error_kind().is_some() {
             break; // a failed step ends the journey, as it would for a person
         }
@@ -182,12 +197,13 @@ async fn open(run: Arc<Run>, client: HttpClient, shape: Shape, max_in_flight: us
         sent += 1;
         if in_flight.load(Ordering::Acquire) >= max_in_flight {
             run.recorder.drop_one();
+            run.window.drop_one();
             continue;
         }
         in_flight.fetch_add(1, Ordering::AcqRel);
         let (run, client, in_flight) = (run.clone(), client.clone(), in_flight.clone());
         tasks.spawn(async move {
-            let chosen = run.profile.pick_journey(&mut rand::rng());
+            let chosen = run.pick_journey();
             journey(&client, &run, &run.profile.journeys[chosen], due).await;
             in_flight.fetch_sub(1, Ordering::AcqRel);
         });
@@ -214,7 +230,7 @@ async fn closed(run: Arc<Run>, client: HttpClient, connections: usize, end: Inst
                 if run.count_reached(sent.fetch_add(1, Ordering::AcqRel)) {
                     return;
                 }
-                let chosen = run.profile.pick_journey(&mut rand::rng());
+                let chosen = run.pick_journey();
                 tokio::select! {
                     _ = run.stop.cancelled() => return,
                     _ = journey(&client, &run, &run.profile.journeys[chosen], Instant::now()) => {}

@@ -3,6 +3,7 @@
 //! The driver talks to labs only over HTTP, as an audience does: it never imports a
 //! lab. See `engine` for the open-model schedule and how latency is measured.
 
+pub mod blackfriday;
 pub mod control;
 pub mod engine;
 pub mod profile;
@@ -29,6 +30,8 @@ pub enum ProfileName {
     ItemsMixed,
     /// One method + URL (+ body) for anything else: --url is the full URL
     Url,
+    /// shop: seed 003's shoppers (browse_only, browse_and_cart, full_checkout) on its three services
+    Blackfriday,
 }
 
 const EXAMPLES: &str = "\
@@ -41,6 +44,8 @@ Examples:
     breakroom drive url --url http://127.0.0.1:8000/health --phase 10m:30..120rpm --phase 5m:120rpm
   Throughput: as fast as 64 connections go, for 10 seconds:
     breakroom drive url --url http://127.0.0.1:8000/health --rate max --connections 64 --duration 10s
+  The shop's Black Friday shoppers at 300 journeys a minute (the timeline with its faults is `demonstrate shop`):
+    breakroom drive blackfriday --rate 300rpm --duration 5m
   Steer it while it runs (with --control 127.0.0.1:9000):
     curl -X POST 127.0.0.1:9000/rate -d '{\"rate\":\"50rps\"}' -H 'content-type: application/json'
     curl -X POST 127.0.0.1:9000/stop";
@@ -98,6 +103,8 @@ pub struct DriveArgs {
     /// url: a JSON body to send
     #[arg(long)]
     pub body: Option<String>,
+    #[command(flatten)]
+    pub shop: blackfriday::ShopUrls,
 }
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(30);
@@ -130,6 +137,16 @@ fn build_profile(args: &DriveArgs) -> Result<(profile::Profile, String), StageEr
             Ok((profile::vote_audience(choices, args.referral_share, &args.referral), base))
         }
         ProfileName::ItemsMixed => Ok((profile::items_mixed(), split_url(args.url.trim_end_matches('/'))?.0)),
+        ProfileName::Blackfriday => {
+            let t = |s: &str| s.trim().trim_end_matches('/').to_string();
+            let (catalog, cart, checkout) =
+                (t(&args.shop.catalog_url), t(&args.shop.cart_url), t(&args.shop.checkout_url));
+            for url in [&catalog, &cart, &checkout] {
+                split_url(url)?;
+            }
+            // Products to draw from: the catalog says how many it has (1 if it cannot).
+            Ok((profile::blackfriday(&catalog, &cart, &checkout, 1), catalog))
+        }
         ProfileName::Url => {
             let (base, path) = split_url(&args.url)?;
             let method = hyper::Method::from_bytes(args.method.to_uppercase().as_bytes())
@@ -187,6 +204,12 @@ pub async fn run(args: DriveArgs) -> Result<u8, StageError> {
         args.thresholds.iter().map(|t| Threshold::parse(t)).collect::<Result<Vec<_>, _>>().map_err(usage)?;
     let timeout = parse_duration(&args.timeout).map_err(usage)?;
     reachable(&base).await?;
+    let mut profile = profile;
+    if args.profile == ProfileName::Blackfriday {
+        let catalog = crate::stage::Target::new(&base, "shop")?;
+        let health = catalog.get("/health").await?.json().unwrap_or_default();
+        profile.products = health["products"].as_u64().unwrap_or(1).max(1);
+    }
     let ids = setup(&profile, &base).await?;
     let run = Arc::new(Run::new(profile, base.clone(), args.requests, timeout, ids));
 

@@ -8,7 +8,11 @@ use rand::Rng;
 
 /// One request of a journey. `path` and `body` may hold placeholders filled per
 /// request: `{choice}` (a weighted poll choice), `{item_id}` (an id from the setup
-/// pool), `{n}` (a sequence number).
+/// pool), `{n}` (a sequence number), `{journey}` (the journey's number, the same for
+/// all its steps), and for the shop `{category}`, `{price_min}`, `{price_max}`,
+/// `{product_id}` (any product) and `{doorbuster}` (one of the first products, fixed
+/// per journey). A `path` starting with `http://` is a full URL: a journey may visit
+/// several services.
 #[derive(Debug, Clone)]
 pub struct Step {
     pub name: String,
@@ -40,6 +44,10 @@ pub struct Profile {
     pub journeys: Vec<Journey>,
     pub choices: Vec<(String, f64)>,
     pub setup: Setup,
+    /// Journey weights once the run switches to its later mix (the shop's degradation).
+    pub later_weights: Option<Vec<f64>>,
+    /// How many products `{product_id}` draws from.
+    pub products: u64,
 }
 
 fn step(name: &str, method: hyper::Method, path: &str, body: Option<&str>) -> Step {
@@ -70,6 +78,8 @@ pub fn vote_audience(choices: Vec<(String, f64)>, referral_share: f64, referral:
         ],
         choices,
         setup: Setup::None,
+        later_weights: None,
+        products: 0,
     }
 }
 
@@ -92,6 +102,8 @@ pub fn items_mixed() -> Profile {
         ],
         choices: Vec::new(),
         setup: Setup::Items(10),
+        later_weights: None,
+        products: 0,
     }
 }
 
@@ -102,8 +114,74 @@ pub fn url(method: hyper::Method, path: &str, body: Option<&str>) -> Profile {
         journeys: vec![single("request", 1.0, step("request", method, path, body))],
         choices: Vec::new(),
         setup: Setup::None,
+        later_weights: None,
+        products: 0,
     }
 }
+
+/// The doorbusters every Black Friday checkout goes for: products 1 to 5.
+pub const DOORBUSTERS: u64 = 5;
+
+/// Pause between the steps of a shopper's journey.
+const SHOPPER_THINK: Duration = Duration::from_millis(500);
+
+/// Seed 003's Black Friday shoppers: `browse_only` 0.60, `browse_and_cart` 0.25,
+/// `full_checkout` 0.15, shifting to 0.50 / 0.20 / 0.30 once degradation starts
+/// (people retry checkouts). Each journey is a sequence of real calls to the three
+/// services, with think time.
+pub fn blackfriday(catalog: &str, cart: &str, checkout: &str, products: u64) -> Profile {
+    let browse = format!("{catalog}/products?category={{category}}&price_min={{price_min}}&price_max={{price_max}}");
+    let add = format!("{cart}/cart/shopper-{{journey}}/add");
+    let journey =
+        |name: &str, weight: f64, steps: Vec<Step>| Journey { name: name.into(), weight, steps, think: SHOPPER_THINK };
+    Profile {
+        name: "blackfriday",
+        journeys: vec![
+            journey(
+                "browse_only",
+                0.60,
+                vec![
+                    step("catalog /products", hyper::Method::GET, &browse, None),
+                    step(
+                        "catalog /products/{id}",
+                        hyper::Method::GET,
+                        &format!("{catalog}/products/{{product_id}}"),
+                        None,
+                    ),
+                ],
+            ),
+            journey(
+                "browse_and_cart",
+                0.25,
+                vec![
+                    step("catalog /products", hyper::Method::GET, &browse, None),
+                    step("cart add", hyper::Method::POST, &add, Some(r#"{"product_id":{product_id},"quantity":1}"#)),
+                    step("cart view", hyper::Method::GET, &format!("{cart}/cart/shopper-{{journey}}"), None),
+                ],
+            ),
+            journey(
+                "full_checkout",
+                0.15,
+                vec![
+                    step("catalog /products", hyper::Method::GET, &browse, None),
+                    step("cart add", hyper::Method::POST, &add, Some(r#"{"product_id":{doorbuster},"quantity":1}"#)),
+                    step(
+                        "checkout /orders/create",
+                        hyper::Method::POST,
+                        &format!("{checkout}/orders/create"),
+                        Some(r#"{"user_id":"shopper-{journey}","product_id":{doorbuster},"quantity":1}"#),
+                    ),
+                ],
+            ),
+        ],
+        choices: Vec::new(),
+        setup: Setup::None,
+        later_weights: Some(vec![0.50, 0.20, 0.30]),
+        products: products.max(1),
+    }
+}
+
+const SHOP_CATEGORIES: [&str; 5] = ["electronics", "furniture", "appliances", "sports", "kitchen"];
 
 /// `print=1,ai=3`: weights by key.
 pub fn parse_weights(text: &str) -> Result<Vec<(String, f64)>, String> {
@@ -139,14 +217,30 @@ pub fn pick<R: Rng>(rng: &mut R, weights: impl Iterator<Item = f64> + Clone) -> 
 }
 
 impl Profile {
-    /// The index of a journey, drawn by weight.
-    pub fn pick_journey<R: Rng>(&self, rng: &mut R) -> usize {
-        pick(rng, self.journeys.iter().map(|j| j.weight))
+    /// The index of a journey, drawn by weight (the later mix once `later` is set).
+    pub fn pick_journey<R: Rng>(&self, rng: &mut R, later: bool) -> usize {
+        match &self.later_weights {
+            Some(weights) if later => pick(rng, weights.iter().copied()),
+            _ => pick(rng, self.journeys.iter().map(|j| j.weight)),
+        }
     }
 
     /// A step's path and body with their placeholders filled.
-    pub fn fill<R: Rng>(&self, rng: &mut R, text: &str, n: u64, ids: &[String]) -> String {
-        let mut out = text.replace("{n}", &n.to_string());
+    pub fn fill<R: Rng>(&self, rng: &mut R, text: &str, n: u64, journey: u64, ids: &[String]) -> String {
+        let mut out = text.replace("{n}", &n.to_string()).replace("{journey}", &journey.to_string());
+        if out.contains("{category}") {
+            out = out.replace("{category}", SHOP_CATEGORIES[rng.random_range(0..SHOP_CATEGORIES.len())]);
+        }
+        if out.contains("{price_min}") {
+            let min = rng.random_range(5..1900);
+            out = out.replace("{price_min}", &min.to_string()).replace("{price_max}", &(min + 100).to_string());
+        }
+        if out.contains("{product_id}") {
+            out = out.replace("{product_id}", &rng.random_range(1..=self.products.max(1)).to_string());
+        }
+        if out.contains("{doorbuster}") {
+            out = out.replace("{doorbuster}", &(1 + journey % DOORBUSTERS).to_string());
+        }
         if out.contains("{choice}") {
             let choice = self.choices.get(pick(rng, self.choices.iter().map(|c| c.1))).map_or("ai", |c| c.0.as_str());
             out = out.replace("{choice}", choice);
@@ -179,11 +273,18 @@ mod tests {
     fn placeholders_are_filled() {
         let profile = vote_audience(parse_weights("ai=1").unwrap(), 0.5, "conf-partner-2026");
         let body = profile.journeys[1].steps[0].body.clone().unwrap();
-        let filled = profile.fill(&mut rand::rng(), &body, 7, &[]);
+        let filled = profile.fill(&mut rand::rng(), &body, 7, 0, &[]);
         assert_eq!(filled, r#"{"choice":"ai","referral":"conf-partner-2026"}"#);
         let items = items_mixed();
-        let path = items.fill(&mut rand::rng(), "/items/{item_id}?n={n}", 3, &["abc".into()]);
+        let path = items.fill(&mut rand::rng(), "/items/{item_id}?n={n}", 3, 0, &["abc".into()]);
         assert_eq!(path, "/items/abc?n=3");
+        let shop = blackfriday("http://c", "http://k", "http://o", 1000);
+        let body = shop.journeys[2].steps[2].body.clone().unwrap();
+        let filled = shop.fill(&mut rand::rng(), &body, 1, 41, &[]);
+        assert_eq!(filled, r#"{"user_id":"shopper-41","product_id":2,"quantity":1}"#); // 1 + 41 % 5
+        let browse = shop.fill(&mut rand::rng(), &shop.journeys[0].steps[0].path, 1, 41, &[]);
+        assert!(browse.starts_with("http://c/products?category="), "{browse}");
+        assert!(!browse.contains('{'), "{browse}");
         assert!(parse_weights("ai=x").is_err());
     }
 }

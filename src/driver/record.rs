@@ -146,12 +146,26 @@ impl Recorder {
         self.totals.lock().unwrap_or_else(|p| p.into_inner()).dropped += 1;
     }
 
+    /// The figures so far, and a fresh start: one window of a timeline.
+    pub fn take(&self, profile: &str, elapsed: Duration, target_rps: f64) -> Snapshot {
+        let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = summarize(&t, profile, "open", elapsed, target_rps);
+        *t = Recorder::default().totals.into_inner().unwrap_or_else(|p| p.into_inner());
+        snapshot
+    }
+
     pub fn requests(&self) -> u64 {
         self.totals.lock().unwrap_or_else(|p| p.into_inner()).requests
     }
 
     pub fn snapshot(&self, profile: &str, model: &'static str, elapsed: Duration, target_rps: f64) -> Snapshot {
         let t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        summarize(&t, profile, model, elapsed, target_rps)
+    }
+}
+
+fn summarize(t: &Totals, profile: &str, model: &'static str, elapsed: Duration, target_rps: f64) -> Snapshot {
+    {
         let errors: u64 = t.errors.values().sum();
         let elapsed_s = elapsed.as_secs_f64();
         Snapshot {

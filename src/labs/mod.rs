@@ -2,6 +2,7 @@
 
 pub mod datasets;
 pub mod items;
+pub mod shop;
 pub mod vote;
 
 use clap::ValueEnum;
@@ -16,6 +17,8 @@ pub enum LabName {
     Items,
     /// Research datasets whose cached statistics are never invalidated on download
     Datasets,
+    /// Black Friday: catalog, cart and checkout; dropped indexes and a too-small pool
+    Shop,
 }
 
 impl LabName {
@@ -24,6 +27,7 @@ impl LabName {
             LabName::Vote => "vote",
             LabName::Items => "items",
             LabName::Datasets => "datasets",
+            LabName::Shop => "shop",
         }
     }
 
@@ -33,6 +37,7 @@ impl LabName {
             LabName::Vote => "vote-api",
             LabName::Items => "items",
             LabName::Datasets => "datasets",
+            LabName::Shop => "shop",
         }
     }
 
@@ -41,6 +46,7 @@ impl LabName {
             LabName::Vote => vote::BUGS,
             LabName::Items => items::BUGS,
             LabName::Datasets => datasets::BUGS,
+            LabName::Shop => shop::BUGS,
         }
     }
 }
@@ -82,7 +88,7 @@ impl Verdict {
     }
 }
 
-pub const SCENARIOS: &[Scenario] = &[vote::SCENARIO, items::SCENARIO, datasets::SCENARIO];
+pub const SCENARIOS: &[Scenario] = &[vote::SCENARIO, items::SCENARIO, datasets::SCENARIO, shop::SCENARIO];
 
 /// Builds a lab's router on a started platform; the lab registers its metrics.
 pub async fn build(
@@ -94,6 +100,7 @@ pub async fn build(
         LabName::Vote => vote::build(platform, registry).await,
         LabName::Items => items::build(platform, registry).await,
         LabName::Datasets => datasets::build(platform, registry).await,
+        LabName::Shop => anyhow::bail!("the shop runs several services: build it with breakroom::build_shop"),
     }
 }
 
@@ -115,6 +122,18 @@ pub async fn seed(
         LabName::Datasets => {
             datasets::seed(db).await?;
             Ok("datasets: users, datasets and the flagship's 15 downloads are seeded".into())
+        }
+        LabName::Shop => {
+            let started = std::time::Instant::now();
+            let generated = shop::seed(db, args.shop.products).await?;
+            Ok(if generated == 0 {
+                "shop: the catalog already has products; nothing generated (reset keeps the catalog)".into()
+            } else {
+                format!(
+                    "shop: {generated} products and their order history generated in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                )
+            })
         }
     }
 }
@@ -161,6 +180,7 @@ pub async fn stage(command: StageCommand, args: &crate::config::StageArgs) -> Re
         (LabName::Datasets, StageCommand::Reset) => {
             datasets::stage::reset(&target, args.token.as_deref(), &args.data_dir).await
         }
+        (LabName::Shop, command) => shop::stage::run(command, args).await,
     }
 }
 

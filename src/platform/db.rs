@@ -63,17 +63,30 @@ impl Db {
         lab: &str,
         max_connections: u32,
     ) -> anyhow::Result<Db> {
-        let pool = match database_url {
-            Some(url) => Pool::Postgres(connect_postgres(url, max_connections).await?),
-            None => Pool::Sqlite(open_sqlite(data_dir, lab, max_connections).await?),
-        };
-        let db = Db { pool, gauges: Arc::default() };
-        db.gauges.size.set(i64::from(max_connections));
+        let db = Db::connect(database_url, data_dir, lab, max_connections, ACQUIRE_TIMEOUT).await?;
         match &db.pool {
             Pool::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await,
             Pool::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await,
         }
         .context("running the database migrations")?;
+        Ok(db)
+    }
+
+    /// A pool of `max_connections` on the lab's database, without running migrations:
+    /// for a lab that keeps pools of its own sizes next to the platform's.
+    pub async fn connect(
+        database_url: Option<&str>,
+        data_dir: &Path,
+        lab: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Db> {
+        let pool = match database_url {
+            Some(url) => Pool::Postgres(connect_postgres(url, max_connections, acquire_timeout).await?),
+            None => Pool::Sqlite(open_sqlite(data_dir, lab, max_connections, acquire_timeout).await?),
+        };
+        let db = Db { pool, gauges: Arc::default() };
+        db.gauges.size.set(i64::from(max_connections));
         Ok(db)
     }
 
@@ -136,13 +149,13 @@ impl Db {
     }
 }
 
-async fn connect_postgres(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+async fn connect_postgres(url: &str, max_connections: u32, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
     let options = PgConnectOptions::from_str(url)
         .with_context(|| format!("DATABASE_URL is not a valid PostgreSQL URL: {}", redact(url)))?
         .log_statements(tracing::log::LevelFilter::Trace);
     PgPoolOptions::new()
         .max_connections(max_connections.max(1))
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(acquire_timeout)
         .connect_with(options)
         .await
         .with_context(|| {
@@ -154,7 +167,12 @@ async fn connect_postgres(url: &str, max_connections: u32) -> anyhow::Result<PgP
         })
 }
 
-async fn open_sqlite(data_dir: &Path, lab: &str, max_connections: u32) -> anyhow::Result<SqlitePool> {
+async fn open_sqlite(
+    data_dir: &Path,
+    lab: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> anyhow::Result<SqlitePool> {
     std::fs::create_dir_all(data_dir).with_context(|| {
         format!("cannot create the data directory {} (set --data-dir or BREAKROOM_DATA_DIR)", data_dir.display())
     })?;
@@ -165,12 +183,13 @@ async fn open_sqlite(data_dir: &Path, lab: &str, max_connections: u32) -> anyhow
         // WAL lets the live-results readers run while a vote is being written.
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(ACQUIRE_TIMEOUT)
+        // A writer waits for another as long as a request may wait for a connection.
+        .busy_timeout(acquire_timeout.max(ACQUIRE_TIMEOUT))
         .foreign_keys(true)
         .log_statements(tracing::log::LevelFilter::Trace);
     SqlitePoolOptions::new()
         .max_connections(max_connections.max(1))
-        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .acquire_timeout(acquire_timeout)
         .connect_with(options)
         .await
         .with_context(|| format!("cannot open the SQLite database {}", file.display()))

@@ -49,11 +49,13 @@ pub struct ApiError {
     detail: Cow<'static, str>,
     retry_after_secs: Option<u32>,
     source: Option<anyhow::Error>,
+    /// The body's key: `detail` everywhere but where a seed's API said `error`.
+    field: &'static str,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<Cow<'static, str>>) -> Self {
-        ApiError { status, detail: detail.into(), retry_after_secs: None, source: None }
+        ApiError { status, detail: detail.into(), retry_after_secs: None, source: None, field: "detail" }
     }
 
     pub fn bad_request(detail: impl Into<Cow<'static, str>>) -> Self {
@@ -84,8 +86,18 @@ impl ApiError {
         self
     }
 
+    /// Answers `{"error": "…"}` instead of `{"detail": "…"}`, as the shop's original API did.
+    pub fn as_error_field(mut self) -> Self {
+        self.field = "error";
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
     }
 }
 
@@ -128,7 +140,7 @@ impl IntoResponse for ApiError {
         {
             tracing::error!(status = self.status.as_u16(), error = format!("{source:#}"), "request failed");
         }
-        let mut response = (self.status, Json(serde_json::json!({ "detail": self.detail }))).into_response();
+        let mut response = (self.status, Json(serde_json::json!({ self.field: self.detail }))).into_response();
         if let Some(seconds) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
@@ -310,14 +322,21 @@ impl AdminToken {
 
 /// Middleware for admin routes: `Authorization: Bearer <token>` or 401.
 pub async fn require_admin(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+    match refusal(&token, request.headers()) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
+}
+
+/// The 401 for a request without the right token; None when it carries it.
+pub fn refusal(token: &AdminToken, headers: &HeaderMap) -> Option<Response> {
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let error = match presented {
-        Some(candidate) if token.matches(candidate) => return next.run(request).await,
+        Some(candidate) if token.matches(candidate) => return None,
         Some(_) => "Admin token rejected. Use the token printed when breakroom started, or BREAKROOM_ADMIN_TOKEN",
         None => {
             "Admin token required: send Authorization: Bearer <token> (printed when breakroom started, or set with BREAKROOM_ADMIN_TOKEN)"
@@ -325,7 +344,7 @@ pub async fn require_admin(State(token): State<AdminToken>, request: Request, ne
     };
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, error).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
+    Some(response)
 }
 
 #[derive(RustEmbed)]

@@ -108,11 +108,24 @@ impl Platform {
 
     /// The lab's router plus what every lab serves: `/metrics`, `/static/*`,
     /// `/admin/bugs`, JSON 404/405, request telemetry, a body limit and panic safety.
-    pub fn assemble(&self, lab: Router, mut registry: Registry) -> Router {
-        let http_metrics = self.http_metrics.clone();
+    pub fn assemble(&self, lab: Router, registry: Registry) -> Router {
+        self.assemble_service(lab, registry, self.http_metrics.clone(), Some(self.db.clone()))
+    }
+
+    /// [`assemble`](Self::assemble) for one of several services of a lab in one
+    /// process: each has its own request metrics and reports the pool it uses.
+    pub fn assemble_service(
+        &self,
+        lab: Router,
+        mut registry: Registry,
+        http_metrics: HttpMetrics,
+        db: Option<Db>,
+    ) -> Router {
         http_metrics.register(&mut registry);
-        self.db.register_metrics(&mut registry);
-        let scrape = Scrape { registry: Arc::new(registry), db: self.db.clone() };
+        if let Some(db) = &db {
+            db.register_metrics(&mut registry);
+        }
+        let scrape = Scrape { registry: Arc::new(registry), db };
         let bug_admin = Router::new()
             .route("/admin/bugs", get(bugs::list))
             .route("/admin/bugs/{name}", post(bugs::flip))
@@ -168,12 +181,14 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
 #[derive(Clone)]
 struct Scrape {
     registry: Arc<Registry>,
-    db: Db,
+    db: Option<Db>,
 }
 
 /// `GET /metrics`: Prometheus/OpenMetrics text.
 async fn metrics(State(scrape): State<Scrape>) -> Result<impl IntoResponse, ApiError> {
-    scrape.db.sample_pool();
+    if let Some(db) = &scrape.db {
+        db.sample_pool();
+    }
     let mut body = String::new();
     prometheus_client::encoding::text::encode(&mut body, &scrape.registry).map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body))

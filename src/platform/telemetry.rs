@@ -144,6 +144,19 @@ pub fn init_logs_only() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
+/// A tracer provider of its own for one service of a lab that runs several in one
+/// process (each keeps its `service.name`). Without an endpoint spans are still made,
+/// so trace context still flows between the services, but nothing is exported.
+pub fn service_tracer_provider(service_name: &str, endpoint: Option<&str>) -> anyhow::Result<SdkTracerProvider> {
+    match endpoint {
+        Some(endpoint) => tracer_provider(service_name, endpoint),
+        None => {
+            let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_string()).build();
+            Ok(SdkTracerProvider::builder().with_resource(resource).build())
+        }
+    }
+}
+
 fn tracer_provider(service_name: &str, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
     use opentelemetry_otlp::WithExportConfig;
     let endpoint = endpoint.trim_end_matches('/');

@@ -531,3 +531,5 @@ pub async fn breakroom_with_env(args: &[&str], envs: &[(&str, &str)]) -> (i32, S
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+pub mod shop;

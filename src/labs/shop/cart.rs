@@ -1,0 +1,110 @@
+//! The cart (port 8013): the routes the journeys really call.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::db_error;
+use super::store::{CartLine, ShopStore};
+use super::trace::ServiceTrace;
+use crate::platform::Platform;
+use crate::platform::http::{ApiError, Confirmed, JsonBody, PathParam};
+
+struct Cart {
+    platform: Platform,
+    store: ShopStore,
+}
+
+type Lab = State<Arc<Cart>>;
+
+pub fn router(platform: &Platform, store: ShopStore, _trace: ServiceTrace) -> Router {
+    let cart = Arc::new(Cart { platform: platform.clone(), store });
+    let admin = platform.admin_only(Router::new().route("/admin/reset", post(reset)));
+    Router::new()
+        .route("/cart/{cart_id}", get(show))
+        .route("/cart/{cart_id}/add", post(add))
+        .route("/health", get(health))
+        .merge(admin)
+        .with_state(cart)
+}
+
+fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
+    ApiError::bad_request(message).as_error_field()
+}
+
+/// Letters, digits, `-` and `_`, up to 64: what a cart or user id may be.
+pub fn valid_id(raw: &str) -> bool {
+    !raw.is_empty() && raw.len() <= 64 && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn cart_id(raw: String) -> Result<String, ApiError> {
+    if valid_id(&raw) { Ok(raw) } else { Err(bad_request("cart_id: 1 to 64 letters, digits, '-' or '_'")) }
+}
+
+#[derive(Deserialize)]
+struct AddBody {
+    product_id: Option<serde_json::Value>,
+    quantity: Option<serde_json::Value>,
+}
+
+fn cart_json(cart_id: &str, lines: Vec<CartLine>) -> Value {
+    let item_count: i64 = lines.iter().map(|l| i64::from(l.quantity)).sum();
+    let total: f64 = lines.iter().map(|l| l.price * f64::from(l.quantity)).sum();
+    json!({
+        "cart_id": cart_id,
+        "items": lines,
+        "item_count": item_count,
+        "total": (total * 100.0).round() / 100.0,
+    })
+}
+
+/// `POST /cart/{cart_id}/add` `{"product_id": 42, "quantity": 1}`
+async fn add(
+    State(lab): Lab,
+    PathParam(raw): PathParam<String>,
+    JsonBody(body): JsonBody<AddBody>,
+) -> Result<Json<Value>, ApiError> {
+    let cart_id = cart_id(raw)?;
+    let product_id = body
+        .product_id
+        .as_ref()
+        .and_then(serde_json::Value::as_i64)
+        .filter(|id| *id > 0)
+        .ok_or_else(|| bad_request("product_id required: a positive integer"))?;
+    let quantity = match &body.quantity {
+        None | Some(serde_json::Value::Null) => 1,
+        Some(value) => value
+            .as_i64()
+            .filter(|q| (1..=100).contains(q))
+            .ok_or_else(|| bad_request("quantity must be an integer from 1 to 100"))?,
+    } as i32;
+    if !lab.store.add_to_cart(&cart_id, product_id, quantity).await.map_err(db_error)? {
+        return Err(ApiError::not_found(format!("Product {product_id} not found")).as_error_field());
+    }
+    let lines = lab.store.cart(&cart_id).await.map_err(db_error)?;
+    Ok(Json(cart_json(&cart_id, lines)))
+}
+
+/// `GET /cart/{cart_id}`: an unknown cart is an empty one.
+async fn show(State(lab): Lab, PathParam(raw): PathParam<String>) -> Result<Json<Value>, ApiError> {
+    let cart_id = cart_id(raw)?;
+    let lines = lab.store.cart(&cart_id).await.map_err(db_error)?;
+    Ok(Json(cart_json(&cart_id, lines)))
+}
+
+async fn health(State(lab): Lab) -> Json<Value> {
+    let up = lab.platform.database_up().await;
+    Json(
+        json!({ "status": if up { "ok" } else { "degraded" }, "service": "cart", "database": if up { "ok" } else { "down" } }),
+    )
+}
+
+/// `POST /admin/reset?confirm=yes`: every cart emptied.
+async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<Value>, ApiError> {
+    let removed = lab.store.clear_carts().await.map_err(db_error)?;
+    Ok(Json(json!({ "status": "success", "cart_lines_removed": removed })))
+}

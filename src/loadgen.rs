@@ -1,0 +1,206 @@
+//! `breakroom serve loadgen` (port 8010): the shop's Black Friday timeline as a
+//! service, for a cluster — `POST /admin/start-demo`, `GET /admin/demo-status`,
+//! `POST /admin/stop-demo`. Stopping really stops the traffic and runs the cleanup.
+//!
+//! Its admin routes need the admin token, except from the pod itself (loopback): the
+//! seed's runbook runs them with `kubectl exec … curl localhost:8010`, which proves
+//! access to the pod already.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::blackfriday::{self, Event, Settings, Shop, ShopUrls, Timeline};
+use crate::platform::http::{self, AdminToken, ApiError, JsonBody};
+use crate::platform::telemetry::HttpMetrics;
+
+/// How long `stop-demo` waits for the cleanup before answering.
+const CLEANUP_WAIT: Duration = Duration::from_secs(60);
+
+pub struct LoadgenConfig {
+    pub urls: ShopUrls,
+    pub admin: AdminToken,
+    /// The shop's admin token: the configured one, else the one a local shop wrote.
+    pub shop_token: Option<String>,
+    pub data_dir: PathBuf,
+}
+
+struct Demo {
+    timeline: Arc<Timeline>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Loadgen {
+    config: LoadgenConfig,
+    demo: Mutex<Option<Demo>>,
+}
+
+type Lab = State<Arc<Loadgen>>;
+
+/// Serves until `shutdown`; a running demo is stopped and cleaned up before returning.
+pub async fn serve(listener: TcpListener, config: LoadgenConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let loadgen = Arc::new(Loadgen { config, demo: Mutex::new(None) });
+    http::serve(listener, routes(loadgen.clone()), shutdown).await?;
+    stop_running(&loadgen).await;
+    Ok(())
+}
+
+fn routes(loadgen: Arc<Loadgen>) -> Router {
+    let admin = loadgen.config.admin.clone();
+    let admin_routes = Router::new()
+        .route("/admin/start-demo", post(start))
+        .route("/admin/demo-status", get(status))
+        .route("/admin/stop-demo", post(stop))
+        .route_layer(axum::middleware::from_fn_with_state(admin, admin_off_loopback));
+    Router::new()
+        .route("/health", get(health))
+        .merge(admin_routes)
+        .with_state(loadgen)
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(http::BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(HttpMetrics::new(), http::observe))
+}
+
+async fn admin_off_loopback(
+    State(token): State<AdminToken>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if peer.ip().is_loopback() {
+        return next.run(request).await;
+    }
+    match http::refusal(&token, request.headers()) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
+}
+
+fn error(status: axum::http::StatusCode, message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
+    ApiError::new(status, message).as_error_field()
+}
+
+#[derive(Deserialize)]
+struct StartBody {
+    scenario: Option<String>,
+    duration_minutes: Option<f64>,
+    peak_rpm: Option<f64>,
+    speedup: Option<f64>,
+    pool_size: Option<u32>,
+}
+
+/// `POST /admin/start-demo {"scenario":"blackfriday","duration_minutes":30,"peak_rpm":120}`
+async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<Json<Value>, ApiError> {
+    use axum::http::StatusCode;
+    let scenario = body.scenario.as_deref().unwrap_or("blackfriday");
+    if scenario != "blackfriday" {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("Unknown scenario '{scenario}': the one scenario is blackfriday"),
+        ));
+    }
+    let mut demo = lab.demo.lock().await;
+    if let Some(running) = demo.as_ref().filter(|d| d.timeline.is_running() && !d.task.is_finished()) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "A demo is already running (started {}); POST /admin/stop-demo first",
+                running.timeline.status()["start_time_iso"].as_str().unwrap_or("")
+            ),
+        ));
+    }
+    let token = crate::stage::admin_token(lab.config.shop_token.as_deref(), &lab.config.data_dir, "shop")
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.0))?;
+    let shop = Shop::new(&lab.config.urls, token).map_err(|e| error(StatusCode::BAD_REQUEST, e.0))?;
+    let peak_rpm = match body.peak_rpm {
+        Some(rpm) => rpm,
+        None => shop.auto_peak_rpm().await.map(|(rpm, _)| rpm).unwrap_or(blackfriday::FALLBACK_PEAK_RPM),
+    };
+    let settings = Settings {
+        speedup: body.speedup.unwrap_or(1.0),
+        peak_rpm,
+        duration_minutes: body.duration_minutes.unwrap_or(blackfriday::TIMELINE_MINUTES),
+        pool_size: body.pool_size.unwrap_or(20),
+        pool_timeout_ms: 5000,
+    };
+    settings.validate().map_err(|e| error(StatusCode::BAD_REQUEST, e.0))?;
+    let timeline = Timeline::prepare(settings.clone(), shop)
+        .await
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, format!("The shop is not ready: {}", e.0)))?;
+    let running = timeline.clone();
+    let task = tokio::spawn(async move {
+        let mut log = |event: Event| match event {
+            Event::Minute(_) => {} // the timeline logs demo_progress itself
+            Event::Milestone(text) => tracing::warn!(milestone = %text, "demo_milestone"),
+            Event::AlertCondition { holds, detail } => tracing::warn!(holds, detail = %detail, "demo_alert_condition"),
+            Event::Trouble(text) => tracing::error!(trouble = %text, "demo_trouble"),
+        };
+        running.run(&mut log).await;
+    });
+    let started = json!({
+        "status": "demo_started",
+        "scenario": "blackfriday",
+        "duration_minutes": settings.duration_minutes,
+        "peak_rpm": settings.peak_rpm,
+        "speedup": settings.speedup,
+        "start_timestamp": timeline.start_timestamp(),
+        "start_time_iso": timeline.status()["start_time_iso"],
+    });
+    *demo = Some(Demo { timeline, task });
+    Ok(Json(started))
+}
+
+/// `GET /admin/demo-status`
+async fn status(State(lab): Lab) -> Json<Value> {
+    let demo = lab.demo.lock().await;
+    match demo.as_ref() {
+        Some(demo) => Json(demo.timeline.status()),
+        None => Json(json!({
+            "running": false, "elapsed_minutes": 0, "elapsed_seconds": 0, "current_rpm": 0, "phase": "idle",
+            "requests_sent": 0, "errors": 0, "current_error_rate": 0, "checkouts_attempted": 0,
+            "checkouts_failed": 0, "start_timestamp": null, "start_time_iso": null,
+        })),
+    }
+}
+
+/// `POST /admin/stop-demo`: traffic stops, indexes and pool are restored, then it answers.
+async fn stop(State(lab): Lab) -> Json<Value> {
+    match stop_running(&lab).await {
+        Some(status) => Json(json!({ "status": "demo_stopped", "final": status })),
+        None => Json(json!({ "status": "not_running" })),
+    }
+}
+
+async fn stop_running(lab: &Loadgen) -> Option<Value> {
+    let mut demo = lab.demo.lock().await;
+    let running = demo.as_ref().is_some_and(|d| !d.task.is_finished());
+    if !running {
+        return None;
+    }
+    let demo = demo.as_mut()?;
+    demo.timeline.stop();
+    if tokio::time::timeout(CLEANUP_WAIT, &mut demo.task).await.is_err() {
+        tracing::error!("the demo's cleanup did not finish in time; run `breakroom reset shop`");
+    }
+    Some(demo.timeline.status())
+}
+
+async fn health(State(lab): Lab) -> Json<Value> {
+    let running = lab.demo.lock().await.as_ref().is_some_and(|d| !d.task.is_finished());
+    Json(json!({ "status": "ok", "service": "load-generator", "demo_running": running, "shop": {
+        "catalog": lab.config.urls.catalog_url, "cart": lab.config.urls.cart_url, "checkout": lab.config.urls.checkout_url,
+    }}))
+}

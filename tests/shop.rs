@@ -1,0 +1,510 @@
+//! The shop lab, told as seed 003: every story runs on both backends. The faults are
+//! real (DROP INDEX, a pool resized at runtime) and so are their effects.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use breakroom::driver::blackfriday::{Event, Settings, Shop, ShopUrls, Timeline};
+use common::shop::{TestShop, spawn_shop};
+use common::{ADMIN_TOKEN, Backend, eventually, sample};
+use serde_json::{Value, json};
+
+/// Big enough that a scan costs more than an index search, quick to generate.
+const PRODUCTS: u64 = 20_000;
+
+on_both_backends!(
+    the_runbook_endpoints_answer,
+    bad_input_is_a_clear_4xx_and_changes_nothing,
+    dropping_the_indexes_turns_the_plan_into_a_full_scan,
+    a_held_lock_exhausts_a_small_pool,
+    trace_context_reaches_catalog_and_cart,
+    the_timeline_walks_its_phases_and_stop_demo_cleans_up,
+    the_compressed_timeline_shows_its_effects_in_order,
+);
+
+async fn the_runbook_endpoints_answer(backend: Backend) {
+    let shop = spawn_shop(backend, PRODUCTS, |_| {}).await;
+    let (status, body) = shop.get(&shop.catalog, "/products?category=electronics&price_min=100&price_max=200").await;
+    assert_eq!(status, 200, "{body}");
+    let products = body["products"].as_array().unwrap();
+    assert!(!products.is_empty() && products.len() <= 50);
+    for p in products {
+        assert_eq!(p["category"], "electronics");
+        let price = p["price"].as_f64().unwrap();
+        assert!((100.0..=200.0).contains(&price), "{p}");
+        for field in ["id", "name", "description", "image_url", "stock_quantity"] {
+            assert!(!p[field].is_null(), "{field} in {p}");
+        }
+    }
+    let (status, body) = shop.get(&shop.catalog, "/products").await;
+    assert_eq!(
+        (status, body),
+        (400, json!({ "error": "Missing required parameters: category, price_min, price_max" }))
+    );
+    let (status, body) = shop.get(&shop.catalog, "/products/search?q=Headphones").await;
+    assert_eq!(status, 200);
+    assert!(body["products"].as_array().unwrap().iter().all(|p| p["name"].as_str().unwrap().contains("Headphones")));
+    let (status, body) = shop.get(&shop.catalog, "/products/popular-with-history").await;
+    assert_eq!(status, 200);
+    assert!(body["products"][0]["orders"].as_i64().unwrap() > 0, "{body}");
+
+    let (status, cart) = shop.post(&shop.cart, "/cart/alice/add", &json!({ "product_id": 3, "quantity": 2 })).await;
+    assert_eq!(status, 200, "{cart}");
+    assert_eq!(cart["item_count"], 2);
+    let (_, cart) = shop.get(&shop.cart, "/cart/alice").await;
+    assert_eq!(cart["items"][0]["product_id"], 3);
+
+    let stock_before = shop.sql_count("SELECT CAST(stock_quantity AS BIGINT) FROM products WHERE id = 3").await;
+    let (status, order) = shop
+        .post(&shop.checkout, "/orders/create", &json!({ "user_id": "alice", "product_id": 3, "quantity": 1 }))
+        .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["success"], true);
+    assert_eq!(
+        (order["user_id"].as_str(), order["product_id"].as_i64(), order["quantity"].as_i64()),
+        (Some("alice"), Some(3), Some(1))
+    );
+    assert!(order["order_id"].as_i64().unwrap() > 0 && order["order_date"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(shop.sql_count("SELECT COUNT(*) FROM orders WHERE user_id = 'alice'").await, 1);
+    let stock_after = shop.sql_count("SELECT CAST(stock_quantity AS BIGINT) FROM products WHERE id = 3").await;
+    assert_eq!(stock_after, stock_before - 1, "the order took its stock");
+    let (status, popular) = shop.get(&shop.checkout, "/orders/popular-products").await;
+    assert_eq!(status, 200);
+    assert!(!popular["products"].as_array().unwrap().is_empty());
+
+    // The reset removes the audience's orders and gives their stock back.
+    let (status, _) = shop.admin(&shop.catalog, "/admin/reset?confirm=yes", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(shop.sql_count("SELECT COUNT(*) FROM orders WHERE user_id = 'alice'").await, 0);
+    assert_eq!(shop.sql_count("SELECT CAST(stock_quantity AS BIGINT) FROM products WHERE id = 3").await, stock_before);
+}
+
+async fn bad_input_is_a_clear_4xx_and_changes_nothing(backend: Backend) {
+    let shop = spawn_shop(backend, PRODUCTS, |_| {}).await;
+    let orders = shop.sql_count("SELECT COUNT(*) FROM orders").await;
+    let create = |body: Value| {
+        let shop = &shop;
+        async move { shop.post(&shop.checkout, "/orders/create", &body).await }
+    };
+    let (status, body) = create(json!({})).await;
+    assert_eq!((status, body), (400, json!({ "error": "user_id and product_id required" })));
+    assert_eq!(create(json!({ "user_id": "u", "product_id": "x" })).await.0, 400);
+    assert_eq!(create(json!({ "user_id": "u", "product_id": 1, "quantity": 0 })).await.0, 400);
+    assert_eq!(create(json!({ "user_id": "history-1", "product_id": 1 })).await.0, 400);
+    assert_eq!(create(json!({ "user_id": "u", "product_id": 999_999_999 })).await.0, 404);
+    let raw = shop
+        .client
+        .post(format!("{}/orders/create", shop.checkout))
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert!(raw.status().is_client_error());
+    assert!(raw.json::<Value>().await.is_ok(), "a JSON error body");
+    for query in [
+        "?category=toys&price_min=1&price_max=2",
+        "?category=sports&price_min=x&price_max=2",
+        "?category=sports&price_min=5&price_max=2",
+    ] {
+        let (status, body) = shop.get(&shop.catalog, &format!("/products{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["error"].is_string());
+    }
+    assert_eq!(shop.get(&shop.catalog, "/products/0").await.0, 400);
+    assert_eq!(shop.post(&shop.cart, "/cart/bad%20id/add", &json!({ "product_id": 1 })).await.0, 400);
+    assert_eq!(shop.post(&shop.cart, "/cart/bob/add", &json!({ "product_id": 1, "quantity": 1000 })).await.0, 400);
+    assert_eq!(shop.post(&shop.cart, "/cart/bob/add", &json!({ "product_id": 999_999_999 })).await.0, 404);
+    let (status, _) = shop.admin(&shop.checkout, "/admin/pool", Some(&json!({ "max_connections": 0 }))).await;
+    assert_eq!(status, 400);
+    let unauthorized = shop.client.post(format!("{}/admin/indexes/drop", shop.catalog)).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    assert_eq!(shop.sql_count("SELECT COUNT(*) FROM orders").await, orders, "nothing was ordered");
+    assert_eq!(shop.sql_count("SELECT COUNT(*) FROM cart_items").await, 0, "nothing was carted");
+    let (_, indexes) = shop.admin_get(&shop.catalog, "/admin/indexes").await;
+    assert!(indexes["indexes"].as_array().unwrap().iter().all(|i| i["present"] == true), "{indexes}");
+}
+
+fn plan_counter(metrics: &str, plan: &str) -> f64 {
+    sample(metrics, &format!("shop_db_queries_total{{shape=\"catalog_by_category\",plan=\"{plan}\"}}")).unwrap_or(0.0)
+}
+
+async fn dropping_the_indexes_turns_the_plan_into_a_full_scan(backend: Backend) {
+    let shop = spawn_shop(backend, PRODUCTS, |_| {}).await;
+    let browse = "/products?category=sports&price_min=300&price_max=400";
+    let (_, before) = shop.admin_get(&shop.catalog, "/admin/indexes").await;
+    assert_eq!(before["plans"][0]["full_table_scan"], false, "{before}");
+    assert_eq!(before["plans"][0]["index_used"], "idx_products_category");
+    assert_eq!(shop.get(&shop.catalog, browse).await.0, 200);
+    let metrics = shop.metrics(&shop.catalog).await;
+    assert_eq!((plan_counter(&metrics, "index"), plan_counter(&metrics, "full_scan")), (1.0, 0.0));
+
+    let (status, dropped) = shop.admin(&shop.catalog, "/admin/indexes/drop", None).await;
+    assert_eq!(status, 200, "{dropped}");
+    assert_eq!(dropped["dropped"], json!(["idx_products_category", "idx_products_stock_quantity"]));
+    let (_, after) = shop.admin_get(&shop.catalog, "/admin/indexes").await;
+    let catalog = &after["plans"][0];
+    assert_eq!(catalog["full_table_scan"], true, "{after}");
+    assert_eq!(catalog["missing_index"], "idx_products_category");
+    assert!(catalog["rows_scanned"].as_i64().unwrap() >= PRODUCTS as i64 / 2, "{catalog}");
+    assert_eq!(after["plans"][1]["missing_index"], "idx_products_stock_quantity");
+    let present = if backend == Backend::Services {
+        "SELECT COUNT(*) FROM pg_indexes WHERE indexname IN ('idx_products_category', 'idx_products_stock_quantity')"
+    } else {
+        "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('idx_products_category', 'idx_products_stock_quantity')"
+    };
+    assert_eq!(shop.sql_count(present).await, 0, "really dropped");
+    assert_eq!(shop.get(&shop.catalog, browse).await.0, 200);
+    let metrics = shop.metrics(&shop.catalog).await;
+    assert_eq!(plan_counter(&metrics, "full_scan"), 1.0, "the query ran as a full scan");
+    assert_eq!(sample(&metrics, "shop_index_present{index=\"idx_products_category\"}"), Some(0.0));
+
+    let (status, restored) = shop.admin(&shop.catalog, "/admin/indexes/restore", None).await;
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(shop.sql_count(present).await, 2, "really created");
+    let (_, again) = shop.admin_get(&shop.catalog, "/admin/indexes").await;
+    assert_eq!(again["plans"][0]["full_table_scan"], false, "{again}");
+    assert_eq!(shop.get(&shop.catalog, browse).await.0, 200);
+    assert_eq!(plan_counter(&shop.metrics(&shop.catalog).await, "index"), 2.0);
+}
+
+async fn a_held_lock_exhausts_a_small_pool(backend: Backend) {
+    let shop = Arc::new(spawn_shop(backend, PRODUCTS, |_| {}).await);
+    let resize = json!({ "max_connections": 2, "acquire_timeout_ms": 1000 });
+    let (status, resized) = shop.admin(&shop.checkout, "/admin/pool", Some(&resize)).await;
+    assert_eq!(status, 200, "{resized}");
+    let lock = shop.hold_lock().await;
+    let order = |user: &str| json!({ "user_id": user, "product_id": 1, "quantity": 1 });
+    let waiting: Vec<_> = ["first", "second"]
+        .into_iter()
+        .map(|user| {
+            let (shop, body) = (shop.clone(), order(user));
+            tokio::spawn(async move { shop.post(&shop.checkout, "/orders/create", &body).await })
+        })
+        .collect();
+    let both_held = eventually(Duration::from_secs(5), || async {
+        shop.admin_get(&shop.checkout, "/admin/pool").await.1["in_use"] == 2
+    })
+    .await;
+    assert!(both_held, "two checkouts hold both connections while they wait on the lock");
+    let started = std::time::Instant::now();
+    let third =
+        shop.client.post(format!("{}/orders/create", shop.checkout)).json(&order("third")).send().await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(third.status(), 503);
+    assert!(third.headers().contains_key("retry-after"));
+    let body: Value = third.json().await.unwrap();
+    assert_eq!(body["error"], "database connection pool exhausted: no connection within 1000 ms (pool size 2)");
+    assert!(waited >= Duration::from_millis(900), "it really waited for a connection ({waited:?})");
+    lock.release().await;
+    for task in waiting {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 201, "once the lock is gone the waiting checkouts complete: {body}");
+    }
+    let metrics = shop.metrics(&shop.checkout).await;
+    assert_eq!(sample(&metrics, "shop_db_pool_exhausted_total"), Some(1.0));
+    assert_eq!(sample(&metrics, "shop_checkouts_total{outcome=\"failed\",reason=\"pool_exhausted\"}"), Some(1.0));
+    assert_eq!(sample(&metrics, "shop_db_pool_size"), Some(2.0));
+    let (status, _) = shop.admin(&shop.checkout, "/admin/reset?confirm=yes", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(shop.admin_get(&shop.checkout, "/admin/pool").await.1["max_connections"], 50);
+}
+
+/// A stand-in OTLP/HTTP collector keeping every export (one per service provider).
+async fn collector() -> (String, Arc<Mutex<Vec<Bytes>>>) {
+    let received: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body);
+                ""
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (endpoint, received)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+async fn trace_context_reaches_catalog_and_cart(backend: Backend) {
+    let (endpoint, received) = collector().await;
+    let mut shop = spawn_shop(backend, PRODUCTS, |c| c.otlp_endpoint = Some(endpoint.clone())).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = shop
+        .client
+        .post(format!("{}/orders/create", shop.checkout))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&json!({ "user_id": "traced", "product_id": 2, "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    shop.stop().await; // flushes every service's exporter
+    let trace_id: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let exports = received.lock().unwrap().clone();
+    for service in [&b"checkout"[..], b"product-catalog", b"cart"] {
+        let found = exports.iter().any(|body| contains(body, service) && contains(body, &trace_id));
+        assert!(found, "{} exported a span of the caller's trace", String::from_utf8_lossy(service));
+    }
+    let all: Vec<u8> = exports.iter().flat_map(|b| b.iter().copied()).collect();
+    for key in ["db.connection.pool.size", "db.connection.pool.wait_time_ms", "checkout.order_id", "db.full_table_scan"]
+    {
+        assert!(contains(&all, key.as_bytes()), "span attribute {key}");
+    }
+}
+
+async fn start_loadgen(shop: &TestShop) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let config = breakroom::loadgen::LoadgenConfig {
+        urls: ShopUrls {
+            catalog_url: shop.catalog.clone(),
+            cart_url: shop.cart.clone(),
+            checkout_url: shop.checkout.clone(),
+        },
+        admin: breakroom::platform::http::AdminToken::new("loadgen-token"),
+        shop_token: Some(ADMIN_TOKEN.into()),
+        data_dir: shop.data_dir().to_path_buf(),
+    };
+    tokio::spawn(breakroom::loadgen::serve(listener, config, tokio_util::sync::CancellationToken::new()));
+    url
+}
+
+async fn indexes_present(shop: &TestShop) -> Vec<bool> {
+    let (_, body) = shop.admin_get(&shop.catalog, "/admin/indexes").await;
+    body["indexes"].as_array().unwrap().iter().map(|i| i["present"] == true).collect()
+}
+
+async fn the_timeline_walks_its_phases_and_stop_demo_cleans_up(backend: Backend) {
+    let shop = spawn_shop(backend, PRODUCTS, |_| {}).await;
+    let loadgen = start_loadgen(&shop).await;
+    // The seed's own call (from loopback, so without a token), 30 minutes in 15 s.
+    let start = json!({ "scenario": "blackfriday", "duration_minutes": 30, "peak_rpm": 120, "speedup": 120 });
+    let (status, started) = shop.post(&loadgen, "/admin/start-demo", &start).await;
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(started["status"], "demo_started");
+    let (status, again) = shop.post(&loadgen, "/admin/start-demo", &start).await;
+    assert_eq!(status, 400, "a second start while running is refused: {again}");
+    let mut phases: Vec<String> = Vec::new();
+    let mut saw_dropped = false;
+    let mut saw_small_pool = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        let (_, status) = shop.get(&loadgen, "/admin/demo-status").await;
+        for key in [
+            "running",
+            "elapsed_minutes",
+            "current_rpm",
+            "requests_sent",
+            "errors",
+            "checkouts_attempted",
+            "start_time_iso",
+        ] {
+            assert!(!status[key].is_null(), "demo-status has {key}: {status}");
+        }
+        let phase = status["phase"].as_str().unwrap().to_string();
+        if phases.last() != Some(&phase) {
+            phases.push(phase.clone());
+        }
+        if phase == "degradation" {
+            saw_dropped |= indexes_present(&shop).await.iter().all(|p| !p);
+        }
+        if phase == "critical" {
+            saw_small_pool |= shop.admin_get(&shop.checkout, "/admin/pool").await.1["max_connections"] == 20;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let order = ["ramp_up", "peak", "degradation", "critical"];
+    let seen: Vec<&str> = phases.iter().map(String::as_str).filter(|p| order.contains(p)).collect();
+    assert_eq!(seen, order, "the phases in order: {phases:?}");
+    assert!(saw_dropped, "the indexes were really dropped during degradation");
+    assert!(saw_small_pool, "checkout's pool was really cut to 20 at the exhaustion minute");
+
+    let (status, stopped) = shop.post(&loadgen, "/admin/stop-demo", &json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(stopped["status"], "demo_stopped", "{stopped}");
+    assert_eq!(indexes_present(&shop).await, [true, true], "stop-demo restored the indexes");
+    assert_eq!(shop.admin_get(&shop.checkout, "/admin/pool").await.1["max_connections"], 50, "and the pool");
+    let (_, status) = shop.get(&loadgen, "/admin/demo-status").await;
+    assert_eq!(status["running"], false);
+    let sent = status["requests_sent"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(shop.get(&loadgen, "/admin/demo-status").await.1["requests_sent"], sent, "traffic really stopped");
+}
+
+/// What the metrics said at the end of one minute of the timeline.
+#[derive(Debug, Clone, Copy, Default)]
+struct Reading {
+    minute: u32,
+    full_scans: f64,
+    exhausted: f64,
+    checkout_p95_ms: f64,
+    checkouts: u64,
+}
+
+async fn the_compressed_timeline_shows_its_effects_in_order(backend: Backend) {
+    let shop = spawn_shop(backend, 100_000, |_| {}).await;
+    let urls = ShopUrls {
+        catalog_url: shop.catalog.clone(),
+        cart_url: shop.cart.clone(),
+        checkout_url: shop.checkout.clone(),
+    };
+    // 30 minutes in 60 s; a 2-connection pool with a 50 ms wait, so the small data is
+    // enough to exhaust it once checkouts queue behind each other's scans. Each minute a
+    // crowd of 12 buys the first doorbuster at once, on top of the timeline's shoppers.
+    let settings =
+        Settings { speedup: 30.0, peak_rpm: 900.0, duration_minutes: 30.0, pool_size: 2, pool_timeout_ms: 50 };
+    let timeline = Timeline::prepare(settings, Shop::new(&urls, ADMIN_TOKEN.into()).unwrap()).await.unwrap();
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let readings = {
+        let catalog = shop.catalog.clone();
+        let checkout = shop.checkout.clone();
+        let client = shop.client.clone();
+        tokio::spawn(async move {
+            let mut readings = Vec::new();
+            while let Some(event) = receiver.recv().await {
+                if let Event::Minute(report) = event {
+                    let text = |url: String| {
+                        let client = client.clone();
+                        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+                    };
+                    let catalog_metrics = text(format!("{catalog}/metrics")).await;
+                    let checkout_metrics = text(format!("{checkout}/metrics")).await;
+                    let restock_scans =
+                        sample(&checkout_metrics, "shop_db_queries_total{shape=\"restock_check\",plan=\"full_scan\"}")
+                            .unwrap_or(0.0);
+                    readings.push(Reading {
+                        minute: report.minute,
+                        full_scans: plan_counter(&catalog_metrics, "full_scan") + restock_scans,
+                        exhausted: sample(&checkout_metrics, "shop_db_pool_exhausted_total").unwrap_or(0.0),
+                        checkout_p95_ms: report.checkout_p95_ms,
+                        checkouts: report.checkouts,
+                    });
+                    let crowd = (0..12).map(|i| {
+                        let body = json!({ "user_id": format!("crowd-{}-{i}", report.minute), "product_id": 1 });
+                        client.post(format!("{checkout}/orders/create")).json(&body).send()
+                    });
+                    futures_util::future::join_all(crowd).await;
+                }
+            }
+            readings
+        })
+    };
+    let total = timeline.run(&mut |event| drop(sender.send(event))).await;
+    drop(sender);
+    let readings = readings.await.unwrap();
+    println!("{} requests, {} errors; per minute: {readings:?}", total.requests, total.errors);
+    assert!(readings.len() >= 29, "every minute was reported: {}", readings.len());
+    let at = |m: u32| readings.iter().find(|r| r.minute == m).copied().unwrap();
+    // Before minute 15 nothing scans; from the drop on, scans; no pool timeouts before the cut.
+    assert_eq!(at(15).full_scans, 0.0, "no full scans while the indexes exist");
+    assert!(at(20).full_scans > 0.0, "full scans once the indexes are gone");
+    assert_eq!(at(20).exhausted, 0.0, "no pool timeouts before the pool was cut");
+    assert!(at(30).exhausted > 0.0, "pool timeouts after the cut: {readings:?}");
+    // The median minute, so one noisy minute on a shared machine does not decide it.
+    let median = |range: std::ops::RangeInclusive<u32>| {
+        let mut p95s: Vec<f64> = readings
+            .iter()
+            .filter(|r| range.contains(&r.minute) && r.checkouts > 0)
+            .map(|r| r.checkout_p95_ms)
+            .collect();
+        p95s.sort_by(f64::total_cmp);
+        p95s.get(p95s.len() / 2).copied().unwrap_or(0.0)
+    };
+    let (before, after) = (median(5..=15), median(21..=30));
+    assert!(after > before, "checkout p95 rose after the faults: {before} ms → {after} ms");
+    assert!(readings.iter().filter(|r| r.minute > 21).map(|r| r.checkouts).sum::<u64>() > 0);
+    // Cleanup put everything back, and the shop recovers at once.
+    assert_eq!(indexes_present(&shop).await, [true, true]);
+    assert_eq!(shop.admin_get(&shop.checkout, "/admin/pool").await.1["max_connections"], 50);
+    let scans_after = plan_counter(&shop.metrics(&shop.catalog).await, "full_scan");
+    for i in 0..10 {
+        let body = json!({ "user_id": format!("after-{i}"), "product_id": 1, "quantity": 1 });
+        assert_eq!(shop.post(&shop.checkout, "/orders/create", &body).await.0, 201);
+        assert_eq!(shop.get(&shop.catalog, "/products?category=kitchen&price_min=10&price_max=90").await.0, 200);
+    }
+    assert_eq!(
+        plan_counter(&shop.metrics(&shop.catalog).await, "full_scan"),
+        scans_after,
+        "no full scans after cleanup"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demonstrate_cleans_up_after_ctrl_c() {
+    use tokio::io::AsyncBufReadExt;
+    let shop = spawn_shop(Backend::Embedded, PRODUCTS, |_| {}).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_breakroom"))
+        .args(["demonstrate", "shop", "--yes", "--speedup", "60", "--peak-rpm", "120", "--token", ADMIN_TOKEN])
+        .args(["--catalog-url", &shop.catalog, "--cart-url", &shop.cart, "--checkout-url", &shop.checkout])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut output = String::new();
+    let dropped = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            output.push_str(&line);
+            output.push('\n');
+            if line.contains("DROP INDEX [") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(dropped, "the timeline reached the drop: {output}");
+    assert_eq!(indexes_present(&shop).await, [false, false]);
+    let pid = child.id().unwrap().to_string();
+    assert!(tokio::process::Command::new("kill").args(["-INT", &pid]).status().await.unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("it exits").unwrap();
+    while let Ok(Some(line)) = lines.next_line().await {
+        output.push_str(&line);
+        output.push('\n');
+    }
+    assert!(output.contains("Cleanup done"), "{output}");
+    assert!(!status.success() || output.contains("ended before the alert minute"), "{output}");
+    assert_eq!(indexes_present(&shop).await, [true, true], "Ctrl-C restored the indexes");
+    assert_eq!(shop.admin_get(&shop.checkout, "/admin/pool").await.1["max_connections"], 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drive_sends_the_black_friday_shoppers_to_all_three_services() {
+    let shop = spawn_shop(Backend::Embedded, PRODUCTS, |_| {}).await;
+    let (code, output) = common::breakroom(&[
+        "drive",
+        "blackfriday",
+        "--rate",
+        "10",
+        "--duration",
+        "3s",
+        "--catalog-url",
+        &shop.catalog,
+        "--cart-url",
+        &shop.cart,
+        "--checkout-url",
+        &shop.checkout,
+        "--threshold",
+        "errors<1%",
+    ])
+    .await;
+    assert_eq!(code, 0, "{output}");
+    for step in ["catalog /products", "cart add", "checkout /orders/create"] {
+        assert!(output.contains(step), "{step} in {output}");
+    }
+    assert!(shop.sql_count("SELECT COUNT(*) FROM orders WHERE user_id LIKE 'shopper-%'").await > 0, "{output}");
+}
