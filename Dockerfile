@@ -9,8 +9,9 @@ COPY web ./web
 RUN cargo build --release --locked --bin breakroom
 
 FROM debian:bookworm-slim
+# curl: seed 003's runbook drives the load generator with `kubectl exec … curl localhost:8010`.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 1000 --user-group --no-create-home --shell /usr/sbin/nologin breakroom
 COPY --from=build /src/target/release/breakroom /usr/local/bin/breakroom

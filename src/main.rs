@@ -197,16 +197,21 @@ fn print_shop_banner(
     };
     lines.push(format!("  database       {database}"));
     lines.push("  run the story  breakroom demonstrate shop --speedup 10".into());
+    lines.push(token_line(platform, token_file));
+    eprintln!("{}", lines.join("\n"));
+}
+
+/// Where the admin token is: shown once, on a terminal only, when generated.
+fn token_line(platform: &breakroom::platform::Platform, token_file: Option<&std::path::Path>) -> String {
     match token_file {
-        Some(file) if std::io::stderr().is_terminal() => lines.push(format!(
+        Some(file) if std::io::stderr().is_terminal() => format!(
             "  admin token    {}   (generated for this run; also in {})",
             platform.admin.expose(),
             file.display()
-        )),
-        Some(file) => lines.push(format!("  admin token    generated for this run; written to {}", file.display())),
-        None => lines.push("  admin token    from BREAKROOM_ADMIN_TOKEN".into()),
+        ),
+        Some(file) => format!("  admin token    generated for this run; written to {}", file.display()),
+        None => "  admin token    from BREAKROOM_ADMIN_TOKEN".into(),
     }
-    eprintln!("{}", lines.join("\n"));
 }
 
 async fn wait_for_signal() {
@@ -259,15 +264,7 @@ fn print_banner(platform: &breakroom::platform::Platform, local: SocketAddr, tok
     let live =
         config.backend.redis_url.as_deref().map(breakroom::platform::db::redact).unwrap_or_else(|| "in-process".into());
     lines.push(format!("  live state     {live}"));
-    match token_file {
-        Some(file) if std::io::stderr().is_terminal() => lines.push(format!(
-            "  admin token    {}   (generated for this run; also in {})",
-            platform.admin.expose(),
-            file.display()
-        )),
-        Some(file) => lines.push(format!("  admin token    generated for this run; written to {}", file.display())),
-        None => lines.push("  admin token    from BREAKROOM_ADMIN_TOKEN".into()),
-    }
+    lines.push(token_line(platform, token_file));
     eprintln!("{}", lines.join("\n"));
     // On a terminal, the two audience links as QR codes, to test with a phone at once.
     if config.lab == labs::LabName::Vote && std::io::stderr().is_terminal() {

@@ -274,3 +274,40 @@ fn the_dockerfile_builds_a_glibc_binary_run_as_uid_1000() {
         }
     }
 }
+
+/// The shop's pods run one service each, with settings `breakroom serve` reads.
+#[test]
+fn the_helm_chart_runs_each_shop_service_in_its_own_pod() {
+    let text = std::fs::read_to_string(root().join("deploy/helm/breakroom/templates/shop.yaml")).unwrap();
+    for needle in [
+        r#"args: ["serve", "shop", "--service", {{ $service.service | quote }}]"#,
+        r#""name" "product-catalog" "service" "catalog" "port" 8014"#,
+        r#""name" "cart" "service" "cart" "port" 8013"#,
+        r#""name" "checkout" "service" "checkout" "port" 8016"#,
+        r#"args: ["serve", "loadgen"]"#,
+        "containerPort: 8010",
+        "readOnlyRootFilesystem: true",
+    ] {
+        assert!(text.contains(needle), "{needle}");
+    }
+    let known = serve_env_names();
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- { name: ").or_else(|| l.trim().strip_prefix("- name: ")))
+        .map(|rest| rest.split([',', ' ']).next().unwrap())
+        // Environment variables, not container or port names.
+        .filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .collect();
+    assert!(names.len() > 10, "{names:?}");
+    for name in names {
+        // POSTGRES_PASSWORD only feeds $(POSTGRES_PASSWORD) in DATABASE_URL.
+        assert!(
+            name == "POSTGRES_PASSWORD" || known.iter().any(|k| k == name),
+            "{name} is not read by breakroom serve"
+        );
+    }
+    let rules = std::fs::read_to_string(root().join("deploy/prometheus/rules/shop.yml")).unwrap();
+    for job in ["product-catalog", "checkout"] {
+        assert!(rules.contains(&format!("job=\"{job}\"")), "the rules use the pods' app label {job} as job");
+    }
+}

@@ -121,16 +121,7 @@ pub async fn spawn_lab(lab: LabName, backend: Backend, adjust: impl FnOnce(&mut 
     config.feed_refresh = Duration::from_secs(3600);
     let mut resources = Resources { data_dir, database: None, database_url: None, redis_prefix: None };
     if backend == Backend::Services {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("breakroom_t_{}_{}_{}", std::process::id(), n, rand_suffix());
-        let admin = admin_database_url();
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {admin} ({e}); start it (see .ci/run) to run the postgres_redis tests"
-            )
-        });
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.unwrap();
-        let url = database_url_for(&admin, &name);
+        let (name, url) = create_database().await;
         resources.database = Some(name.clone());
         resources.database_url = Some(url.clone());
         resources.redis_prefix = Some(format!("{name}:"));

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
-use super::{ADMIN_TOKEN, Backend, NEXT, Resources, admin_database_url, database_url_for, rand_suffix, redis_url};
+use super::{ADMIN_TOKEN, Backend, Resources, redis_url};
 
 pub struct TestShop {
     pub catalog: String,
@@ -30,16 +30,7 @@ pub async fn spawn_shop(backend: Backend, products: u64, adjust: impl FnOnce(&mu
     config.shop_data.products = products;
     let mut resources = Resources { data_dir, database: None, database_url: None, redis_prefix: None };
     if backend == Backend::Services {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("breakroom_t_{}_{}_{}", std::process::id(), n, rand_suffix());
-        let admin = admin_database_url();
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {admin} ({e}); start it (see .ci/run) to run the postgres_redis tests"
-            )
-        });
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.unwrap();
-        let url = database_url_for(&admin, &name);
+        let (name, url) = super::create_database().await;
         resources.database = Some(name.clone());
         resources.database_url = Some(url.clone());
         resources.redis_prefix = Some(format!("{name}:"));

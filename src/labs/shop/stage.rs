@@ -58,18 +58,7 @@ async fn preflight(shop: &Shop, style: &Style) -> Result<(), StageError> {
     let catalog = shop.catalog.get("/health").await?.json().unwrap_or_default();
     let products = catalog["products"].as_u64().unwrap_or(0);
     println!("  ✓ database         {products} products");
-    let indexes = shop.catalog.get_admin("/admin/indexes", &shop.token).await?;
-    if indexes.status == 401 {
-        return Err(StageError(format!("The catalog refused the admin token: {}", indexes.detail())));
-    }
-    let missing: Vec<String> = indexes
-        .json()
-        .and_then(|v| v["indexes"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter(|i| i["present"] != true)
-        .filter_map(|i| i["name"].as_str().map(str::to_owned))
-        .collect();
+    let missing = missing_indexes(shop).await?;
     if !missing.is_empty() {
         return Err(StageError(format!(
             "Indexes already missing: {} — the lab is not in its pre-talk state; run `breakroom reset shop`",
@@ -89,6 +78,22 @@ async fn preflight(shop: &Shop, style: &Style) -> Result<(), StageError> {
         );
     }
     Ok(())
+}
+
+/// The story's indexes the catalog does not have now.
+async fn missing_indexes(shop: &Shop) -> Result<Vec<String>, StageError> {
+    let indexes = shop.catalog.get_admin("/admin/indexes", &shop.token).await?;
+    if indexes.status == 401 {
+        return Err(StageError(format!("The catalog refused the admin token: {}", indexes.detail())));
+    }
+    Ok(indexes
+        .json()
+        .and_then(|v| v["indexes"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter(|i| i["present"] != true)
+        .filter_map(|i| i["name"].as_str().map(str::to_owned))
+        .collect())
 }
 
 fn print_timeline(settings: &Settings) {
@@ -243,15 +248,7 @@ async fn alert_state(url: &str) -> String {
 async fn check(shop: Shop, args: &StageArgs) -> Result<u8, StageError> {
     let style = Style::detect();
     let settings = settings(args, &shop).await?;
-    let indexes = shop.catalog.get_admin("/admin/indexes", &shop.token).await?;
-    let missing: Vec<String> = indexes
-        .json()
-        .and_then(|v| v["indexes"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter(|i| i["present"] != true)
-        .filter_map(|i| i["name"].as_str().map(str::to_owned))
-        .collect();
+    let missing = missing_indexes(&shop).await?;
     let products = shop.products().await?;
     let seconds = args.shop.check_seconds.clamp(5, 600);
     println!("A burst of {seconds} s at {:.0} journeys a minute (the peak), checkout-heavy mix …", settings.peak_rpm);
