@@ -158,3 +158,152 @@ async fn sigterm_with_votes_in_flight_and_a_thousand_viewers() {
     assert!(acknowledged > 0);
     assert!(stored as u64 >= acknowledged, "no acknowledged vote was lost");
 }
+
+/// PostgreSQL (a cluster of the test's own) stops in the middle of a vote burst and
+/// comes back: votes during the outage get a 503 with Retry-After, none is acknowledged
+/// without being stored, and the lab recovers by itself once PostgreSQL is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_mid_burst_acknowledges_only_stored_votes() {
+    let postgres = common::PrivatePostgres::start();
+    let url = postgres.url();
+    let app = spawn_app(Backend::Services, |c| {
+        c.backend.database_url = Some(url.clone());
+        c.vote.vote_rate_limit = 1_000_000.0;
+    })
+    .await;
+    let counters: Arc<[AtomicU64; 3]> = Arc::new(Default::default()); // acknowledged, 503 + Retry-After, other
+    let stop_at = Instant::now() + Duration::from_secs(4);
+    let mut voters = Vec::new();
+    for worker in 0..8 {
+        let (client, base, counters) = (app.client.clone(), app.url.clone(), counters.clone());
+        voters.push(tokio::spawn(async move {
+            let mut i = 0;
+            while Instant::now() < stop_at && i < 2_000 {
+                let choice = CHOICES[(worker + i) % 5];
+                let sent = client.post(format!("{base}/vote")).json(&json!({ "choice": choice })).send().await;
+                let slot = match sent {
+                    Ok(r) if r.status() == 200 => 0,
+                    Ok(r) if r.status() == 503 && r.headers().contains_key("retry-after") => 1,
+                    _ => 2,
+                };
+                counters[slot].fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                if slot == 1 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    postgres.stop();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    postgres.restart();
+    let restarted = Instant::now();
+    for voter in voters {
+        voter.await.unwrap();
+    }
+    let [acknowledged, unavailable, other] = [0, 1, 2].map(|i| counters[i].load(Ordering::Relaxed));
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM votes").fetch_one(&mut conn).await.unwrap();
+    let stored = stored as u64;
+    println!(
+        "postgres restarted mid-burst: sent {}, acknowledged {acknowledged}, stored {stored}, \
+         503 with Retry-After {unavailable}, other errors {other}",
+        acknowledged + unavailable + other
+    );
+    assert!(unavailable > 0, "votes during the outage were refused with 503 + Retry-After");
+    assert_eq!(other, 0, "every failure was a clear 503 with Retry-After");
+    assert!(stored >= acknowledged, "every acknowledged vote is stored");
+    assert!(stored <= acknowledged + unavailable, "no vote stored twice (at most the refused ones are in doubt)");
+    let recovered = common::eventually(Duration::from_secs(15), || async {
+        app.vote("ai", None).await.0 == 200 && app.get("/ready").await.status() == 200
+    })
+    .await;
+    assert!(recovered, "the lab recovers by itself once PostgreSQL is back");
+    println!("recovered {:.1} s after PostgreSQL restarted", restarted.elapsed().as_secs_f64());
+}
+
+/// Sends requests from 4 workers for 900 ms (at most `count`) while Redis is killed
+/// at 100 ms and restarted at 500 ms under them; returns (acknowledged, failed).
+async fn burst_through_a_redis_kill(
+    redis: &mut PrivateRedis,
+    count: usize,
+    send: impl Fn(usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
+) -> (u64, u64) {
+    let until = Instant::now() + Duration::from_millis(900);
+    let send = Arc::new(send);
+    let (acknowledged, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut workers = Vec::new();
+    for worker in 0..4 {
+        let (send, acknowledged, failed) = (send.clone(), acknowledged.clone(), failed.clone());
+        workers.push(tokio::spawn(async move {
+            for i in (worker..count).step_by(4) {
+                if Instant::now() > until {
+                    break;
+                }
+                match send(i).send().await {
+                    Ok(r) if r.status().is_success() => acknowledged.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    redis.restart();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    (acknowledged.load(Ordering::Relaxed), failed.load(Ordering::Relaxed))
+}
+
+/// items: Redis killed under a burst of writes; every acknowledged write is in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_writes_survive_a_redis_kill() {
+    let mut redis = PrivateRedis::start();
+    let url = redis.url();
+    let app = common::spawn_lab(breakroom::labs::LabName::Items, Backend::Services, |c| {
+        c.backend.redis_url = Some(url.clone());
+    })
+    .await;
+    let (client, base) = (app.client.clone(), app.url.clone());
+    let (acknowledged, failed) = burst_through_a_redis_kill(&mut redis, 20_000, move |i| {
+        client.post(format!("{base}/items")).json(&json!({ "name": format!("fault-{i}"), "price": 1.5 }))
+    })
+    .await;
+    let stored = app.sql_count("SELECT COUNT(*) FROM items WHERE name LIKE 'fault-%'").await as u64;
+    println!(
+        "items: redis killed mid-burst: sent {}, acknowledged {acknowledged}, stored {stored}, errors {failed}",
+        acknowledged + failed
+    );
+    assert_eq!(failed, 0, "writes go on without Redis");
+    assert_eq!(stored, acknowledged, "every acknowledged item write is in the database, once");
+}
+
+/// datasets: Redis killed under a burst of downloads; every acknowledged download is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datasets_downloads_survive_a_redis_kill() {
+    let mut redis = PrivateRedis::start();
+    let url = redis.url();
+    let app = common::spawn_lab(breakroom::labs::LabName::Datasets, Backend::Services, |c| {
+        c.backend.redis_url = Some(url.clone());
+    })
+    .await;
+    let before = app.sql_count("SELECT COUNT(*) FROM audit_logs").await as u64;
+    let (client, base) = (app.client.clone(), app.url.clone());
+    let flagship = breakroom::labs::datasets::FLAGSHIP_ID;
+    let (acknowledged, failed) = burst_through_a_redis_kill(&mut redis, 20_000, move |i| {
+        client
+            .post(format!("{base}/api/datasets/{flagship}/download/"))
+            .header("authorization", format!("Token attendee{:02}-token", i % 15 + 1))
+    })
+    .await;
+    let audited = app.sql_count("SELECT COUNT(*) FROM audit_logs").await as u64 - before;
+    println!(
+        "datasets: redis killed mid-burst: sent {}, acknowledged {acknowledged}, audited {audited}, errors {failed}",
+        acknowledged + failed
+    );
+    assert_eq!(failed, 0, "downloads go on without Redis");
+    assert_eq!(audited, acknowledged, "every acknowledged download is in the audit log, once");
+}

@@ -524,3 +524,91 @@ pub fn free_port() -> u16 {
 }
 
 pub mod shop;
+
+/// A PostgreSQL cluster of the test's own (initdb in a temporary directory), so a test
+/// may stop and start it without disturbing the machine's server or other tests.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> PrivatePostgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's server binaries in /usr/lib/postgresql (apt-get install postgresql)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect("initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let pg = PrivatePostgres { port, dir, bin };
+        pg.chown();
+        let data = pg.data();
+        pg.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"]);
+        pg.start_server();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// PostgreSQL refuses to run as root: as root, its files belong to `postgres`.
+    fn chown(&self) {
+        if is_root() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(self.dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program).display().to_string();
+        let mut command = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--", &path]);
+            c
+        } else {
+            std::process::Command::new(&path)
+        };
+        let output = command.args(args).output().expect("PostgreSQL's tools run");
+        assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn start_server(&self) {
+        let data = self.data();
+        let log = self.dir.path().join("log").display().to_string();
+        let options =
+            format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        self.run("pg_ctl", &["-D", &data, "-l", &log, "-o", &options, "-w", "-t", "30", "start"]);
+    }
+
+    /// An immediate shutdown, as a crash or a killed pod would do.
+    pub fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+    }
+
+    pub fn restart(&self) {
+        self.start_server();
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = std::panic::catch_unwind(|| self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]));
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
