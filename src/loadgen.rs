@@ -71,6 +71,7 @@ fn routes(loadgen: Arc<Loadgen>) -> Router {
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(http::BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn(http::limit_headers))
         .layer(axum::middleware::from_fn_with_state(HttpMetrics::new(), http::observe))
 }
 

@@ -265,6 +265,22 @@ async fn bad_votes_get_clear_client_errors_and_change_nothing(backend: Backend) 
     assert_eq!(response.status(), 413);
     assert!(response.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("too large"));
 
+    let huge_header = app
+        .client
+        .post(format!("{}/vote", app.url))
+        .header("x-padding", "x".repeat(20 * 1024))
+        .json(&json!({ "choice": "ai" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge_header.status(), 431);
+    assert!(huge_header.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("headers too large"));
+    let mut many = app.client.post(format!("{}/vote", app.url)).json(&json!({ "choice": "ai" }));
+    for i in 0..120 {
+        many = many.header(format!("x-h{i}"), "1");
+    }
+    assert_eq!(many.send().await.unwrap().status(), 431);
+
     let unknown = app.get("/nope").await;
     assert_eq!(unknown.status(), 404);
     assert_eq!(unknown.json::<Value>().await.unwrap(), json!({ "detail": "Not Found" }));

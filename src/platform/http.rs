@@ -41,6 +41,28 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
 /// Largest request body any lab accepts; every lab's bodies are tiny.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
+/// The most header bytes (names and values) and headers a request may carry: a phone's
+/// browser sends a few hundred bytes; anything near these is not an attendee.
+pub const HEADER_LIMIT_BYTES: usize = 16 * 1024;
+pub const HEADER_LIMIT_COUNT: usize = 100;
+
+/// 431 with a JSON `detail` for a request whose headers are too large or too many.
+pub async fn limit_headers(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if bytes > HEADER_LIMIT_BYTES || headers.len() > HEADER_LIMIT_COUNT {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "Request headers too large: {bytes} bytes in {} headers (limits: {HEADER_LIMIT_BYTES} bytes, {HEADER_LIMIT_COUNT} headers)",
+                headers.len()
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
 /// An error answered to a client as `{"detail": "…"}`. Client errors carry their
 /// message; internal errors are logged with their cause chain and answered generically.
 #[derive(Debug)]

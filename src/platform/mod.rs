@@ -141,6 +141,7 @@ impl Platform {
                 ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
             }))
             .layer(DefaultBodyLimit::max(http::BODY_LIMIT_BYTES))
+            .layer(axum::middleware::from_fn(http::limit_headers))
             .layer(axum::middleware::from_fn_with_state(http_metrics, http::observe))
     }
 
