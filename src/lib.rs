@@ -61,9 +61,14 @@ pub async fn build_shop(
     use config::ShopService;
     let service = config.shop.service;
     let local = |wanted: ShopService| {
-        listeners.iter().find(|(s, _)| *s == wanted).and_then(|(_, l)| l.local_addr().ok()).map(|a| {
-            let host = if a.ip().is_unspecified() { "127.0.0.1".to_string() } else { a.ip().to_string() };
-            format!("http://{host}:{}", a.port())
+        listeners.iter().find(|(s, _)| *s == wanted).and_then(|(_, l)| l.local_addr().ok()).map(|mut a| {
+            if a.ip().is_unspecified() {
+                a.set_ip(match a.ip() {
+                    std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{a}")
         })
     };
     let peers = labs::shop::Peers {

@@ -39,7 +39,8 @@ pub struct LoadgenConfig {
 
 struct Demo {
     timeline: Arc<Timeline>,
-    task: tokio::task::JoinHandle<()>,
+    /// Cancelled once the run has ended and its cleanup is done.
+    done: CancellationToken,
 }
 
 struct Loadgen {
@@ -81,7 +82,15 @@ async fn admin_off_loopback(
     request: Request,
     next: Next,
 ) -> Response {
-    if peer.ip().is_loopback() {
+    // Exactly the pod's own loopback address: a service mesh's sidecar delivers outside
+    // callers from other 127.0.0.0/8 addresses (Istio: 127.0.0.6), which need the token.
+    let own = match peer.ip() {
+        std::net::IpAddr::V4(ip) => ip == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(ip) => {
+            ip == std::net::Ipv6Addr::LOCALHOST || ip.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
+    };
+    if own {
         return next.run(request).await;
     }
     match http::refusal(&token, request.headers()) {
@@ -114,7 +123,7 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
         ));
     }
     let mut demo = lab.demo.lock().await;
-    if let Some(running) = demo.as_ref().filter(|d| d.timeline.is_running() && !d.task.is_finished()) {
+    if let Some(running) = demo.as_ref().filter(|d| !d.done.is_cancelled()) {
         return Err(error(
             StatusCode::BAD_REQUEST,
             format!(
@@ -142,7 +151,9 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
         .await
         .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, format!("The shop is not ready: {}", e.0)))?;
     let running = timeline.clone();
-    let task = tokio::spawn(async move {
+    let done = CancellationToken::new();
+    let finished = done.clone();
+    tokio::spawn(async move {
         let mut log = |event: Event| match event {
             Event::Minute(_) => {} // the timeline logs demo_progress itself
             Event::Milestone(text) => tracing::warn!(milestone = %text, "demo_milestone"),
@@ -150,6 +161,7 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
             Event::Trouble(text) => tracing::error!(trouble = %text, "demo_trouble"),
         };
         running.run(&mut log).await;
+        finished.cancel();
     });
     let started = json!({
         "status": "demo_started",
@@ -160,7 +172,7 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
         "start_timestamp": timeline.start_timestamp(),
         "start_time_iso": timeline.status()["start_time_iso"],
     });
-    *demo = Some(Demo { timeline, task });
+    *demo = Some(Demo { timeline, done });
     Ok(Json(started))
 }
 
@@ -186,21 +198,21 @@ async fn stop(State(lab): Lab) -> Json<Value> {
 }
 
 async fn stop_running(lab: &Loadgen) -> Option<Value> {
-    let mut demo = lab.demo.lock().await;
-    let running = demo.as_ref().is_some_and(|d| !d.task.is_finished());
-    if !running {
-        return None;
-    }
-    let demo = demo.as_mut()?;
-    demo.timeline.stop();
-    if tokio::time::timeout(CLEANUP_WAIT, &mut demo.task).await.is_err() {
+    // Not holding the lock while the cleanup runs: demo-status keeps answering.
+    let (timeline, done) = {
+        let demo = lab.demo.lock().await;
+        let demo = demo.as_ref().filter(|d| !d.done.is_cancelled())?;
+        (demo.timeline.clone(), demo.done.clone())
+    };
+    timeline.stop();
+    if tokio::time::timeout(CLEANUP_WAIT, done.cancelled()).await.is_err() {
         tracing::error!("the demo's cleanup did not finish in time; run `breakroom reset shop`");
     }
-    Some(demo.timeline.status())
+    Some(timeline.status())
 }
 
 async fn health(State(lab): Lab) -> Json<Value> {
-    let running = lab.demo.lock().await.as_ref().is_some_and(|d| !d.task.is_finished());
+    let running = lab.demo.lock().await.as_ref().is_some_and(|d| !d.done.is_cancelled());
     Json(json!({ "status": "ok", "service": "load-generator", "demo_running": running, "shop": {
         "catalog": lab.config.urls.catalog_url, "cart": lab.config.urls.cart_url, "checkout": lab.config.urls.checkout_url,
     }}))

@@ -272,3 +272,19 @@ mod tests {
         assert_eq!(ranges(&[]), "");
     }
 }
+
+/// Ctrl-C or SIGTERM: whichever ends a stage command, its cleanup still runs.
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => drop(tokio::signal::ctrl_c().await),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

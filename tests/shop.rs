@@ -20,6 +20,8 @@ on_both_backends!(
     bad_input_is_a_clear_4xx_and_changes_nothing,
     dropping_the_indexes_turns_the_plan_into_a_full_scan,
     a_held_lock_exhausts_a_small_pool,
+    a_resize_does_not_fail_the_checkouts_waiting_for_a_connection,
+    concurrent_checkouts_of_low_stock_products_never_deadlock,
     trace_context_reaches_catalog_and_cart,
     the_timeline_walks_its_phases_and_stop_demo_cleans_up,
     the_compressed_timeline_shows_its_effects_in_order,
@@ -75,10 +77,13 @@ async fn the_runbook_endpoints_answer(backend: Backend) {
     assert_eq!(status, 200);
     assert!(!popular["products"].as_array().unwrap().is_empty());
 
-    // The reset removes the audience's orders and gives their stock back.
+    // The reset removes the audience's orders and gives their stock back; only the
+    // generated history's exact prefix is kept (SQLite's LIKE would ignore case).
+    let shouting = json!({ "user_id": "HISTORY-1", "product_id": 4, "quantity": 1 });
+    assert_eq!(shop.post(&shop.checkout, "/orders/create", &shouting).await.0, 201);
     let (status, _) = shop.admin(&shop.catalog, "/admin/reset?confirm=yes", None).await;
     assert_eq!(status, 200);
-    assert_eq!(shop.sql_count("SELECT COUNT(*) FROM orders WHERE user_id = 'alice'").await, 0);
+    assert_eq!(shop.sql_count("SELECT COUNT(*) FROM orders WHERE user_id IN ('alice', 'HISTORY-1')").await, 0);
     assert_eq!(shop.sql_count("SELECT CAST(stock_quantity AS BIGINT) FROM products WHERE id = 3").await, stock_before);
 }
 
@@ -211,6 +216,61 @@ async fn a_held_lock_exhausts_a_small_pool(backend: Backend) {
     let (status, _) = shop.admin(&shop.checkout, "/admin/reset?confirm=yes", None).await;
     assert_eq!(status, 200);
     assert_eq!(shop.admin_get(&shop.checkout, "/admin/pool").await.1["max_connections"], 50);
+}
+
+async fn a_resize_does_not_fail_the_checkouts_waiting_for_a_connection(backend: Backend) {
+    let shop = Arc::new(spawn_shop(backend, PRODUCTS, |_| {}).await);
+    let small = json!({ "max_connections": 1, "acquire_timeout_ms": 4000 });
+    assert_eq!(shop.admin(&shop.checkout, "/admin/pool", Some(&small)).await.0, 200);
+    let lock = shop.hold_lock().await;
+    let order = |user: &str| json!({ "user_id": user, "product_id": 1, "quantity": 1 });
+    let holding = {
+        let (shop, body) = (shop.clone(), order("holding"));
+        tokio::spawn(async move { shop.post(&shop.checkout, "/orders/create", &body).await })
+    };
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            shop.admin_get(&shop.checkout, "/admin/pool").await.1["in_use"] == 1
+        })
+        .await
+    );
+    let waiting = {
+        let (shop, body) = (shop.clone(), order("waiting"));
+        tokio::spawn(async move { shop.post(&shop.checkout, "/orders/create", &body).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The speaker grows the pool while a checkout waits for the old one's connection.
+    let big = json!({ "max_connections": 10, "acquire_timeout_ms": 4000 });
+    assert_eq!(shop.admin(&shop.checkout, "/admin/pool", Some(&big)).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.release().await;
+    for task in [holding, waiting] {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 201, "a resize never fails a waiting checkout: {body}");
+    }
+}
+
+async fn concurrent_checkouts_of_low_stock_products_never_deadlock(backend: Backend) {
+    let shop = Arc::new(spawn_shop(backend, PRODUCTS, |_| {}).await);
+    // Products 500 and 1500 start with 5 in stock: one sale each puts them on the
+    // restock list, so each checkout of one locks the other's row too.
+    for id in [500, 1500] {
+        let body = json!({ "user_id": "first", "product_id": id, "quantity": 1 });
+        assert_eq!(shop.post(&shop.checkout, "/orders/create", &body).await.0, 201);
+    }
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let shop = shop.clone();
+            let body = json!({ "user_id": format!("racer-{i}"), "product_id": if i % 2 == 0 { 500 } else { 1500 } });
+            tokio::spawn(async move { shop.post(&shop.checkout, "/orders/create", &body).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap().0);
+    }
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "only sales and sold-outs: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 8, "4 left of each: {statuses:?}");
 }
 
 /// A stand-in OTLP/HTTP collector keeping every export (one per service provider).

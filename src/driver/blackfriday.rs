@@ -132,8 +132,8 @@ impl Settings {
         if !(self.peak_rpm.is_finite() && (1.0..=100_000.0).contains(&self.peak_rpm)) {
             return fail("--peak-rpm must be between 1 and 100000 journeys per minute");
         }
-        if !(self.duration_minutes.is_finite() && (1.0..=240.0).contains(&self.duration_minutes)) {
-            return fail("--duration-minutes must be between 1 and 240");
+        if !(self.duration_minutes.is_finite() && (5.0..=240.0).contains(&self.duration_minutes)) {
+            return fail("--duration-minutes must be between 5 and 240 (shorter leaves no room for the faults)");
         }
         if !(1..=200).contains(&self.pool_size) || !(50..=60_000).contains(&self.pool_timeout_ms) {
             return fail("--pool-size must be 1 to 200 and --pool-timeout-ms 50 to 60000");
@@ -186,6 +186,13 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(300);
 impl Shop {
     pub fn new(urls: &ShopUrls, token: String) -> Result<Shop, StageError> {
         let urls = urls.trimmed();
+        for url in [&urls.catalog_url, &urls.cart_url, &urls.checkout_url] {
+            if !url.starts_with("http://") {
+                return Err(StageError(format!(
+                    "'{url}': the shop's traffic speaks plain http:// (the services on this machine or a cluster's Services)"
+                )));
+            }
+        }
         Ok(Shop {
             catalog: Arc::new(Target::with_timeout(&urls.catalog_url, "shop", ADMIN_TIMEOUT)?),
             cart: Arc::new(Target::with_timeout(&urls.cart_url, "shop", ADMIN_TIMEOUT)?),
@@ -416,7 +423,9 @@ impl Timeline {
         let settings = &self.settings;
         let total = settings.duration_minutes.round().max(1.0) as u32;
         let at = |minute: f64| settings.scaled(minute).round() as u32;
-        let (peak, drop, shrink, alert) = (at(PEAK_MINUTE), at(DROP_MINUTE), at(SHRINK_MINUTE), at(ALERT_MINUTE));
+        let (peak, drop, shrink) = (at(PEAK_MINUTE), at(DROP_MINUTE), at(SHRINK_MINUTE).max(at(DROP_MINUTE)));
+        // Judged on a whole minute after the pool was cut, however short the timeline.
+        let alert = at(ALERT_MINUTE).max(shrink + 1).min(total);
         let start = self.started.max(Instant::now());
         for minute in 0..total {
             if minute == drop {

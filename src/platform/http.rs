@@ -132,6 +132,17 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
                 "Database unavailable"
             }
+            // Contention, not a fault: a deadlock or serialization failure PostgreSQL broke
+            // (40P01, 40001), a lock it gave up waiting for (55P03), SQLite's writer lock
+            // held too long (SQLITE_BUSY 5 and its extended codes, SQLITE_LOCKED 6).
+            sqlx::Error::Database(db)
+                if matches!(
+                    db.code().as_deref(),
+                    Some("40P01" | "40001" | "55P03" | "5" | "6" | "261" | "517" | "262")
+                ) =>
+            {
+                "The database is busy: another transaction held the rows this request needs for too long. Retry shortly"
+            }
             // PostgreSQL refuses text it cannot store (a NUL byte, invalid encoding): that is
             // the client's input, not our failure.
             sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("22021" | "22P05")) => {

@@ -127,8 +127,10 @@ impl CheckoutPool {
         }
     }
 
-    /// Opens a pool of the new size and swaps it in; checkouts holding a connection
-    /// of the old pool finish on it, then it closes. Returns the previous settings.
+    /// Opens a pool of the new size and swaps it in; checkouts holding or already
+    /// waiting for a connection of the old pool finish on it (closing it would fail
+    /// the waiters as if the database were gone); it closes when the last lets go.
+    /// Returns the previous settings.
     pub async fn resize(&self, settings: PoolSettings) -> anyhow::Result<PoolSettings> {
         let _one_at_a_time = self.resizing.lock().await;
         let db = open(self.database_url.as_deref(), &self.data_dir, settings).await?;
@@ -136,9 +138,7 @@ impl CheckoutPool {
             let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
             std::mem::replace(&mut *current, Arc::new(Current { db, settings }))
         };
-        let previous = old.settings;
-        tokio::spawn(async move { old.db.close().await });
-        Ok(previous)
+        Ok(old.settings)
     }
 
     pub async fn close(&self) {

@@ -67,6 +67,12 @@ async fn preflight(shop: &Shop, style: &Style) -> Result<(), StageError> {
     }
     println!("  ✓ indexes          idx_products_category, idx_products_stock_quantity present");
     let pool = shop.checkout.get("/health").await?.json().unwrap_or_default();
+    if pool["pool"]["max_connections"] != pool["pool"]["normal"]["max_connections"] {
+        return Err(StageError(format!(
+            "Checkout's pool is {} connections, not its normal {} — the lab is not in its pre-talk state; run `breakroom reset shop`",
+            pool["pool"]["max_connections"], pool["pool"]["normal"]["max_connections"]
+        )));
+    }
     println!(
         "  ✓ checkout pool    {} connections, {} ms acquire timeout",
         pool["pool"]["max_connections"], pool["pool"]["acquire_timeout_ms"]
@@ -85,6 +91,13 @@ async fn missing_indexes(shop: &Shop) -> Result<Vec<String>, StageError> {
     let indexes = shop.catalog.get_admin("/admin/indexes", &shop.token).await?;
     if indexes.status == 401 {
         return Err(StageError(format!("The catalog refused the admin token: {}", indexes.detail())));
+    }
+    if !indexes.is_success() {
+        return Err(StageError(format!(
+            "The catalog could not list its indexes: {} {}",
+            indexes.status,
+            indexes.detail()
+        )));
     }
     Ok(indexes
         .json()
@@ -136,10 +149,9 @@ async fn demonstrate(shop: Shop, args: &StageArgs) -> Result<u8, StageError> {
     let timeline = Timeline::prepare(settings, shop).await?;
     let stopper = timeline.clone();
     let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nCtrl-C: stopping the traffic and cleaning up …");
-            stopper.stop();
-        }
+        crate::stage::interrupted().await;
+        eprintln!("\nInterrupted: stopping the traffic and cleaning up …");
+        stopper.stop();
     });
     let mut trouble = false;
     let mut alert_seen = None;
@@ -276,9 +288,12 @@ async fn check(shop: Shop, args: &StageArgs) -> Result<u8, StageError> {
 }
 
 async fn reset(shop: Shop) -> Result<u8, StageError> {
-    let catalog = crate::stage::admin_call(&shop.catalog, "/admin/reset?confirm=yes", &shop.token, None).await?;
-    let checkout = crate::stage::admin_call(&shop.checkout, "/admin/reset?confirm=yes", &shop.token, None).await?;
-    crate::stage::admin_call(&shop.cart, "/admin/reset?confirm=yes", &shop.token, None).await?;
+    // All three are tried, whatever one of them answers.
+    let catalog = crate::stage::admin_call(&shop.catalog, "/admin/reset?confirm=yes", &shop.token, None).await;
+    let checkout = crate::stage::admin_call(&shop.checkout, "/admin/reset?confirm=yes", &shop.token, None).await;
+    let cart = crate::stage::admin_call(&shop.cart, "/admin/reset?confirm=yes", &shop.token, None).await;
+    let (catalog, checkout) = (catalog?, checkout?);
+    cart?;
     if let Some(message) = catalog.json().and_then(|v| v["message"].as_str().map(str::to_owned)) {
         println!("{message}");
     }
@@ -320,7 +335,17 @@ async fn catalog_scans(shop: &Shop) -> Result<bool, StageError> {
 /// `breakroom rehearse shop/black-friday`: the two faults applied for real on a small
 /// scale, the check failing, the fix passing it, the reset putting everything back.
 pub async fn rehearse(shop: Shop) -> Result<Vec<crate::labs::Verdict>, StageError> {
+    let outcome = rehearse_steps(&shop).await;
+    if outcome.is_err() {
+        // Whatever failed, the lab is not left broken.
+        let _ = shop.restore().await;
+    }
+    outcome
+}
+
+async fn rehearse_steps(shop: &Shop) -> Result<Vec<crate::labs::Verdict>, StageError> {
     use crate::labs::Verdict;
+    let shop = shop.clone();
     let mut verdicts = Vec::new();
     shop.drop_indexes().await?;
     let scans = catalog_scans(&shop).await?;

@@ -157,6 +157,20 @@ pub struct Plan {
     pub detail: Vec<String>,
 }
 
+impl Plan {
+    /// A plan that could not be read: nothing claimed.
+    pub fn unknown(shape: QueryShape) -> Plan {
+        Plan {
+            shape,
+            full_table_scan: false,
+            index_used: None,
+            missing_index: None,
+            rows_scanned: None,
+            detail: Vec::new(),
+        }
+    }
+}
+
 /// Plans are re-read when the indexes change through the lab, and at least every few
 /// seconds, so an index dropped by hand (psql) shows up too.
 const PLAN_MAX_AGE: Duration = Duration::from_secs(5);
@@ -171,6 +185,8 @@ pub struct ShopStore {
 struct PlanCache {
     generation: AtomicU64,
     plans: Mutex<HashMap<QueryShape, (u64, Instant, Plan)>>,
+    /// One refresh at a time: the others go on with the plan they have.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl ShopStore {
@@ -400,8 +416,11 @@ impl ShopStore {
 
     /// Which of [`INDEXES`] exist now.
     pub async fn indexes_present(&self) -> Result<Vec<(&'static str, bool)>, sqlx::Error> {
+        // PostgreSQL: only valid indexes count (a failed CREATE INDEX CONCURRENTLY leaves
+        // an invalid one behind that the planner never uses).
         let names: Vec<String> = on_pool!(self.db, |p| sqlx::query_scalar(if self.db.is_postgres() {
-            "SELECT indexname::text FROM pg_indexes WHERE tablename = 'products'"
+            "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             JOIN pg_class t ON t.oid = i.indrelid WHERE t.relname = 'products' AND i.indisvalid"
         } else {
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'products'"
         })
@@ -425,7 +444,11 @@ impl ShopStore {
     pub async fn restore_indexes(&self) -> Result<Vec<&'static str>, sqlx::Error> {
         let before = self.indexes_present().await?;
         let postgres = self.db.is_postgres();
-        for index in &INDEXES {
+        for (index, (_, present)) in INDEXES.iter().zip(&before) {
+            // An invalid leftover of the same name would make CREATE … IF NOT EXISTS a no-op.
+            if postgres && !present {
+                self.db.execute(index.ddl(index.drop, postgres)).await?;
+            }
             self.db.execute(index.ddl(index.create, postgres)).await?;
         }
         self.plans.generation.fetch_add(1, Ordering::AcqRel);
@@ -433,41 +456,52 @@ impl ShopStore {
     }
 
     /// Puts back what the audience's traffic changed: stock of the orders it placed,
-    /// those orders, the carts. The generated catalog and history stay.
+    /// those orders, the carts. The generated catalog and history stay. One
+    /// transaction, so a failure restores nothing twice; the prefix is compared exactly
+    /// (`substr`, not LIKE, which ignores case on SQLite).
     pub async fn reset_data(&self) -> Result<u64, sqlx::Error> {
-        let pattern = format!("{HISTORY_USER_PREFIX}%");
         on_pool!(self.db, |p| {
-            sqlx::query(
-            "UPDATE products SET stock_quantity = stock_quantity + \
-               (SELECT COALESCE(SUM(o.quantity), 0) FROM orders o WHERE o.product_id = products.id AND o.user_id NOT LIKE $1) \
-             WHERE id IN (SELECT product_id FROM orders WHERE user_id NOT LIKE $1)"
-        )
-        .bind(&pattern)
-        .execute(p)
-        .await
-        .map(drop)
-        })?;
-        let deleted = on_pool!(self.db, |p| sqlx::query("DELETE FROM orders WHERE user_id NOT LIKE $1")
-            .bind(&pattern)
-            .execute(p)
+            async {
+                let mut tx = p.begin().await?;
+                sqlx::query(
+                    "UPDATE products SET stock_quantity = stock_quantity + \
+                       (SELECT COALESCE(SUM(o.quantity), 0) FROM orders o \
+                        WHERE o.product_id = products.id AND substr(o.user_id, 1, 8) <> $1) \
+                     WHERE id IN (SELECT product_id FROM orders WHERE substr(user_id, 1, 8) <> $1)",
+                )
+                .bind(HISTORY_USER_PREFIX)
+                .execute(&mut *tx)
+                .await?;
+                let deleted = sqlx::query("DELETE FROM orders WHERE substr(user_id, 1, 8) <> $1")
+                    .bind(HISTORY_USER_PREFIX)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query("DELETE FROM cart_items").execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(deleted)
+            }
             .await
-            .map(|r| r.rows_affected()))?;
-        self.clear_carts().await?;
-        Ok(deleted)
+        })
     }
 
     /// The plan of `shape`, from the cache unless the indexes changed or it is old.
     pub async fn plan(&self, shape: QueryShape) -> Result<Plan, sqlx::Error> {
         let generation = self.plans.generation.load(Ordering::Acquire);
-        {
+        let cached = {
             let plans = self.plans.plans.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((seen, at, plan)) = plans.get(&shape)
-                && *seen == generation
-                && at.elapsed() < PLAN_MAX_AGE
-            {
-                return Ok(plan.clone());
+            match plans.get(&shape) {
+                Some((seen, at, plan)) if *seen == generation && at.elapsed() < PLAN_MAX_AGE => return Ok(plan.clone()),
+                // Old but from the same indexes: good enough while another request refreshes it.
+                Some((seen, _, plan)) if *seen == generation => Some(plan.clone()),
+                _ => None,
             }
-        }
+        };
+        let _refresh = match (self.plans.refreshing.try_lock(), cached) {
+            (Ok(guard), _) => guard,
+            (Err(_), Some(plan)) => return Ok(plan),
+            (Err(_), None) => self.plans.refreshing.lock().await,
+        };
         let plan = self.explain(shape).await?;
         let mut plans = self.plans.plans.lock().unwrap_or_else(|p| p.into_inner());
         plans.insert(shape, (generation, Instant::now(), plan.clone()));
