@@ -759,3 +759,26 @@ async fn counts_and_viewers_survive_a_redis_restart() {
     assert!(pushed, "replica B pushes replica A's votes again after the restart");
     assert_eq!(b.count_of("print").await, 3);
 }
+
+/// The contract the fuzzer (schemathesis, in .ci/run) checks the lab against.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_lab() {
+    let app = spawn_app(Backend::Embedded, |_| {}).await;
+    let response = app.get("/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in
+        ["/vote", "/votes", "/stream", "/health", "/ready", "/admin/reset", "/admin/bugs/{name}", "/metrics", "/"]
+    {
+        assert!(doc["paths"][path].is_object(), "{path} is documented");
+    }
+    let vote = &doc["paths"]["/vote"]["post"]["responses"];
+    for status in ["200", "400", "413", "422", "429", "503"] {
+        assert!(vote[status].is_object(), "POST /vote documents {status}");
+    }
+    let choices = &doc["components"]["schemas"]["ChoiceKey"]["enum"];
+    assert_eq!(choices, &json!(["print", "stare", "ai", "revert", "restart"]));
+    assert_eq!(doc["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
+    assert_eq!(doc["paths"]["/admin/reset"]["post"]["security"][0]["admin_token"], json!([]));
+}

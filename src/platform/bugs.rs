@@ -53,7 +53,7 @@ pub struct Bugs {
     shared: Option<(Redis, String)>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BugState {
     pub name: &'static str,
     pub fixed: bool,
@@ -184,12 +184,37 @@ pub struct FlipRequest {
     fixed: bool,
 }
 
-/// `GET /admin/bugs`
+/// `GET /admin/bugs`: each planted bug and which implementation runs.
+#[utoipa::path(
+    get,
+    path = "/admin/bugs",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The lab's planted bugs", body = crate::platform::openapi::BugsBody),
+        (status = 401, description = "Admin token missing or wrong", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 pub async fn list(State(bugs): State<Bugs>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "bugs": bugs.states() }))
 }
 
-/// `POST /admin/bugs/{name}` with `{"fixed": true|false}`
+/// `POST /admin/bugs/{name}` with `{"fixed": true|false}`: every replica switches.
+#[utoipa::path(
+    post,
+    path = "/admin/bugs/{name}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "A planted bug's name, e.g. referral")),
+    request_body = crate::platform::openapi::FlipBody,
+    responses(
+        (status = 200, description = "The bug's new state", body = BugState),
+        (status = 401, description = "Admin token missing or wrong", body = crate::platform::openapi::ErrorBody),
+        (status = 404, description = "No planted bug of that name", body = crate::platform::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::platform::openapi::ErrorBody),
+        (status = 422, description = "Not a JSON object with a boolean fixed", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 pub async fn flip(
     State(bugs): State<Bugs>,
     Path(name): Path<String>,

@@ -8,6 +8,7 @@ pub mod db;
 pub mod feed;
 pub mod http;
 pub mod limit;
+pub mod openapi;
 pub mod telemetry;
 
 use std::sync::Arc;

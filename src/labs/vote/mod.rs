@@ -7,6 +7,7 @@
 mod ballot;
 mod ingest;
 mod live;
+pub(crate) mod openapi;
 mod pages;
 mod presenter;
 mod referral;
@@ -129,6 +130,7 @@ pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Resu
         .route("/ready", get(ready))
         .route("/version", get(version))
         .merge(admin)
+        .merge(crate::platform::openapi::route(openapi::document()))
         .with_state(lab))
 }
 
@@ -168,6 +170,20 @@ struct VoteRequest {
 }
 
 /// `POST /vote`
+#[utoipa::path(
+    post,
+    path = "/vote",
+    tag = "vote",
+    request_body = openapi::VoteBody,
+    responses(
+        (status = 200, description = "The vote is stored and counted", body = openapi::VoteAccepted),
+        (status = 400, description = "Not one of the five choices, or not a partner's referral code", body = crate::platform::openapi::ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = crate::platform::openapi::ErrorBody),
+        (status = 422, description = "Not a JSON object with a choice", body = crate::platform::openapi::ErrorBody),
+        (status = 429, description = "Too many votes from this address; see Retry-After", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "Referral cache exhausted (the planted bug), or the database is unavailable", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn vote(
     State(lab): Lab,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
@@ -224,11 +240,29 @@ fn referral_error(lab: &VoteLab, error: ReferralError) -> ApiError {
 }
 
 /// `GET /votes`
+#[utoipa::path(
+    get,
+    path = "/votes",
+    tag = "vote",
+    responses(
+        (status = 200, description = "Every choice's votes", body = openapi::TallyBody),
+        (status = 503, description = "The live counts cannot be read", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn votes(State(lab): Lab) -> Result<Json<ballot::Tally>, ApiError> {
     Ok(Json(lab.live.snapshot().await?))
 }
 
 /// `GET /stream`: `event: votes` with the `/votes` body, at once and on every change.
+#[utoipa::path(
+    get,
+    path = "/stream",
+    tag = "vote",
+    responses(
+        (status = 200, description = "Server-Sent Events: `event: votes`, the /votes body", content_type = "text/event-stream", body = String),
+        (status = 503, description = "Too many live viewers; see Retry-After", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn stream(State(lab): Lab) -> Response {
     let cap = lab.platform.config.vote.max_viewers;
     if lab.feed.viewers() >= cap {
@@ -241,11 +275,21 @@ async fn stream(State(lab): Lab) -> Response {
 
 /// `GET /health`: the process is up. Deliberately blind to the referral cache, like
 /// the original's — the pod looks healthy while the service is degraded.
+#[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, description = "Always healthy", body = openapi::StatusBody)))]
 async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "healthy" }))
 }
 
 /// `GET /ready`: 503 naming each dependency that does not answer.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "probes",
+    responses(
+        (status = 200, description = "Every dependency answers", body = openapi::StatusBody),
+        (status = 503, description = "A dependency does not answer", body = openapi::NotReadyBody),
+    )
+)]
 async fn ready(State(lab): Lab) -> Response {
     let down: Vec<&str> = lab.platform.dependencies().await.into_iter().filter(|d| !d.up).map(|d| d.name).collect();
     if down.is_empty() {
@@ -259,6 +303,7 @@ async fn ready(State(lab): Lab) -> Response {
 }
 
 /// `GET /version`
+#[utoipa::path(get, path = "/version", tag = "probes", responses((status = 200, description = "Version and configuration", body = openapi::VersionBody)))]
 async fn version(State(lab): Lab) -> Json<serde_json::Value> {
     let config = &lab.platform.config;
     Json(json!({
@@ -273,6 +318,19 @@ async fn version(State(lab): Lab) -> Json<serde_json::Value> {
 
 /// `POST /admin/reset?confirm=yes`: votes, live counts, referral cache and the bug
 /// switch back to their pre-talk state, without a restart.
+#[utoipa::path(
+    post,
+    path = "/admin/reset",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("confirm" = crate::platform::openapi::Confirm, Query, description = "yes: the reset is meant")),
+    responses(
+        (status = 200, description = "Session reset", body = openapi::ResetBody),
+        (status = 400, description = "Without ?confirm=yes nothing is reset", body = crate::platform::openapi::ErrorBody),
+        (status = 401, description = "Admin token missing or wrong", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The reset could not complete; try again", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>, ApiError> {
     let deleted = lab.live.reset().await.map_err(|e| {
         ApiError::unavailable(format!("The session could not be reset completely: {e:#}. Try again."))

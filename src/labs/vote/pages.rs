@@ -109,14 +109,44 @@ pub struct AdminPage {
     frame: Frame,
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "pages",
+    params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
+    responses(
+        (status = 200, description = "The vote page (phones)", content_type = "text/html", body = String),
+        (status = 422, description = "A malformed query string", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 pub async fn vote(State(lab): State<Arc<VoteLab>>, QueryParams(query): QueryParams<PageQuery>) -> VotePage {
     VotePage { frame: Frame::new(&lab, &query), question: QUESTION, choices: choices() }
 }
 
+#[utoipa::path(
+    get,
+    path = "/results",
+    tag = "pages",
+    params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
+    responses(
+        (status = 200, description = "Live results (projector)", content_type = "text/html", body = String),
+        (status = 422, description = "A malformed query string", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 pub async fn results(State(lab): State<Arc<VoteLab>>, QueryParams(query): QueryParams<PageQuery>) -> ResultsPage {
     ResultsPage { frame: Frame::new(&lab, &query), question: QUESTION, choices: choices() }
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin",
+    tag = "pages",
+    params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
+    responses(
+        (status = 200, description = "The admin page (reset, fix switch; the token is asked for)", content_type = "text/html", body = String),
+        (status = 422, description = "A malformed query string", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 pub async fn admin(State(lab): State<Arc<VoteLab>>, QueryParams(query): QueryParams<PageQuery>) -> AdminPage {
     AdminPage { frame: Frame::new(&lab, &query) }
 }

@@ -69,6 +69,17 @@ pub struct QrQuery {
 }
 
 /// `GET /qr.svg?target=vote|referral`, for the page and for slides.
+#[utoipa::path(
+    get,
+    path = "/qr.svg",
+    tag = "pages",
+    params(("target" = Option<super::openapi::QrTarget>, Query, description = "vote (default) or referral")),
+    responses(
+        (status = 200, description = "The QR code", content_type = "image/svg+xml", body = String),
+        (status = 400, description = "Unknown target", body = crate::platform::openapi::ErrorBody),
+        (status = 422, description = "A malformed query string", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 pub async fn qr(
     State(lab): State<Arc<VoteLab>>,
     headers: HeaderMap,
@@ -96,6 +107,16 @@ pub struct PresenterPage {
 }
 
 /// `GET /presenter`: public like the admin page; its state and actions need the token.
+#[utoipa::path(
+    get,
+    path = "/presenter",
+    tag = "pages",
+    params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
+    responses(
+        (status = 200, description = "QR codes around the live results (projector)", content_type = "text/html", body = String),
+        (status = 422, description = "A malformed query string", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 pub async fn page(
     State(lab): State<Arc<VoteLab>>,
     headers: HeaderMap,
@@ -114,6 +135,16 @@ pub async fn page(
 
 /// `GET /admin/state`: which implementation runs, how full the referral cache is, and
 /// how many 5xx this process answered in the last minute.
+#[utoipa::path(
+    get,
+    path = "/admin/state",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The lab's state for the presenter", body = Object),
+        (status = 401, description = "Admin token missing or wrong", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 pub async fn state(State(lab): State<Arc<VoteLab>>) -> Json<serde_json::Value> {
     Json(json!({
         "referral": lab.referral.mode(),
