@@ -121,18 +121,23 @@ pub async fn spawn_lab(lab: LabName, backend: Backend, adjust: impl FnOnce(&mut 
     config.feed_refresh = Duration::from_secs(3600);
     let mut resources = Resources { data_dir, database: None, database_url: None, redis_prefix: None };
     if backend == Backend::Services {
-        let (name, url) = create_database().await;
-        resources.database = Some(name.clone());
-        resources.database_url = Some(url.clone());
-        resources.redis_prefix = Some(format!("{name}:"));
-        config.backend.database_url = Some(url);
-        config.backend.redis_url = Some(redis_url());
-        config.backend.redis_prefix = format!("{name}:");
-        // Parallel tests on two cores: allow Redis a little more than production.
-        config.redis_timeout = Duration::from_millis(500);
+        use_services(&mut config, &mut resources).await;
     }
     adjust(&mut config);
     start(backend, config, Arc::new(resources)).await
+}
+
+/// A fresh database on the machine's PostgreSQL and a key prefix on its Redis.
+async fn use_services(config: &mut ServeConfig, resources: &mut Resources) {
+    let (name, url) = create_database().await;
+    resources.database = Some(name.clone());
+    resources.database_url = Some(url.clone());
+    resources.redis_prefix = Some(format!("{name}:"));
+    config.backend.database_url = Some(url);
+    config.backend.redis_url = Some(redis_url());
+    config.backend.redis_prefix = format!("{name}:");
+    // Parallel tests on two cores: allow Redis a little more than production.
+    config.redis_timeout = Duration::from_millis(500);
 }
 
 /// A fresh, empty PostgreSQL database: (name, URL). Dropped with the test's

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
-use super::{ADMIN_TOKEN, Backend, Resources, redis_url};
+use super::{ADMIN_TOKEN, Backend, Resources};
 
 pub struct TestShop {
     pub catalog: String,
@@ -30,14 +30,7 @@ pub async fn spawn_shop(backend: Backend, products: u64, adjust: impl FnOnce(&mu
     config.shop_data.products = products;
     let mut resources = Resources { data_dir, database: None, database_url: None, redis_prefix: None };
     if backend == Backend::Services {
-        let (name, url) = super::create_database().await;
-        resources.database = Some(name.clone());
-        resources.database_url = Some(url.clone());
-        resources.redis_prefix = Some(format!("{name}:"));
-        config.backend.database_url = Some(url);
-        config.backend.redis_url = Some(redis_url());
-        config.backend.redis_prefix = format!("{name}:");
-        config.redis_timeout = Duration::from_millis(500);
+        super::use_services(&mut config, &mut resources).await;
     }
     adjust(&mut config);
     let mut listeners = Vec::new();
