@@ -568,3 +568,15 @@ async fn drive_sends_the_black_friday_shoppers_to_all_three_services() {
     }
     assert!(shop.sql_count("SELECT COUNT(*) FROM orders WHERE user_id LIKE 'shopper-%'").await > 0, "{output}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_generates_the_catalog_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().display().to_string();
+    let (code, output) = common::breakroom(&["seed", "shop", "--products", "5000", "--data-dir", &data_dir]).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("5000 products and their order history generated"), "{output}");
+    let (code, again) = common::breakroom(&["seed", "shop", "--products", "5000", "--data-dir", &data_dir]).await;
+    assert_eq!(code, 0, "{again}");
+    assert!(again.contains("already has products"), "a second seed changes nothing: {again}");
+}
