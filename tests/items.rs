@@ -356,3 +356,20 @@ async fn check_explains_an_unreachable_server() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("Cannot reach the items lab") && out.contains("breakroom serve items"), "{out}");
 }
+
+/// The contract the fuzzer (schemathesis, in .ci/run) checks the lab against.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_lab() {
+    let app = spawn_lab(LabName::Items, Backend::Embedded, |_| {}).await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (path, method) in
+        [("/items", "post"), ("/items/{id}", "put"), ("/items/{id}", "delete"), ("/cache/clear", "post")]
+    {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} is documented");
+    }
+    assert!(doc["components"]["schemas"]["ItemId"]["pattern"].as_str().unwrap().contains("[0-9a-fA-F]{12}"));
+    // Only the hyphenated form is an id, as the pattern says.
+    let simple = app.get("/items/550e8400e29b41d4a716446655440001").await;
+    assert_eq!(simple.status(), 422);
+}

@@ -4,6 +4,7 @@
 //! degrades gracefully — reads from the database, writes still succeed, `/health`
 //! says `degraded` — then recovers by itself, without serving anything stale.
 
+mod openapi;
 pub mod stage;
 mod store;
 mod write_through;
@@ -78,6 +79,7 @@ pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Resu
         .route("/cache/clear", post(clear))
         .route("/health", get(health))
         .merge(admin)
+        .merge(crate::platform::openapi::route(openapi::document()))
         .with_state(lab))
 }
 
@@ -119,9 +121,16 @@ impl ItemBody {
 
 /// An item id: a UUID in its usual hyphenated form.
 fn item_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::try_parse(raw).map(|id| id.hyphenated().to_string()).map_err(|_| {
-        ApiError::unprocessable(format!("Invalid item id '{raw}': expected a UUID such as {}", SEED_ITEMS[0].0))
-    })
+    // Only the hyphenated form the API hands out (uuid would also take braces or urn:).
+    let hyphenated = raw.len() == 36 && raw.bytes().filter(|b| *b == b'-').count() == 4;
+    hyphenated
+        .then(|| uuid::Uuid::try_parse(raw).ok())
+        .flatten()
+        .ok_or(())
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| {
+            ApiError::unprocessable(format!("Invalid item id '{raw}': expected a UUID such as {}", SEED_ITEMS[0].0))
+        })
 }
 
 #[derive(Deserialize)]
@@ -130,6 +139,17 @@ struct ListQuery {
 }
 
 /// `GET /items?limit=10`
+#[utoipa::path(
+    get,
+    path = "/items",
+    tag = "items",
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "How many, newest first (default 10)")),
+    responses(
+        (status = 200, description = "The newest items", body = openapi::ItemList),
+        (status = 422, description = "limit out of range or not a number", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn list(
     State(lab): Lab,
     QueryParams(query): QueryParams<ListQuery>,
@@ -143,18 +163,56 @@ async fn list(
 }
 
 /// `POST /items`
+#[utoipa::path(
+    post,
+    path = "/items",
+    tag = "items",
+    request_body = openapi::ItemInput,
+    responses(
+        (status = 200, description = "Created: in the database, then in the cache", body = openapi::ItemBody),
+        (status = 413, description = "Body over 64 KiB", body = crate::platform::openapi::ErrorBody),
+        (status = 422, description = "Not a valid item", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn create(State(lab): Lab, JsonBody(body): JsonBody<ItemBody>) -> Result<Json<store::Item>, ApiError> {
     let fields = body.parse()?;
     Ok(Json(lab.items.create(&fields).await?))
 }
 
 /// `GET /items/{id}`
+#[utoipa::path(
+    get,
+    path = "/items/{id}",
+    tag = "items",
+    params(("id" = openapi::ItemId, Path, description = "The item's UUID, hyphenated")),
+    responses(
+        (status = 200, description = "The item, from the cache or the database", body = openapi::ItemBody),
+        (status = 404, description = "No such item", body = crate::platform::openapi::ErrorBody),
+        (status = 422, description = "Not a UUID", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn read(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<store::Item>, ApiError> {
     let id = item_id(&id)?;
     lab.items.read(&id).await?.map(Json).ok_or_else(|| ApiError::not_found("Item not found"))
 }
 
 /// `PUT /items/{id}`: full replace.
+#[utoipa::path(
+    put,
+    path = "/items/{id}",
+    tag = "items",
+    params(("id" = openapi::ItemId, Path, description = "The item's UUID, hyphenated")),
+    request_body = openapi::ItemInput,
+    responses(
+        (status = 200, description = "Replaced", body = openapi::ItemBody),
+        (status = 404, description = "No such item", body = crate::platform::openapi::ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = crate::platform::openapi::ErrorBody),
+        (status = 422, description = "Not a UUID, or not a valid item", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn replace(
     State(lab): Lab,
     PathParam(id): PathParam<String>,
@@ -166,6 +224,18 @@ async fn replace(
 }
 
 /// `DELETE /items/{id}`
+#[utoipa::path(
+    delete,
+    path = "/items/{id}",
+    tag = "items",
+    params(("id" = openapi::ItemId, Path, description = "The item's UUID, hyphenated")),
+    responses(
+        (status = 200, description = "Deleted from the database and the cache", body = openapi::Deleted),
+        (status = 404, description = "No such item", body = crate::platform::openapi::ErrorBody),
+        (status = 422, description = "Not a UUID", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn remove(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let id = item_id(&id)?;
     if !lab.items.remove(&id).await? {
@@ -175,12 +245,31 @@ async fn remove(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Jso
 }
 
 /// `GET /cache/stats`
+#[utoipa::path(
+    get,
+    path = "/cache/stats",
+    tag = "items",
+
+    responses(
+        (status = 200, description = "Hits, misses and cached items", body = write_through::CacheStats),
+    )
+)]
 async fn stats(State(lab): Lab) -> Json<CacheStats> {
     Json(lab.items.stats().await)
 }
 
 /// `POST /cache/clear`: open like the original's, since the runbook calls it as is;
 /// it only costs cache misses.
+#[utoipa::path(
+    post,
+    path = "/cache/clear",
+    tag = "items",
+
+    responses(
+        (status = 200, description = "Cleared", body = openapi::Cleared),
+        (status = 503, description = "The cache is unreachable; nothing was cleared", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn clear(State(lab): Lab) -> Result<Json<serde_json::Value>, ApiError> {
     let deleted = lab.items.cache().clear(write_through::KEY_PREFIX).await.map_err(|e| {
         ApiError::unavailable(format!("Cache unavailable, nothing was cleared: {e}")).with_retry_after(1)
@@ -190,6 +279,15 @@ async fn clear(State(lab): Lab) -> Result<Json<serde_json::Value>, ApiError> {
 
 /// `GET /health`: always 200; `degraded` names the dependency that is down. The keys
 /// are the original's: `postgres` is the database, whichever backend runs.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "items",
+
+    responses(
+        (status = 200, description = "ok, or degraded naming what is down", body = openapi::HealthBody),
+    )
+)]
 async fn health(State(lab): Lab) -> Json<serde_json::Value> {
     let database_up = lab.platform.database_up().await;
     let cache_up = lab.items.cache().is_up();
@@ -202,6 +300,19 @@ async fn health(State(lab): Lab) -> Json<serde_json::Value> {
 }
 
 /// `POST /admin/reset?confirm=yes`: the three seed items, an empty cache, zero stats.
+#[utoipa::path(
+    post,
+    path = "/admin/reset",
+    tag = "items",
+    security(("admin_token" = [])),
+    params(("confirm" = crate::platform::openapi::Confirm, Query, description = "yes: the reset is meant")),
+    responses(
+        (status = 200, description = "Reset", body = openapi::ResetBody),
+        (status = 400, description = "Without ?confirm=yes nothing is reset", body = crate::platform::openapi::ErrorBody),
+        (status = 401, description = "Admin token missing or wrong", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The cache is unreachable: nothing changed", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>, ApiError> {
     // With the cache unreachable its old entries could not be removed and would be
     // served again once it returns: refuse, and change nothing.

@@ -49,7 +49,7 @@ pub struct WriteThrough {
 }
 
 /// `GET /cache/stats`
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct CacheStats {
     pub cached_items: u64,
     pub total_hits: u64,
