@@ -421,11 +421,11 @@ async fn the_compressed_timeline_shows_its_effects_in_order(backend: Backend) {
         cart_url: shop.cart.clone(),
         checkout_url: shop.checkout.clone(),
     };
-    // 30 minutes in 60 s; a 2-connection pool with a 50 ms wait, so the small data is
+    // 30 minutes in 60 s; a 1-connection pool with a 50 ms wait, so the small data is
     // enough to exhaust it once checkouts queue behind each other's scans. Each minute a
-    // crowd of 12 buys the first doorbuster at once, on top of the timeline's shoppers.
+    // crowd of 24 buys the first doorbuster at once, on top of the timeline's shoppers.
     let settings =
-        Settings { speedup: 30.0, peak_rpm: 900.0, duration_minutes: 30.0, pool_size: 2, pool_timeout_ms: 50 };
+        Settings { speedup: 30.0, peak_rpm: 900.0, duration_minutes: 30.0, pool_size: 1, pool_timeout_ms: 50 };
     let timeline = Timeline::prepare(settings, Shop::new(&urls, ADMIN_TOKEN.into()).unwrap()).await.unwrap();
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let readings = {
@@ -452,11 +452,12 @@ async fn the_compressed_timeline_shows_its_effects_in_order(backend: Backend) {
                         checkout_p95_ms: report.checkout_p95_ms,
                         checkouts: report.checkouts,
                     });
-                    let crowd = (0..12).map(|i| {
+                    // In the background, so the next minute's reading is taken on time.
+                    for i in 0..24 {
                         let body = json!({ "user_id": format!("crowd-{}-{i}", report.minute), "product_id": 1 });
-                        client.post(format!("{checkout}/orders/create")).json(&body).send()
-                    });
-                    futures_util::future::join_all(crowd).await;
+                        let request = client.post(format!("{checkout}/orders/create")).json(&body);
+                        tokio::spawn(async move { drop(request.send().await) });
+                    }
                 }
             }
             readings
@@ -471,7 +472,7 @@ async fn the_compressed_timeline_shows_its_effects_in_order(backend: Backend) {
     // Before minute 15 nothing scans; from the drop on, scans; no pool timeouts before the cut.
     assert_eq!(at(15).full_scans, 0.0, "no full scans while the indexes exist");
     assert!(at(20).full_scans > 0.0, "full scans once the indexes are gone");
-    assert_eq!(at(20).exhausted, 0.0, "no pool timeouts before the pool was cut");
+    assert_eq!(at(19).exhausted, 0.0, "no pool timeouts before the pool was cut (at the start of minute 20)");
     assert!(at(30).exhausted > 0.0, "pool timeouts after the cut: {readings:?}");
     // The median minute, so one noisy minute on a shared machine does not decide it.
     let median = |range: std::ops::RangeInclusive<u32>| {
