@@ -777,8 +777,11 @@ async fn the_openapi_document_describes_the_lab() {
     for status in ["200", "400", "413", "422", "429", "503"] {
         assert!(vote[status].is_object(), "POST /vote documents {status}");
     }
-    let choices = &doc["components"]["schemas"]["ChoiceKey"]["enum"];
-    assert_eq!(choices, &json!(["print", "stare", "ai", "revert", "restart"]));
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["ChoiceKey"]["enum"], json!(["print", "stare", "ai", "revert", "restart"]));
+    // Found by the fuzzer: what the handlers refuse, the contract must not offer.
+    assert_eq!(schemas["QrTarget"]["enum"], json!(["vote", "referral"]));
+    assert_eq!(schemas["Confirm"]["enum"], json!(["yes"]));
     assert_eq!(doc["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
     assert_eq!(doc["paths"]["/admin/reset"]["post"]["security"][0]["admin_token"], json!([]));
 }
