@@ -266,3 +266,21 @@ async fn explain_prints_the_compiled_reference_fix() {
     assert!(out.contains("self.cache.delete(&[&key])"), "{out}");
     assert!(out.contains("version the key"), "{out}");
 }
+
+/// The contract the fuzzer (schemathesis, in .ci/run) checks the lab against.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_lab() {
+    let app = common::spawn_lab(breakroom::labs::LabName::Datasets, Backend::Embedded, |_| {}).await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let download = &doc["paths"]["/api/datasets/{id}/download/"]["post"];
+    assert_eq!(download["security"][0]["user_token"], serde_json::json!([]));
+    assert!(download["responses"]["200"]["content"]["text/csv"].is_object(), "{download}");
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(
+        (schemes["user_token"]["in"].as_str(), schemes["user_token"]["name"].as_str()),
+        (Some("header"), Some("Authorization"))
+    );
+    assert_eq!(schemes["admin_token"]["scheme"], "bearer");
+    assert_eq!(doc["paths"]["/admin/reset"]["post"]["security"][0]["admin_token"], serde_json::json!([]));
+}

@@ -2,6 +2,7 @@
 //! download (seed 004). The bug is in `downloads.rs`.
 
 mod downloads;
+mod openapi;
 pub mod stage;
 mod store;
 
@@ -84,6 +85,7 @@ pub async fn build(platform: &Platform, _registry: &mut Registry) -> anyhow::Res
         .route("/api/datasets/{id}/statistics", get(statistics))
         .route("/health", get(health))
         .merge(admin)
+        .merge(crate::platform::openapi::route(openapi::document()))
         .with_state(lab))
 }
 
@@ -118,6 +120,17 @@ fn not_found() -> ApiError {
 }
 
 /// `GET /api/datasets/`
+#[utoipa::path(
+    get,
+    path = "/api/datasets/",
+    tag = "datasets",
+    security(("user_token" = [])),
+    responses(
+        (status = 200, description = "The datasets this user may see", body = openapi::DatasetList),
+        (status = 401, description = "No token, or not a user's token", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn list(State(lab): Lab, headers: HeaderMap) -> Response {
     let result = async {
         let user = authenticate(&lab, &headers).await?;
@@ -128,6 +141,20 @@ async fn list(State(lab): Lab, headers: HeaderMap) -> Response {
 }
 
 /// `GET /api/datasets/{id}/`
+#[utoipa::path(
+    get,
+    path = "/api/datasets/{id}/",
+    tag = "datasets",
+    security(("user_token" = [])),
+    params(("id" = openapi::DatasetId, Path, description = "The dataset's UUID")),
+    responses(
+        (status = 200, description = "The dataset (the view is audited)", body = store::Dataset),
+        (status = 401, description = "No token, or not a user's token", body = crate::platform::openapi::ErrorBody),
+        (status = 404, description = "No such dataset, or not visible to this user", body = crate::platform::openapi::ErrorBody),
+        (status = 422, description = "Not a UUID", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn detail(State(lab): Lab, PathParam(id): PathParam<String>, headers: HeaderMap) -> Response {
     let result = async {
         let user = authenticate(&lab, &headers).await?;
@@ -140,6 +167,20 @@ async fn detail(State(lab): Lab, PathParam(id): PathParam<String>, headers: Head
 }
 
 /// `POST /api/datasets/{id}/download/`: records the download, then sends the file.
+#[utoipa::path(
+    post,
+    path = "/api/datasets/{id}/download/",
+    tag = "datasets",
+    security(("user_token" = [])),
+    params(("id" = openapi::DatasetId, Path, description = "The dataset's UUID")),
+    responses(
+        (status = 200, description = "The file; the download is in the audit log", content_type = "text/csv", body = String),
+        (status = 401, description = "No token, or not a user's token", body = crate::platform::openapi::ErrorBody),
+        (status = 404, description = "No such dataset, or not visible to this user", body = crate::platform::openapi::ErrorBody),
+        (status = 422, description = "Not a UUID", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn download(
     State(lab): Lab,
     PathParam(id): PathParam<String>,
@@ -183,6 +224,20 @@ fn sample_csv(id: &str) -> String {
 }
 
 /// `GET /api/datasets/{id}/statistics/`: what the CEO's dashboard shows.
+#[utoipa::path(
+    get,
+    path = "/api/datasets/{id}/statistics/",
+    tag = "datasets",
+    security(("user_token" = [])),
+    params(("id" = openapi::DatasetId, Path, description = "The dataset's UUID")),
+    responses(
+        (status = 200, description = "Downloads, users, last access (cached: the planted bug)", body = store::Statistics),
+        (status = 401, description = "No token, or not a user's token", body = crate::platform::openapi::ErrorBody),
+        (status = 404, description = "No such dataset, or not visible to this user", body = crate::platform::openapi::ErrorBody),
+        (status = 422, description = "Not a UUID", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn statistics(State(lab): Lab, PathParam(id): PathParam<String>, headers: HeaderMap) -> Response {
     let result = async {
         let user = authenticate(&lab, &headers).await?;
@@ -195,11 +250,32 @@ async fn statistics(State(lab): Lab, PathParam(id): PathParam<String>, headers: 
 
 /// `GET /admin/datasets/{id}/statistics`: the same numbers straight from the audit log,
 /// never cached — what "the database has".
+#[utoipa::path(
+    get,
+    path = "/admin/datasets/{id}/statistics",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("id" = openapi::DatasetId, Path, description = "The dataset's UUID")),
+    responses(
+        (status = 200, description = "The statistics straight from the audit log", body = store::Statistics),
+        (status = 401, description = "Admin token missing or wrong", body = crate::platform::openapi::ErrorBody),
+        (status = 422, description = "Not a UUID", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn database_statistics(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Response, ApiError> {
     let id = dataset_id(&id)?;
     Ok(Json(lab.store.statistics(&id).await?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "probes",
+    responses(
+        (status = 200, description = "ok, or degraded when the database does not answer", body = openapi::HealthBody),
+    )
+)]
 async fn health(State(lab): Lab) -> Json<serde_json::Value> {
     let up = lab.platform.database_up().await;
     Json(json!({ "status": if up { "ok" } else { "degraded" }, "service": "datasets" }))
@@ -207,6 +283,19 @@ async fn health(State(lab): Lab) -> Json<serde_json::Value> {
 
 /// `POST /admin/reset?confirm=yes`: the seeded audit log, no cached statistics, and the
 /// bug as it was at start.
+#[utoipa::path(
+    post,
+    path = "/admin/reset",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("confirm" = crate::platform::openapi::Confirm, Query, description = "yes: the reset is meant")),
+    responses(
+        (status = 200, description = "Reset", body = openapi::ResetBody),
+        (status = 400, description = "Without ?confirm=yes nothing is reset", body = crate::platform::openapi::ErrorBody),
+        (status = 401, description = "Admin token missing or wrong", body = crate::platform::openapi::ErrorBody),
+        (status = 503, description = "The reset could not complete; try again", body = crate::platform::openapi::ErrorBody),
+    )
+)]
 async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>, ApiError> {
     // The database first: statistics cached from it before the clear are cleared too.
     lab.store.restore_seed().await?;

@@ -67,7 +67,7 @@ const DATASETS: [(&str, &str, &str, &str, i64, &str, &str); 4] = [
     ),
 ];
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Dataset {
     pub id: String,
     pub name: String,
@@ -76,6 +76,7 @@ pub struct Dataset {
     pub size_bytes: i64,
     pub privacy: String,
     pub owner: String,
+    #[schema(nullable)]
     pub last_accessed: Option<String>,
     pub created_at: String,
 }
@@ -87,10 +88,11 @@ pub struct User {
 }
 
 /// What the dashboard shows for one dataset.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Statistics {
     pub total_downloads: i64,
     pub unique_users: i64,
+    #[schema(nullable)]
     pub last_accessed: Option<String>,
 }
 
