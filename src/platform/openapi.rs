@@ -43,7 +43,7 @@ pub enum Confirm {
 #[derive(OpenApi)]
 #[openapi(
     paths(metrics, crate::platform::bugs::list, crate::platform::bugs::flip),
-    components(schemas(ErrorBody, FlipBody, BugsBody, Confirm, crate::platform::bugs::BugState)),
+    components(schemas(ErrorBody, FlipBody, BugsBody, Confirm, ResetBody, crate::platform::bugs::BugState)),
     modifiers(&AdminAuth)
 )]
 pub struct PlatformApi;
@@ -74,6 +74,13 @@ pub fn route<S: Clone + Send + Sync + 'static>(doc: utoipa::openapi::OpenApi) ->
             std::future::ready(([(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()))
         }),
     )
+}
+
+/// `POST /admin/reset?confirm=yes`'s answer, in every lab that documents it.
+#[derive(Serialize, ToSchema)]
+pub struct ResetBody {
+    pub status: String,
+    pub message: String,
 }
 
 /// `GET /admin/bugs`'s answer.

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::store::{Dataset, Statistics};
-use crate::platform::openapi::{AdminAuth, ErrorBody};
+use crate::platform::openapi::{AdminAuth, ErrorBody, ResetBody};
 
 /// `Authorization: Token <token>` (seeded: alice-token, bob-token, attendee01-token …).
 struct UserToken;
@@ -38,13 +38,6 @@ pub struct DatasetList {
 pub struct HealthBody {
     status: String,
     service: String,
-}
-
-/// `POST /admin/reset`.
-#[derive(Serialize, ToSchema)]
-pub struct ResetBody {
-    status: String,
-    message: String,
 }
 
 #[derive(OpenApi)]

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::platform::openapi::{AdminAuth, ErrorBody};
+use crate::platform::openapi::{AdminAuth, ErrorBody, ResetBody};
 
 /// An item's id: a hyphenated UUID.
 #[derive(ToSchema)]
@@ -69,13 +69,6 @@ pub struct HealthBody {
 pub struct Dependencies {
     redis: String,
     postgres: String,
-}
-
-/// `POST /admin/reset`.
-#[derive(Serialize, ToSchema)]
-pub struct ResetBody {
-    status: String,
-    message: String,
 }
 
 #[derive(OpenApi)]

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::platform::openapi::{AdminAuth, ErrorBody};
+use crate::platform::openapi::{AdminAuth, ErrorBody, ResetBody};
 
 /// The five answers of the poll.
 #[derive(ToSchema)]
@@ -88,13 +88,6 @@ pub struct VersionBody {
     referral: String,
     backend: String,
     live_counts: String,
-}
-
-/// `POST /admin/reset`'s answer.
-#[derive(Serialize, ToSchema)]
-pub struct ResetBody {
-    status: String,
-    message: String,
 }
 
 #[derive(OpenApi)]
