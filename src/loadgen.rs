@@ -71,8 +71,6 @@ fn routes(loadgen: Arc<Loadgen>) -> Router {
         .with_state(loadgen)
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(http::BODY_LIMIT_BYTES))
-        .layer(axum::middleware::from_fn(http::limit_headers))
         .layer(axum::middleware::from_fn_with_state(HttpMetrics::new(), http::observe))
 }
 

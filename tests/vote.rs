@@ -65,6 +65,10 @@ async fn a_burst_of_concurrent_votes_is_counted_exactly(backend: Backend) {
             _ => app.sql_count("SELECT COUNT(*) FROM votes WHERE choice = 'restart'").await,
         };
         assert_eq!(app.count_of(choice).await, in_db, "live count of {choice} equals SELECT count(*)");
+        if backend == Backend::Services {
+            let in_redis = app.redis_hash_field("vote:counts", choice).await.unwrap_or(0);
+            assert_eq!(in_redis, in_db, "the Redis hash's {choice} equals SELECT count(*)");
+        }
     }
 }
 
@@ -575,6 +579,27 @@ async fn a_viewer_on_one_replica_sees_a_vote_cast_on_another() {
     let seen = viewer.until("votes", Duration::from_secs(5), |e| e["revert"]["count"] == 1).await;
     assert!(seen.is_some(), "replica B pushed replica A's vote");
     assert_eq!(b.count_of("revert").await, 1);
+}
+
+/// `/votes` is served from each replica's memory; a vote cast on another replica
+/// reaches it through the pub/sub feed, a reset at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_reports_the_votes_of_the_others() {
+    let a = spawn_app(Backend::Services, |_| {}).await;
+    let b = a.replica().await;
+    assert_eq!(b.count_of("revert").await, 0, "B has read the counts once");
+    for _ in 0..3 {
+        assert_eq!(a.vote("revert", None).await.0, 200);
+    }
+    assert!(
+        common::eventually(Duration::from_secs(2), || async { b.count_of("revert").await == 3 }).await,
+        "B's /votes caught up with A's votes"
+    );
+    assert_eq!(a.post_admin("/admin/reset?confirm=yes", Some(ADMIN_TOKEN), None).await.status(), 200);
+    assert!(
+        common::eventually(Duration::from_secs(2), || async { b.count_of("revert").await == 0 }).await,
+        "B's /votes shows the reset"
+    );
 }
 
 /// Each replica has its own cache, like the original's module-level list.

@@ -16,8 +16,9 @@ use tokio::sync::{Notify, watch};
 use tokio_stream::wrappers::WatchStream;
 use tokio_util::sync::CancellationToken;
 
-/// How long a change waits for more changes before viewers are told; bounds the event
-/// rate per viewer at 1/COALESCE while adding at most that much delay.
+/// After viewers were told of a change, changes during this window are folded into
+/// one event sent when it ends: bounds the event rate per viewer at 1/COALESCE. A
+/// change after a quiet spell goes out at once.
 const COALESCE: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
@@ -55,20 +56,23 @@ impl Feed {
                     _ = task.changed.notified() => {}
                     _ = ticks.tick() => {}
                 }
-                // Coalescing window: notifications arriving meanwhile are folded into
-                // the one read below (Notify keeps at most one permit).
-                tokio::select! {
-                    _ = task.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(COALESCE) => {}
-                }
-                if let Some(json) = read().await {
-                    task.current.send_if_modified(|current| {
+                let sent = match read().await {
+                    Some(json) => task.current.send_if_modified(|current| {
                         if *current.0 == *json {
                             return false;
                         }
                         *current = frame(task.event, &json);
                         true
-                    });
+                    }),
+                    None => false,
+                };
+                if sent {
+                    // Coalescing window: notifications arriving meanwhile leave one
+                    // permit (Notify keeps at most one), read once when it ends.
+                    tokio::select! {
+                        _ = task.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(COALESCE) => {}
+                    }
                 }
             }
         });

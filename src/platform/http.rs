@@ -28,14 +28,12 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
      font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
 /// Response headers that keep pages safe in front of an audience.
-pub async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+fn add_security_headers(response: &mut Response) {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    response
 }
 
 /// Largest request body any lab accepts; every lab's bodies are tiny.
@@ -47,20 +45,21 @@ pub const HEADER_LIMIT_BYTES: usize = 16 * 1024;
 pub const HEADER_LIMIT_COUNT: usize = 100;
 
 /// 431 with a JSON `detail` for a request whose headers are too large or too many.
-pub async fn limit_headers(request: Request, next: Next) -> Response {
-    let headers = request.headers();
+fn oversized_headers(headers: &HeaderMap) -> Option<ApiError> {
     let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
-    if bytes > HEADER_LIMIT_BYTES || headers.len() > HEADER_LIMIT_COUNT {
-        return ApiError::new(
+    if bytes <= HEADER_LIMIT_BYTES && headers.len() <= HEADER_LIMIT_COUNT {
+        return None;
+    }
+    Some(ApiError {
+        close: true,
+        ..ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!(
                 "Request headers too large: {bytes} bytes in {} headers (limits: {HEADER_LIMIT_BYTES} bytes, {HEADER_LIMIT_COUNT} headers)",
                 headers.len()
             ),
         )
-        .into_response();
-    }
-    next.run(request).await
+    })
 }
 
 /// An error answered to a client as `{"detail": "…"}`. Client errors carry their
@@ -73,11 +72,14 @@ pub struct ApiError {
     source: Option<anyhow::Error>,
     /// The body's key: `detail` everywhere but where a seed's API said `error`.
     field: &'static str,
+    /// The request's body was left unread: the client must not send another request
+    /// on this connection.
+    close: bool,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<Cow<'static, str>>) -> Self {
-        ApiError { status, detail: detail.into(), retry_after_secs: None, source: None, field: "detail" }
+        ApiError { status, detail: detail.into(), retry_after_secs: None, source: None, field: "detail", close: false }
     }
 
     pub fn bad_request(detail: impl Into<Cow<'static, str>>) -> Self {
@@ -177,6 +179,9 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if self.close {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -193,17 +198,11 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
             return Err(ApiError::unprocessable("Expected a JSON body with the header Content-Type: application/json"));
         }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                ApiError::new(rejection.status(), rejection.body_text())
-            }
-        })?;
+        let bytes = body_bytes(req).await?;
         // serde would accept `["ai"]` for a struct; every body here is an object.
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ApiError::unprocessable("Invalid request body: expected a JSON object"));
@@ -215,6 +214,26 @@ where
     }
 }
 
+/// The whole body, refused with 413 as soon as it is known to exceed the limit (by
+/// its Content-Length, or while it arrives).
+async fn body_bytes(request: Request) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_LIMIT_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut chunks = request.into_body().into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("The request body could not be read: {e}")))?;
+        if bytes.len() + chunk.len() > BODY_LIMIT_BYTES {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
@@ -223,11 +242,15 @@ fn is_json(headers: &HeaderMap) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// 413; the rest of the body is never read, so the connection closes after it.
 fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("Request body too large: the limit is {} KiB", BODY_LIMIT_BYTES / 1024),
-    )
+    ApiError {
+        close: true,
+        ..ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body too large: the limit is {} KiB", BODY_LIMIT_BYTES / 1024),
+        )
+    }
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -242,62 +265,91 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
-/// Counts, times and logs every request, labelled by the matched route template.
+/// The middleware every lab's requests pass through: refuses oversized headers (431),
+/// counts, times and logs each request labelled by its route template, answers one
+/// that takes too long, and adds the security headers. One layer rather than one per
+/// concern, because each layer costs every request a boxed future.
 pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
     let endpoint = endpoint_label(request.extensions().get::<MatchedPath>(), request.uri().path());
     if endpoint == "/metrics" {
-        return next.run(request).await;
+        let mut response = next.run(request).await;
+        add_security_headers(&mut response);
+        return response;
     }
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let span = tracing::info_span!(
         "request",
         otel.name = format!("{method} {endpoint}"),
         otel.kind = "server",
-        http.request.method = %method,
-        http.route = %endpoint,
+        http.request.method = method,
+        http.route = endpoint,
         http.response.status_code = tracing::field::Empty,
     );
-    set_remote_parent(&span, request.headers());
+    if !span.is_disabled() {
+        set_remote_parent(&span, request.headers());
+    }
     let started = Instant::now();
-    // A request that cannot finish in time is answered, and its work dropped, rather
-    // than holding a connection and a pool slot forever.
-    let response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request).instrument(span.clone())).await {
-        Ok(response) => response,
-        Err(_) => ApiError::unavailable(format!(
-            "The request took longer than {} s and was abandoned",
-            REQUEST_TIMEOUT.as_secs()
-        ))
-        .with_retry_after(1)
-        .into_response(),
+    let response = match oversized_headers(request.headers()) {
+        Some(refusal) => refusal.into_response(),
+        // A request that cannot finish in time is answered, and its work dropped, rather
+        // than holding a connection and a pool slot forever.
+        None => match tokio::time::timeout(REQUEST_TIMEOUT, handled(next, request, span.clone())).await {
+            Ok(response) => response,
+            Err(_) => ApiError::unavailable(format!(
+                "The request took longer than {} s and was abandoned",
+                REQUEST_TIMEOUT.as_secs()
+            ))
+            .with_retry_after(1)
+            .into_response(),
+        },
     };
+    let mut response = response;
+    add_security_headers(&mut response);
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
     if status >= 500 {
         metrics.recent_errors.record();
     }
-
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            method: method.clone(),
-            endpoint: endpoint.clone(),
-            status: status.to_string(),
-        })
-        .inc();
-    metrics
-        .duration
-        .get_or_create(&RouteLabels { method: method.clone(), endpoint: endpoint.clone() })
-        .observe(elapsed.as_secs_f64());
+    metrics.requests.get_or_create(&RequestLabels { method, endpoint, status }).inc();
+    metrics.duration.get_or_create(&RouteLabels { method, endpoint }).observe(elapsed.as_secs_f64());
     tracing::info!(
         target: "breakroom::http",
-        method = %method,
-        endpoint = %endpoint,
+        method,
+        endpoint,
         status,
         latency_ms = (elapsed.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
         "request"
     );
     response
+}
+
+/// The handler's response; a handler that panicked is a 500, counted and logged like
+/// any other, and the connection and the process carry on.
+async fn handled(next: Next, request: Request, span: tracing::Span) -> Response {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(next.run(request)).catch_unwind().instrument(span).await {
+        Ok(response) => response,
+        Err(_) => ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response(),
+    }
+}
+
+/// The method as a label: one of the standard ones, else `other` (a client may send
+/// any token as a method, and every label value is a series kept forever).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// A request carrying W3C `traceparent` continues the caller's trace.
@@ -311,12 +363,33 @@ fn set_remote_parent(span: &tracing::Span, headers: &HeaderMap) {
 
 /// Route templates keep label cardinality low: every static file is `/static`, and a
 /// path no route matched is `unmatched`, whatever the client sent.
-fn endpoint_label(matched: Option<&MatchedPath>, path: &str) -> String {
+fn endpoint_label(matched: Option<&MatchedPath>, path: &str) -> &'static str {
     match matched.map(MatchedPath::as_str) {
-        Some(template) if template.starts_with("/static/") => "/static".into(),
-        Some(template) => template.into(),
-        None if path.starts_with("/static/") => "/static".into(),
-        None => "unmatched".into(),
+        Some(template) if template.starts_with("/static/") => "/static",
+        Some(template) => route_template(template),
+        None if path.starts_with("/static/") => "/static",
+        None => "unmatched",
+    }
+}
+
+/// The route template as a `&'static str`, so labelling a request allocates nothing.
+/// Templates come from the routers, never from a client: the set is small and fixed.
+fn route_template(template: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{OnceLock, RwLock};
+    static TEMPLATES: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let templates = TEMPLATES.get_or_init(Default::default);
+    if let Some(known) = templates.read().unwrap_or_else(|p| p.into_inner()).get(template) {
+        return known;
+    }
+    let mut templates = templates.write().unwrap_or_else(|p| p.into_inner());
+    match templates.get(template) {
+        Some(known) => known,
+        None => {
+            let leaked: &'static str = Box::leak(template.to_owned().into_boxed_str());
+            templates.insert(leaked);
+            leaked
+        }
     }
 }
 
@@ -476,6 +549,74 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Confirmed {
 #[cfg(test)]
 mod tests {
     use super::AdminToken;
+    use super::*;
+
+    /// A router behind `observe`, served on a free loopback port.
+    async fn serve_observed(router: Router) -> (String, HttpMetrics) {
+        let metrics = HttpMetrics::new();
+        let router = router.layer(axum::middleware::from_fn_with_state(metrics.clone(), observe));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(serve(listener, router, CancellationToken::new()));
+        (url, metrics)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_server_carries_on() {
+        let router = Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    let planted: Option<&str> = None;
+                    planted.expect("planted panic")
+                }),
+            )
+            .route("/fine", axum::routing::get(|| async { "fine" }));
+        let (url, metrics) = serve_observed(router).await;
+        let client = reqwest::Client::new();
+        let boom = client.get(format!("{url}/boom")).send().await.unwrap();
+        assert_eq!(boom.status(), 500);
+        assert_eq!(boom.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(boom.json::<serde_json::Value>().await.unwrap()["detail"], "Internal server error");
+        assert_eq!(client.get(format!("{url}/fine")).send().await.unwrap().status(), 200);
+        let counted = metrics.requests.get_or_create(&super::super::telemetry::RequestLabels {
+            method: "GET",
+            endpoint: "/boom",
+            status: 500,
+        });
+        assert_eq!(counted.get(), 1, "the panic is counted as a 500 of its route");
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Anything {}
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_whether_or_not_its_length_is_declared() {
+        let router =
+            Router::new().route("/echo", axum::routing::post(|JsonBody(_): JsonBody<Anything>| async { "ok" }));
+        let (url, _) = serve_observed(router).await;
+        let client = reqwest::Client::new();
+        let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(BODY_LIMIT_BYTES));
+        let declared = client.post(format!("{url}/echo")).header("content-type", "application/json").body(big.clone());
+        let declared = declared.send().await.unwrap();
+        assert_eq!(declared.status(), 413);
+        assert_eq!(declared.headers()["connection"], "close", "the unread rest of the body ends the connection");
+        let chunks = futures_util::stream::iter(
+            big.into_bytes().chunks(4096).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>(),
+        );
+        let streamed = client
+            .post(format!("{url}/echo"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(streamed.status(), 413, "a chunked body without Content-Length is counted as it arrives");
+        let detail = streamed.json::<serde_json::Value>().await.unwrap()["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains("64 KiB"), "{detail}");
+        let small = client.post(format!("{url}/echo")).header("content-type", "application/json").body("{}");
+        assert_eq!(small.send().await.unwrap().status(), 200);
+    }
 
     #[test]
     fn admin_token_matches_only_itself() {

@@ -16,13 +16,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
-use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::ServeConfig;
 use bugs::{BugInfo, Bugs};
@@ -136,13 +135,6 @@ impl Platform {
             .route("/static/{*path}", get(http::static_file))
             .fallback(http::not_found)
             .method_not_allowed_fallback(http::method_not_allowed)
-            .layer(axum::middleware::from_fn(http::security_headers))
-            // Inside `observe`, so a panic's 500 is counted and logged like any other.
-            .layer(CatchPanicLayer::custom(|_| {
-                ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
-            }))
-            .layer(DefaultBodyLimit::max(http::BODY_LIMIT_BYTES))
-            .layer(axum::middleware::from_fn(http::limit_headers))
             .layer(axum::middleware::from_fn_with_state(http_metrics, http::observe))
     }
 

@@ -14,15 +14,15 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
-    pub endpoint: String,
-    pub status: String,
+    pub method: &'static str,
+    pub endpoint: &'static str,
+    pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
-    pub endpoint: String,
+    pub method: &'static str,
+    pub endpoint: &'static str,
 }
 
 /// The seeds' request metrics, labelled by route template (never the raw path).

@@ -302,6 +302,13 @@ impl TestApp {
         }
     }
 
+    /// A field of one of this test's Redis hashes, read from Redis itself.
+    pub async fn redis_hash_field(&self, name: &str, field: &str) -> Option<i64> {
+        let key = self.redis_key(name).expect("a Redis backend");
+        let mut conn = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("HGET").arg(key).arg(field).query_async(&mut conn).await.unwrap()
+    }
+
     /// Deletes one of this test's Redis keys, as a FLUSHALL or a Redis restart would.
     pub async fn delete_redis_key(&self, name: &str) {
         let key = self.redis_key(name).expect("a Redis backend");

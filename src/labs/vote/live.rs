@@ -1,11 +1,19 @@
 //! Live counts: what `/votes` and the results page show.
 //!
-//! With Redis they live in one hash shared by every replica (one `HINCRBY` per vote,
-//! one `HMGET` per read); without it, in the process. Either way `votes` in the
-//! database is the truth: the hash carries an `_init` marker, and a hash without it
-//! (Redis flushed or restarted) is rebuilt from `SELECT choice, COUNT(*)`, never
-//! shown as zeros. An increment that failed while Redis was unreachable marks the
-//! counts stale, and the first read after Redis answers again rebuilds them.
+//! With Redis they live in one hash shared by every replica (one `HINCRBY` per choice
+//! of a batch); without it, in the process. Either way `votes` in the database is the
+//! truth: the hash carries an `_init` marker, and a hash without it (Redis flushed or
+//! restarted) is rebuilt from `SELECT choice, COUNT(*)`, never shown as zeros. An
+//! increment that failed while Redis was unreachable marks the counts stale, and the
+//! first read after Redis answers again rebuilds them.
+//!
+//! Readers do not ask Redis: each process keeps a mirror of the hash in memory. Every
+//! batch this process counts reads the hash back in the same round trip (so a vote is
+//! in this process's mirror before it is acknowledged), and the live feed re-reads it
+//! when another replica announces a vote on the pub/sub channel and every couple of
+//! seconds regardless. A reset announced by another replica drops the mirror at once.
+//! A mirror that may be wrong (an outage, a flush seen by a write) is dropped, and the
+//! next reader goes to Redis or, failing that, to the database.
 //!
 //! Within a process, writing votes and rewriting the counts exclude each other (the
 //! write lock): a batch is committed and counted as one step, and a rebuild, a
@@ -49,6 +57,9 @@ pub struct RedisCounts {
     channel: String,
     /// An increment was lost while Redis was unreachable.
     stale: AtomicBool,
+    /// The hash as this process last read or wrote it; None when it must be read again.
+    /// Replaced only while `writes` is held, so it never goes back behind a batch.
+    mirror: Mutex<Option<Tally>>,
 }
 
 /// Published on the channel when a replica resets the session.
@@ -74,6 +85,7 @@ impl LiveCounts {
                     key: redis.key("vote:counts"),
                     channel: redis.key("vote:events"),
                     stale: AtomicBool::new(false),
+                    mirror: Mutex::new(None),
                 });
                 if let Err(error) = counts.read().await {
                     tracing::warn!(%error, "redis unreachable at start; live counts come from the database until it answers");
@@ -86,6 +98,10 @@ impl LiveCounts {
 
     fn schedule_reconcile(&self) {
         *self.reconcile_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + RECONCILE_AFTER);
+    }
+
+    fn reconcile_is_due(&self) -> bool {
+        matches!(*self.reconcile_at.lock().unwrap_or_else(|p| p.into_inner()), Some(when) if when <= Instant::now())
     }
 
     fn reconcile_due(&self) -> bool {
@@ -120,6 +136,15 @@ impl LiveCounts {
     pub fn mark_stale(&self) {
         if let Backend::Redis(r) = &self.backend {
             r.stale.store(true, Ordering::Relaxed);
+            r.forget();
+        }
+    }
+
+    /// Another replica reset the session: the mirror is out of date now, not at the
+    /// next refresh.
+    pub fn forget_mirror(&self) {
+        if let Backend::Redis(r) = &self.backend {
+            r.forget();
         }
     }
 
@@ -138,18 +163,44 @@ impl LiveCounts {
                     pipe.hincr(&r.key, choice.key(), delta.get(choice)).ignore();
                 }
                 pipe.publish(&r.channel, VOTE_MESSAGE).ignore();
+                pipe.add_command(r.hmget());
                 let mut conn = r.redis.conn();
-                let result = pipe.query_async::<()>(&mut conn).await;
-                if let Err(error) = result {
-                    r.stale.store(true, Ordering::Relaxed);
-                    tracing::warn!(%error, "live count not updated in redis; it will be rebuilt from the database");
+                match pipe.query_async::<(Vec<Option<i64>>,)>(&mut conn).await {
+                    Ok((fields,)) => match RedisCounts::parse(&fields) {
+                        Some(tally) => r.remember(tally),
+                        None => {
+                            // Flushed since the last read: the increments made a hash without
+                            // the earlier votes.
+                            tracing::warn!(key = %r.key, "live counts were missing in redis (flushed or restarted); rebuilding from the votes table");
+                            r.stale.store(true, Ordering::Relaxed);
+                            r.forget();
+                        }
+                    },
+                    Err(error) => {
+                        r.stale.store(true, Ordering::Relaxed);
+                        r.forget();
+                        tracing::warn!(%error, "live count not updated in redis; it will be rebuilt from the database");
+                    }
                 }
             }
         }
     }
 
-    /// The current counts. If Redis cannot answer, the database does.
+    /// The current counts, from memory when the mirror of Redis is good. If Redis
+    /// cannot answer, the database does.
     pub async fn snapshot(&self) -> Result<Tally, sqlx::Error> {
+        if let Backend::Redis(r) = &self.backend
+            && let Some(tally) = r.remembered()
+            && !self.reconcile_is_due()
+        {
+            return Ok(tally);
+        }
+        self.refresh().await
+    }
+
+    /// The current counts read again from where they live (the feed calls this when
+    /// something changed, so other replicas' votes reach this process's mirror).
+    pub async fn refresh(&self) -> Result<Tally, sqlx::Error> {
         if self.reconcile_due()
             && let Ok(tally) = self.reconcile().await
         {
@@ -212,39 +263,75 @@ impl MemoryCounts {
 }
 
 impl RedisCounts {
-    /// The counts, and whether they had to be rebuilt from the database.
+    fn remembered(&self) -> Option<Tally> {
+        *self.mirror.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember(&self, tally: Tally) {
+        *self.mirror.lock().unwrap_or_else(|p| p.into_inner()) = Some(tally);
+    }
+
+    fn forget(&self) {
+        *self.mirror.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// `HMGET` of the marker and every choice.
+    fn hmget(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&self.key).arg(INIT_FIELD).arg(&Choice::ALL.map(Choice::key)[..]);
+        cmd
+    }
+
+    /// The counts from an `HMGET` answer; None when the marker is missing.
+    fn parse(fields: &[Option<i64>]) -> Option<Tally> {
+        fields.first().copied().flatten()?;
+        Some(Tally(std::array::from_fn(|i| fields.get(i + 1).copied().flatten().unwrap_or(0))))
+    }
+
+    /// The counts, and whether they had to be rebuilt from the database. Holds the
+    /// write lock, so a batch counted meanwhile is not lost from the mirror.
     async fn read(&self) -> anyhow::Result<(Tally, bool)> {
+        let _writes = self.writes.lock().await;
         if self.stale.swap(false, Ordering::Relaxed) {
             tracing::info!(
                 "live counts may be stale after a redis outage or reconnect; rebuilding from the votes table"
             );
-            return self.rebuild().await.map(|t| (t, true)).inspect_err(|_| self.stale.store(true, Ordering::Relaxed));
+            return self
+                .rebuild_locked()
+                .await
+                .map(|t| (t, true))
+                .inspect_err(|_| self.stale.store(true, Ordering::Relaxed));
         }
         let mut conn = self.redis.conn();
-        let fields: Vec<Option<i64>> = redis::cmd("HMGET")
-            .arg(&self.key)
-            .arg(INIT_FIELD)
-            .arg(&Choice::ALL.map(Choice::key)[..])
-            .query_async(&mut conn)
-            .await?;
-        if fields.first().copied().flatten().is_none() {
-            tracing::warn!(key = %self.key, "live counts missing in redis (flushed or restarted); rebuilding from the votes table");
-            return self.rebuild().await.map(|t| (t, true));
+        let fields: Vec<Option<i64>> = self.hmget().query_async(&mut conn).await.inspect_err(|_| self.forget())?;
+        match Self::parse(&fields) {
+            Some(tally) => {
+                self.remember(tally);
+                Ok((tally, false))
+            }
+            None => {
+                tracing::warn!(key = %self.key, "live counts missing in redis (flushed or restarted); rebuilding from the votes table");
+                self.rebuild_locked().await.map(|t| (t, true))
+            }
         }
-        Ok((Tally(std::array::from_fn(|i| fields.get(i + 1).copied().flatten().unwrap_or(0))), false))
     }
 
-    async fn rebuild(&self) -> anyhow::Result<Tally> {
-        let _writes = self.writes.lock().await;
+    /// Rewrites the hash from the votes table; the caller holds the write lock.
+    async fn rebuild_locked(&self) -> anyhow::Result<Tally> {
+        self.forget();
         let tally = self.store.tally().await?;
         self.overwrite(tally).await?;
         Ok(tally)
     }
 
+    /// Sets the hash (and the mirror) to `tally`; the caller holds the write lock.
     async fn overwrite(&self, tally: Tally) -> redis::RedisResult<()> {
+        self.forget();
         let mut fields: Vec<(&str, i64)> = vec![(INIT_FIELD, 1)];
         fields.extend(Choice::ALL.map(|c| (c.key(), tally.get(c))));
         let mut conn = self.redis.conn();
-        redis::cmd("HSET").arg(&self.key).arg(&fields[..]).query_async::<i64>(&mut conn).await.map(drop)
+        redis::cmd("HSET").arg(&self.key).arg(&fields[..]).query_async::<i64>(&mut conn).await?;
+        self.remember(tally);
+        Ok(())
     }
 }

@@ -104,7 +104,7 @@ pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Resu
             let weak = weak.clone();
             async move {
                 let lab = weak.upgrade()?;
-                let tally = lab.live.snapshot().await.ok()?;
+                let tally = lab.live.refresh().await.ok()?;
                 serde_json::to_string(&tally).ok()
             }
         });
@@ -153,6 +153,7 @@ fn follow_other_replicas(lab: &Arc<VoteLab>) {
             if let Subscription::Message(message) = &event
                 && message == live::RESET_MESSAGE
             {
+                lab.live.forget_mirror();
                 lab.referral.clear();
             }
             // After a (re)subscription too: messages sent meanwhile were lost, so
