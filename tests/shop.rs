@@ -25,6 +25,7 @@ on_both_backends!(
     trace_context_reaches_catalog_and_cart,
     the_timeline_walks_its_phases_and_stop_demo_cleans_up,
     the_compressed_timeline_shows_its_effects_in_order,
+    each_service_serves_its_contract_and_keeps_it,
 );
 
 async fn the_runbook_endpoints_answer(backend: Backend) {
@@ -131,6 +132,46 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(backend: Backend) {
     assert_eq!(shop.sql_count("SELECT COUNT(*) FROM cart_items").await, 0, "nothing was carted");
     let (_, indexes) = shop.admin_get(&shop.catalog, "/admin/indexes").await;
     assert!(indexes["indexes"].as_array().unwrap().iter().all(|i| i["present"] == true), "{indexes}");
+}
+
+/// Each service documents its own API at `/openapi.json`; what the fuzzer found
+/// (JSON integers written as `5.0`, a numeric user id, integers beyond JSON's exact
+/// range) is answered as documented.
+async fn each_service_serves_its_contract_and_keeps_it(backend: Backend) {
+    let shop = spawn_shop(backend, 2_000, |_| {}).await;
+    for (base, title, path) in [
+        (&shop.catalog, "product-catalog", "/products/{id}"),
+        (&shop.cart, "cart", "/cart/{cart_id}/add"),
+        (&shop.checkout, "checkout", "/orders/create"),
+    ] {
+        let (status, document) = shop.get(base, "/openapi.json").await;
+        assert_eq!(status, 200);
+        assert!(document["openapi"].as_str().unwrap().starts_with("3."), "{document}");
+        assert!(document["info"]["title"].as_str().unwrap().ends_with(title), "{}", document["info"]);
+        assert!(document["paths"][path].is_object(), "{title} documents {path}");
+        assert!(document["paths"]["/health"].is_object());
+        assert!(document["components"]["securitySchemes"]["admin_token"].is_object());
+    }
+    let (status, cart) = shop.post(&shop.cart, "/cart/fuzz/add", &json!({ "product_id": 21.0, "quantity": 2.0 })).await;
+    assert_eq!((status, cart["item_count"].clone()), (200, json!(2)), "{cart}");
+    let (status, order) = shop
+        .post(&shop.checkout, "/orders/create", &json!({ "user_id": 0, "product_id": 21.0, "quantity": 1.0 }))
+        .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!((order["user_id"].clone(), order["quantity"].clone()), (json!("0"), json!(1)));
+    for body in [
+        json!({ "user_id": "u", "product_id": 21.5 }),
+        json!({ "user_id": 9_007_199_254_740_992_i64, "product_id": 21 }),
+        json!({ "user_id": "u", "product_id": 1e300 }),
+    ] {
+        let (status, error) = shop.post(&shop.checkout, "/orders/create", &body).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert!(error["error"].is_string());
+    }
+    let (status, _) = shop
+        .admin(&shop.checkout, "/admin/pool", Some(&json!({ "max_connections": 3.0, "acquire_timeout_ms": 500.0 })))
+        .await;
+    assert_eq!(status, 200);
 }
 
 fn plan_counter(metrics: &str, plan: &str) -> f64 {

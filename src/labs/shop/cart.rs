@@ -29,6 +29,7 @@ pub fn router(platform: &Platform, store: ShopStore, _trace: ServiceTrace) -> Ro
         .route("/cart/{cart_id}/add", post(add))
         .route("/health", get(health))
         .merge(admin)
+        .merge(crate::platform::openapi::route(super::openapi::cart()))
         .with_state(cart)
 }
 
@@ -63,6 +64,21 @@ fn cart_json(cart_id: &str, lines: Vec<CartLine>) -> Value {
 }
 
 /// `POST /cart/{cart_id}/add` `{"product_id": 42, "quantity": 1}`
+#[utoipa::path(
+    post,
+    path = "/cart/{cart_id}/add",
+    tag = "cart",
+    params(("cart_id" = super::openapi::ShopId, Path, description = "The cart")),
+    request_body = super::openapi::AddInput,
+    responses(
+        (status = 200, description = "The cart with the product added", body = super::openapi::CartBody),
+        (status = 400, description = "A bad cart id, product id or quantity", body = super::openapi::ShopError),
+        (status = 404, description = "No such product", body = super::openapi::ShopError),
+        (status = 413, description = "Body over 64 KiB", body = super::openapi::ShopError),
+        (status = 422, description = "Not a JSON object", body = super::openapi::ShopError),
+        (status = 503, description = "The database is unavailable or busy", body = super::openapi::ShopError),
+    )
+)]
 async fn add(
     State(lab): Lab,
     PathParam(raw): PathParam<String>,
@@ -72,13 +88,12 @@ async fn add(
     let product_id = body
         .product_id
         .as_ref()
-        .and_then(serde_json::Value::as_i64)
+        .and_then(super::json_integer)
         .filter(|id| *id > 0)
         .ok_or_else(|| bad_request("product_id required: a positive integer"))?;
     let quantity = match &body.quantity {
         None | Some(serde_json::Value::Null) => 1,
-        Some(value) => value
-            .as_i64()
+        Some(value) => super::json_integer(value)
             .filter(|q| (1..=100).contains(q))
             .ok_or_else(|| bad_request("quantity must be an integer from 1 to 100"))?,
     } as i32;
@@ -90,12 +105,30 @@ async fn add(
 }
 
 /// `GET /cart/{cart_id}`: an unknown cart is an empty one.
+#[utoipa::path(
+    get,
+    path = "/cart/{cart_id}",
+    tag = "cart",
+    params(("cart_id" = super::openapi::ShopId, Path, description = "The cart")),
+    responses(
+        (status = 200, description = "The cart (empty when unknown)", body = super::openapi::CartBody),
+        (status = 400, description = "A bad cart id", body = super::openapi::ShopError),
+        (status = 503, description = "The database is unavailable or busy", body = super::openapi::ShopError),
+    )
+)]
 async fn show(State(lab): Lab, PathParam(raw): PathParam<String>) -> Result<Json<Value>, ApiError> {
     let cart_id = cart_id(raw)?;
     let lines = lab.store.cart(&cart_id).await.map_err(db_error)?;
     Ok(Json(cart_json(&cart_id, lines)))
 }
 
+/// `GET /health`
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "probes",
+    responses((status = 200, description = "ok, or degraded when the database does not answer", body = super::openapi::ServiceHealth))
+)]
 async fn health(State(lab): Lab) -> Json<Value> {
     let up = lab.platform.database_up().await;
     Json(
@@ -104,6 +137,19 @@ async fn health(State(lab): Lab) -> Json<Value> {
 }
 
 /// `POST /admin/reset?confirm=yes`: every cart emptied.
+#[utoipa::path(
+    post,
+    path = "/admin/reset",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("confirm" = crate::platform::openapi::Confirm, Query, description = "yes: the reset is meant")),
+    responses(
+        (status = 200, description = "Every cart emptied", body = super::openapi::AdminBody),
+        (status = 400, description = "Without ?confirm=yes nothing is reset", body = super::openapi::ShopError),
+        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
+        (status = 503, description = "The database is unavailable or busy", body = super::openapi::ShopError),
+    )
+)]
 async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<Value>, ApiError> {
     let removed = lab.store.clear_carts().await.map_err(db_error)?;
     Ok(Json(json!({ "status": "success", "cart_lines_removed": removed })))

@@ -59,6 +59,7 @@ pub async fn router(
         .route("/products/{id}", get(product))
         .route("/health", get(health))
         .merge(admin)
+        .merge(crate::platform::openapi::route(super::openapi::catalog()))
         .with_state(catalog))
 }
 
@@ -91,6 +92,22 @@ fn price(raw: &str, name: &str) -> Result<f64, ApiError> {
 }
 
 /// `GET /products?category=&price_min=&price_max=`
+#[utoipa::path(
+    get,
+    path = "/products",
+    tag = "catalog",
+    params(
+        ("category" = super::openapi::Category, Query, description = "One of the shop's categories"),
+        ("price_min" = f64, Query, minimum = 0, description = "Lowest price"),
+        ("price_max" = f64, Query, minimum = 0, description = "Highest price, not below price_min"),
+    ),
+    responses(
+        (status = 200, description = "The category's products in the price range, cheapest first", body = super::openapi::ProductList),
+        (status = 400, description = "A parameter missing or out of range", body = super::openapi::ShopError),
+        (status = 422, description = "The query string cannot be read", body = super::openapi::ShopError),
+        (status = 503, description = "The database is unavailable or the pool exhausted", body = super::openapi::ShopError),
+    )
+)]
 async fn products(
     State(lab): Lab,
     Extension(request): Extension<RequestTrace>,
@@ -120,6 +137,18 @@ struct SearchQuery {
 }
 
 /// `GET /products/search?q=`
+#[utoipa::path(
+    get,
+    path = "/products/search",
+    tag = "catalog",
+    params(("q" = String, Query, min_length = 1, max_length = 100, pattern = r"^[^\u0000]*\S[^\u0000]*$", description = "Text in the name or description")),
+    responses(
+        (status = 200, description = "Matching products", body = super::openapi::SearchResult),
+        (status = 400, description = "q missing, blank or too long", body = super::openapi::ShopError),
+        (status = 422, description = "The query string cannot be read", body = super::openapi::ShopError),
+        (status = 503, description = "The database is unavailable or the pool exhausted", body = super::openapi::ShopError),
+    )
+)]
 async fn search(State(lab): Lab, QueryParams(query): QueryParams<SearchQuery>) -> Result<Json<Value>, ApiError> {
     let q = query.q.unwrap_or_default();
     let q = q.trim();
@@ -134,12 +163,33 @@ async fn search(State(lab): Lab, QueryParams(query): QueryParams<SearchQuery>) -
 }
 
 /// `GET /products/popular-with-history`: best sellers joined with their order history.
+#[utoipa::path(
+    get,
+    path = "/products/popular-with-history",
+    tag = "catalog",
+    responses(
+        (status = 200, description = "Best sellers with their order history", body = super::openapi::ProductList),
+        (status = 503, description = "The database is unavailable or the pool exhausted", body = super::openapi::ShopError),
+    )
+)]
 async fn popular_with_history(State(lab): Lab) -> Result<Json<Value>, ApiError> {
     let products = lab.store.popular_with_history().await.map_err(db_error)?;
     Ok(Json(json!({ "products": products })))
 }
 
 /// `GET /products/{id}`: what checkout asks before it sells one.
+#[utoipa::path(
+    get,
+    path = "/products/{id}",
+    tag = "catalog",
+    params(("id" = i64, Path, minimum = 1, maximum = 9007199254740991_i64, description = "The product's id")),
+    responses(
+        (status = 200, description = "The product", body = super::openapi::ProductBody),
+        (status = 400, description = "Not a positive integer", body = super::openapi::ShopError),
+        (status = 404, description = "No such product", body = super::openapi::ShopError),
+        (status = 503, description = "The database is unavailable or the pool exhausted", body = super::openapi::ShopError),
+    )
+)]
 async fn product(State(lab): Lab, PathParam(raw): PathParam<String>) -> Result<Json<Value>, ApiError> {
     let id: i64 = raw
         .parse()
@@ -154,6 +204,12 @@ async fn product(State(lab): Lab, PathParam(raw): PathParam<String>) -> Result<J
 
 /// `GET /health`: the database, the indexes, the catalog's size — each read within a
 /// second on the platform's pool, never behind the scans (probes call it).
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "probes",
+    responses((status = 200, description = "ok, or degraded when the database does not answer; the indexes and the catalog's size", body = super::openapi::Report))
+)]
 async fn health(State(lab): Lab) -> Json<Value> {
     let second = std::time::Duration::from_secs(1);
     let database_up = lab.platform.database_up().await;
@@ -170,6 +226,17 @@ async fn health(State(lab): Lab) -> Json<Value> {
 }
 
 /// `GET /admin/indexes`: which exist and what the planner now does with each query shape.
+#[utoipa::path(
+    get,
+    path = "/admin/indexes",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Each index, present or not, and the planner's plan of each query shape", body = super::openapi::Report),
+        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
+        (status = 503, description = "The database is unavailable", body = super::openapi::ShopError),
+    )
+)]
 async fn indexes(State(lab): Lab) -> Result<Json<Value>, ApiError> {
     let present = lab.refresh_index_gauges().await.map_err(db_error)?;
     let mut plans = Vec::new();
@@ -184,6 +251,17 @@ async fn indexes(State(lab): Lab) -> Result<Json<Value>, ApiError> {
 
 /// `GET /admin/scan-cost`: what a full scan of the catalog costs on this database, so
 /// the timeline can size its peak to this machine.
+#[utoipa::path(
+    get,
+    path = "/admin/scan-cost",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The catalog's size and what a full scan of it costs", body = super::openapi::Report),
+        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
+        (status = 503, description = "The database is unavailable", body = super::openapi::ShopError),
+    )
+)]
 async fn scan_cost(State(lab): Lab) -> Result<Json<Value>, ApiError> {
     let (median_ms, per_second) = lab.store.scan_cost().await.map_err(db_error)?;
     let products = lab.store.product_count().await.map_err(db_error)?;
@@ -195,6 +273,17 @@ async fn scan_cost(State(lab): Lab) -> Result<Json<Value>, ApiError> {
 }
 
 /// `POST /admin/indexes/drop`: the misconfiguration, for real.
+#[utoipa::path(
+    post,
+    path = "/admin/indexes/drop",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Both indexes dropped; the catalog query's new plan", body = super::openapi::AdminBody),
+        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
+        (status = 503, description = "The database is unavailable or busy", body = super::openapi::ShopError),
+    )
+)]
 async fn drop_indexes(State(lab): Lab) -> Result<Json<Value>, ApiError> {
     let dropped = lab.store.drop_indexes().await.map_err(db_error)?;
     lab.refresh_index_gauges().await.map_err(db_error)?;
@@ -204,6 +293,17 @@ async fn drop_indexes(State(lab): Lab) -> Result<Json<Value>, ApiError> {
 }
 
 /// `POST /admin/indexes/restore`: `CREATE INDEX` for both.
+#[utoipa::path(
+    post,
+    path = "/admin/indexes/restore",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Both indexes present; the catalog query's plan", body = super::openapi::AdminBody),
+        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
+        (status = 503, description = "The database is unavailable or busy", body = super::openapi::ShopError),
+    )
+)]
 async fn restore_indexes(State(lab): Lab) -> Result<Json<Value>, ApiError> {
     let created = lab.store.restore_indexes().await.map_err(db_error)?;
     lab.refresh_index_gauges().await.map_err(db_error)?;
@@ -213,6 +313,19 @@ async fn restore_indexes(State(lab): Lab) -> Result<Json<Value>, ApiError> {
 }
 
 /// `POST /admin/reset?confirm=yes`: indexes back, the audience's orders and carts gone, stock restored.
+#[utoipa::path(
+    post,
+    path = "/admin/reset",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("confirm" = crate::platform::openapi::Confirm, Query, description = "yes: the reset is meant")),
+    responses(
+        (status = 200, description = "Catalog reset", body = crate::platform::openapi::ResetBody),
+        (status = 400, description = "Without ?confirm=yes nothing is reset", body = super::openapi::ShopError),
+        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
+        (status = 503, description = "The database is unavailable or busy", body = super::openapi::ShopError),
+    )
+)]
 async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<Value>, ApiError> {
     let created = lab.store.restore_indexes().await.map_err(db_error)?;
     let orders = lab.store.reset_data().await.map_err(db_error)?;

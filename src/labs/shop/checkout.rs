@@ -97,6 +97,7 @@ pub fn router(
         .route("/orders/popular-products", get(popular))
         .route("/health", get(health))
         .merge(admin)
+        .merge(crate::platform::openapi::route(super::openapi::checkout()))
         .with_state(checkout)
 }
 
@@ -178,7 +179,10 @@ impl Checkout {
 fn user_id(value: &Value) -> Result<String, ApiError> {
     let id = match value {
         Value::String(s) => s.trim().to_string(),
-        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        Value::Number(_) => match super::json_integer(value) {
+            Some(n) => n.to_string(),
+            None => return Err(bad_request("user_id must be a string or an integer")),
+        },
         _ => return Err(bad_request("user_id must be a string or an integer")),
     };
     if !valid_id(&id) {
@@ -193,6 +197,22 @@ fn user_id(value: &Value) -> Result<String, ApiError> {
 }
 
 /// `POST /orders/create` `{"user_id": "u1", "product_id": 42, "quantity": 1}` → 201.
+#[utoipa::path(
+    post,
+    path = "/orders/create",
+    tag = "checkout",
+    request_body = super::openapi::OrderInput,
+    responses(
+        (status = 201, description = "The order is placed and the stock taken", body = super::openapi::OrderBody),
+        (status = 400, description = "A bad user id, product id or quantity", body = super::openapi::ShopError),
+        (status = 404, description = "No such product", body = super::openapi::ShopError),
+        (status = 409, description = "Out of stock", body = super::openapi::ShopError),
+        (status = 413, description = "Body over 64 KiB", body = super::openapi::ShopError),
+        (status = 422, description = "Not a JSON object", body = super::openapi::ShopError),
+        (status = 502, description = "The catalog or the cart did not answer; see Retry-After", body = super::openapi::ShopError),
+        (status = 503, description = "Checkout's connection pool is exhausted or the database busy; see Retry-After", body = super::openapi::ShopError),
+    )
+)]
 async fn create(
     State(lab): Lab,
     Extension(request): Extension<RequestTrace>,
@@ -205,14 +225,12 @@ async fn create(
         return Err(bad_request("user_id and product_id required"));
     }
     let user_id = user_id(raw_user)?;
-    let product_id = raw_product
-        .as_i64()
+    let product_id = super::json_integer(raw_product)
         .filter(|id| *id > 0)
         .ok_or_else(|| bad_request("product_id must be a positive integer"))?;
     let quantity = match &body.quantity {
         None | Some(Value::Null) => 1,
-        Some(value) => value
-            .as_i64()
+        Some(value) => super::json_integer(value)
             .filter(|q| (1..=100).contains(q))
             .ok_or_else(|| bad_request("quantity must be an integer from 1 to 100"))?,
     } as i32;
@@ -446,6 +464,15 @@ fn log_exhausted(exhausted: &Exhausted, request: &RequestTrace) {
 }
 
 /// `GET /orders/popular-products`: on checkout's own pool, so it starves with the rest.
+#[utoipa::path(
+    get,
+    path = "/orders/popular-products",
+    tag = "checkout",
+    responses(
+        (status = 200, description = "The ten most ordered products", body = super::openapi::ProductList),
+        (status = 503, description = "Checkout's connection pool is exhausted or the database busy", body = super::openapi::ShopError),
+    )
+)]
 async fn popular(State(lab): Lab, Extension(request): Extension<RequestTrace>) -> Result<Json<Value>, ApiError> {
     let mut conn = acquire(&lab, &request).await?;
     let rows: Vec<super::store::Popular> = on_conn!(&mut conn, |c| {
@@ -462,6 +489,13 @@ async fn popular(State(lab): Lab, Extension(request): Extension<RequestTrace>) -
     Ok(Json(json!({ "products": rows })))
 }
 
+/// `GET /health`: the database and checkout's pool.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "probes",
+    responses((status = 200, description = "ok, or degraded when the database does not answer; the pool's settings and use", body = super::openapi::ServiceHealth))
+)]
 async fn health(State(lab): Lab) -> Json<Value> {
     let up = lab.platform.database_up().await;
     Json(json!({
@@ -484,6 +518,16 @@ fn pool_json(pool: &CheckoutPool) -> Value {
 }
 
 /// `GET /admin/pool`
+#[utoipa::path(
+    get,
+    path = "/admin/pool",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The pool's settings and use", body = super::openapi::Report),
+        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
+    )
+)]
 async fn pool_status(State(lab): Lab) -> Json<Value> {
     Json(pool_json(&lab.pool))
 }
@@ -495,21 +539,35 @@ struct ResizeBody {
 }
 
 /// `POST /admin/pool {"max_connections": 20, "acquire_timeout_ms": 5000}`
+#[utoipa::path(
+    post,
+    path = "/admin/pool",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = super::openapi::PoolInput,
+    responses(
+        (status = 200, description = "Checkout runs on a new pool of this size", body = super::openapi::AdminBody),
+        (status = 400, description = "A size or wait out of range", body = super::openapi::ShopError),
+        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
+        (status = 413, description = "Body over 64 KiB", body = super::openapi::ShopError),
+        (status = 422, description = "Not a JSON object", body = super::openapi::ShopError),
+        (status = 503, description = "The new pool could not be opened", body = super::openapi::ShopError),
+    )
+)]
 async fn resize(State(lab): Lab, JsonBody(body): JsonBody<ResizeBody>) -> Result<Json<Value>, ApiError> {
     let size = body
         .max_connections
         .as_ref()
-        .and_then(Value::as_u64)
+        .and_then(super::json_integer)
         .filter(|n| (1..=200).contains(n))
         .ok_or_else(|| bad_request("max_connections required: an integer from 1 to 200"))? as u32;
     let timeout = match &body.acquire_timeout_ms {
         None | Some(Value::Null) => 5_000,
-        Some(value) => value
-            .as_u64()
+        Some(value) => super::json_integer(value)
             .filter(|ms| (50..=60_000).contains(ms))
             .ok_or_else(|| bad_request("acquire_timeout_ms must be an integer from 50 to 60000"))?,
     };
-    apply(&lab, PoolSettings { max_connections: size, acquire_timeout_ms: timeout }).await
+    apply(&lab, PoolSettings { max_connections: size, acquire_timeout_ms: timeout as u64 }).await
 }
 
 async fn apply(lab: &Checkout, settings: PoolSettings) -> Result<Json<Value>, ApiError> {
@@ -527,6 +585,19 @@ async fn apply(lab: &Checkout, settings: PoolSettings) -> Result<Json<Value>, Ap
 }
 
 /// `POST /admin/reset?confirm=yes`: checkout's normal pool.
+#[utoipa::path(
+    post,
+    path = "/admin/reset",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("confirm" = crate::platform::openapi::Confirm, Query, description = "yes: the reset is meant")),
+    responses(
+        (status = 200, description = "Checkout's normal pool again", body = super::openapi::AdminBody),
+        (status = 400, description = "Without ?confirm=yes nothing is reset", body = super::openapi::ShopError),
+        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
+        (status = 503, description = "The pool could not be opened", body = super::openapi::ShopError),
+    )
+)]
 async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<Value>, ApiError> {
     let normal = lab.pool.normal();
     apply(&lab, normal).await

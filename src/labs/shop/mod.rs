@@ -10,6 +10,7 @@
 mod cart;
 mod catalog;
 mod checkout;
+mod openapi;
 pub mod pool;
 pub mod stage;
 pub mod store;
@@ -279,6 +280,26 @@ pub async fn timed_query<T>(
 /// A database error as the shop answers it: `{"error": …}`.
 pub fn db_error(error: sqlx::Error) -> ApiError {
     ApiError::from(error).as_error_field()
+}
+
+/// The largest integer a JSON body may carry here: the largest a JSON number holds
+/// exactly (2^53 - 1).
+pub const MAX_JSON_INTEGER: i64 = 9_007_199_254_740_991;
+
+/// A JSON integer up to ±`MAX_JSON_INTEGER`: `5`, and `5.0` too (JSON has one number
+/// type; `5.0` is the integer 5).
+pub fn json_integer(value: &serde_json::Value) -> Option<i64> {
+    let integer = match value.as_i64() {
+        Some(integer) => integer,
+        None => {
+            let float = value.as_f64()?;
+            if float.fract() != 0.0 || float.abs() > MAX_JSON_INTEGER as f64 {
+                return None;
+            }
+            float as i64
+        }
+    };
+    (integer.abs() <= MAX_JSON_INTEGER).then_some(integer)
 }
 
 /// The plan of `shape`; a planner that cannot answer is a database failure.
