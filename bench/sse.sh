@@ -16,7 +16,7 @@ counts=("$@"); [ ${#counts[@]} -gt 0 ] || counts=(100 1000 10000)
 for n in "${counts[@]}"; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   data=$(mktemp -d)
-  RUST_LOG=warn "$bin" serve vote --bind 127.0.0.1 --port "$port" --data-dir "$data" --seed-partners 100 \
+  "$bin" serve vote --bind 127.0.0.1 --port "$port" --data-dir "$data" --seed-partners 100 \
     --max-viewers 50000 >/dev/null 2>&1 &
   server=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done

@@ -6,6 +6,8 @@
 # services uses PostgreSQL (127.0.0.1:5432, database breakroom_bench, recreated) and
 # Redis (127.0.0.1:6379, key prefix bench:). Needs wrk. Prints a table of req/s, p99
 # and the ratio to the bare server. Everything runs on 127.0.0.1 and stops by itself.
+# breakroom runs as configured by default (log level info, request metrics, spans only
+# when a collector is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -27,7 +29,7 @@ if [ "$backend" = services ]; then
 fi
 port=$(free_port); bare_port=$(free_port)
 # One client address sends everything here: lift the per-client vote limit.
-env "${env_args[@]}" RUST_LOG=warn BREAKROOM_VOTE_RATE_LIMIT=100000000 "$bin" serve vote --bind 127.0.0.1 --port "$port" \
+env "${env_args[@]}" BREAKROOM_VOTE_RATE_LIMIT=100000000 "$bin" serve vote --bind 127.0.0.1 --port "$port" \
   --data-dir "$data" --seed-partners 1000 >/dev/null 2>&1 &
 pids+=($!)
 "$bare" "127.0.0.1:$bare_port" & pids+=($!)

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// What starts each event of the stream.
+const EVENT: &[u8] = b"event: votes";
 
 /// CPU seconds (user + system) the process has used, from /proc.
 fn cpu_seconds(pid: &str) -> f64 {
@@ -38,29 +41,38 @@ async fn main() {
     let base = args.get(1).cloned().unwrap_or_else(|| "http://127.0.0.1:8000".into());
     let viewers: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
     let pid = args.get(3).cloned().unwrap_or_default();
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let ready = Arc::new(AtomicUsize::new(0));
     let voted_at: Arc<OnceLock<Instant>> = Arc::default();
     let seen: Arc<Mutex<Vec<f64>>> = Arc::default();
     let rss_before = rss_mib(&pid);
 
+    let address = base.trim_start_matches("http://").to_string();
     for _ in 0..viewers {
-        let (client, base, ready, voted_at, seen) =
-            (client.clone(), base.clone(), ready.clone(), voted_at.clone(), seen.clone());
+        let (address, ready, voted_at, seen) = (address.clone(), ready.clone(), voted_at.clone(), seen.clone());
         tokio::spawn(async move {
-            let Ok(response) = client.get(format!("{base}/stream").parse().unwrap()).await else { return };
+            // One connection of its own per viewer, as each phone has: no client pool.
+            let Ok(stream) = tokio::net::TcpStream::connect(&address).await else { return };
+            let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+                return;
+            };
+            tokio::spawn(connection);
+            let request =
+                hyper::Request::get("/stream").header(hyper::header::HOST, &address).body(Empty::<Bytes>::new());
+            let Ok(response) = sender.send_request(request.unwrap()).await else { return };
             let mut body = response.into_body();
             let mut events = 0;
             while let Some(Ok(frame)) = body.frame().await {
                 let Some(data) = frame.data_ref() else { continue };
-                events += String::from_utf8_lossy(data).matches("event: votes").count();
-                if events == 1 {
+                let before = events;
+                events += data.windows(EVENT.len()).filter(|w| *w == EVENT).count();
+                if before == 0 && events > 0 {
                     ready.fetch_add(1, Ordering::Relaxed);
-                    events += 1; // count the first event once
-                } else if events > 2
+                }
+                if events > 1
                     && let Some(at) = voted_at.get()
                 {
-                    seen.lock().unwrap().push(at.elapsed().as_secs_f64() * 1000.0);
+                    let elapsed = at.elapsed().as_secs_f64() * 1000.0;
+                    seen.lock().unwrap().push(elapsed);
                     return;
                 }
             }
@@ -82,18 +94,20 @@ async fn main() {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(br#"{"choice":"ai","referral":null}"#)))
         .unwrap();
+    let cpu_at_vote = cpu_seconds(&pid);
     voted_at.set(Instant::now()).unwrap();
     let status = poster.request(vote).await.map(|r| r.status().as_u16()).unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(30);
     while seen.lock().unwrap().len() < connected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let fan_out_cpu_ms = (cpu_seconds(&pid) - cpu_at_vote) * 1000.0;
     let mut times = seen.lock().unwrap().clone();
     times.sort_by(f64::total_cmp);
     let pct =
         |q: f64| times.get(((times.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN);
     println!(
-        "viewers {viewers:>6} connected {connected:>6} | vote {status} seen by {:>6} | p50 {:>7.1} ms p99 {:>7.1} ms max {:>7.1} ms | idle CPU {idle_cpu:>5.1}% of a core | RSS {rss_before:.0} → {rss_viewers:.0} MiB",
+        "viewers {viewers:>6} connected {connected:>6} | vote {status} seen by {:>6} | p50 {:>7.1} ms p99 {:>7.1} ms max {:>7.1} ms | server CPU for the vote {fan_out_cpu_ms:>4.0} ms | idle CPU {idle_cpu:>4.1}% of a core | RSS {rss_before:.0} → {rss_viewers:.0} MiB",
         times.len(),
         pct(0.50),
         pct(0.99),

@@ -71,7 +71,7 @@ fn routes(loadgen: Arc<Loadgen>) -> Router {
         .with_state(loadgen)
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(HttpMetrics::new(), http::observe))
+        .layer(http::Observe::new(HttpMetrics::new()))
 }
 
 async fn admin_off_loopback(

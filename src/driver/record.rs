@@ -131,11 +131,10 @@ impl Recorder {
         if let Some(kind) = error {
             *t.errors.entry(kind).or_default() += 1;
         }
-        let entry = t.steps.entry(step.to_string()).or_insert_with(|| StepTotals {
-            latency: histogram(),
-            requests: 0,
-            errors: 0,
-        });
+        if !t.steps.contains_key(step) {
+            t.steps.insert(step.to_string(), StepTotals { latency: histogram(), requests: 0, errors: 0 });
+        }
+        let Some(entry) = t.steps.get_mut(step) else { return };
         entry.requests += 1;
         entry.errors += u64::from(error.is_some());
         entry.latency.saturating_record(micros);

@@ -1,7 +1,8 @@
 //! A live feed for Server-Sent Events: one task per process reads the current state
 //! when something changed and hands every viewer the same pre-serialized event, so
 //! the cost of a change is one read, not one per viewer, and a burst of changes
-//! reaches viewers as one event.
+//! reaches viewers as one event. The same task tells quiet streams to send their
+//! keep-alive comment, so a viewer costs no timer of its own.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,7 +14,6 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tokio::sync::{Notify, watch};
-use tokio_stream::wrappers::WatchStream;
 use tokio_util::sync::CancellationToken;
 
 /// After viewers were told of a change, changes during this window are folded into
@@ -25,8 +25,9 @@ const COALESCE: Duration = Duration::from_millis(50);
 pub struct Feed {
     event: &'static str,
     changed: Arc<Notify>,
-    /// The JSON state and the whole SSE frame carrying it, encoded once for everyone.
-    current: watch::Sender<(Arc<str>, Bytes)>,
+    /// The state, encoded once for everyone. Notified without a new version, viewers
+    /// send a keep-alive comment instead.
+    current: watch::Sender<State>,
     shutdown: CancellationToken,
 }
 
@@ -45,23 +46,29 @@ impl Feed {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Option<String>> + Send,
     {
-        let (current, _) = watch::channel(frame(event, &initial));
+        let (current, _) = watch::channel(State::new(event, &initial, 0));
         let feed = Feed { event, changed: Arc::new(Notify::new()), current, shutdown };
         let task = feed.clone();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(refresh);
+            let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
             loop {
                 tokio::select! {
                     _ = task.shutdown.cancelled() => return,
                     _ = task.changed.notified() => {}
                     _ = ticks.tick() => {}
+                    _ = keep_alive.tick() => {
+                        // Every stream sends a comment line: proxies keep quiet streams open.
+                        task.current.send_modify(|_| {});
+                        continue;
+                    }
                 }
                 let sent = match read().await {
                     Some(json) => task.current.send_if_modified(|current| {
-                        if *current.0 == *json {
+                        if *current.json == *json {
                             return false;
                         }
-                        *current = frame(task.event, &json);
+                        *current = State::new(task.event, &json, current.version + 1);
                         true
                     }),
                     None => false,
@@ -89,18 +96,22 @@ impl Feed {
     }
 
     /// An SSE response: the current state at once, then every change, until shutdown.
-    /// Every viewer is sent the same pre-encoded frame (a reference-counted buffer),
-    /// and a comment line every 15 s keeps proxies from closing a quiet stream.
+    /// Every viewer is sent the same pre-encoded frame (a reference-counted buffer);
+    /// woken without a new version, it sends a comment line that keeps proxies from
+    /// closing a quiet stream.
     pub fn stream(&self) -> Response {
-        let events = WatchStream::new(self.current.subscribe()).map(|(_, frame)| frame);
-        let keep_alive = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval_at(
-            tokio::time::Instant::now() + KEEP_ALIVE,
-            KEEP_ALIVE,
-        ))
-        .map(|_| Bytes::from_static(b":\n\n"));
-        let body = futures_util::stream::select(events, keep_alive)
-            .take_until(self.shutdown.clone().cancelled_owned())
-            .map(Ok::<_, Infallible>);
+        let events = futures_util::stream::unfold((self.current.subscribe(), None), |(mut viewer, sent)| async move {
+            if sent.is_some() && viewer.changed().await.is_err() {
+                return None;
+            }
+            let current = viewer.borrow_and_update();
+            let chunk =
+                if sent == Some(current.version) { Bytes::from_static(b":\n\n") } else { current.frame.clone() };
+            let version = current.version;
+            drop(current);
+            Some((chunk, (viewer, Some(version))))
+        });
+        let body = events.take_until(self.shutdown.clone().cancelled_owned()).map(Ok::<_, Infallible>);
         let mut response = Body::from_stream(body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -113,8 +124,49 @@ impl Feed {
 /// How often an idle stream carries a comment line.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// `event: NAME` + `data: JSON` (one line: the JSON has no newlines) + a blank line.
-fn frame(event: &str, json: &str) -> (Arc<str>, Bytes) {
-    debug_assert!(!json.contains('\n'), "SSE data must be one line");
-    (Arc::from(json), Bytes::from(format!("event: {event}\ndata: {json}\n\n")))
+/// What every viewer is sent: the JSON state and the whole SSE frame carrying it
+/// (`event: NAME` + `data: JSON`, one line + a blank line), and its version.
+struct State {
+    json: Arc<str>,
+    frame: Bytes,
+    version: u64,
+}
+
+impl State {
+    fn new(event: &str, json: &str, version: u64) -> State {
+        debug_assert!(!json.contains('\n'), "SSE data must be one line");
+        State { json: Arc::from(json), frame: Bytes::from(format!("event: {event}\ndata: {json}\n\n")), version }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_viewer_gets_the_state_then_changes_and_keep_alives_in_between() {
+        let state = Arc::new(AtomicU32::new(0));
+        let read_state = state.clone();
+        let feed = Feed::spawn("n", "0".into(), Duration::from_secs(3600), CancellationToken::new(), move || {
+            let state = read_state.clone();
+            async move { Some(state.load(Ordering::SeqCst).to_string()) }
+        });
+        let mut chunks = feed.stream().into_body().into_data_stream();
+        let mut next = async || {
+            let chunk = tokio::time::timeout(Duration::from_secs(60), chunks.next()).await;
+            chunk.expect("a chunk within a minute").unwrap().unwrap()
+        };
+        assert_eq!(next().await, "event: n\ndata: 0\n\n", "the state at once");
+        state.store(1, Ordering::SeqCst);
+        feed.changed();
+        assert_eq!(next().await, "event: n\ndata: 1\n\n", "a change");
+        let quiet = tokio::time::Instant::now();
+        assert_eq!(next().await, ":\n\n", "a comment keeps the quiet stream open");
+        assert!(quiet.elapsed() >= KEEP_ALIVE - COALESCE);
+        state.store(2, Ordering::SeqCst);
+        feed.changed();
+        assert_eq!(next().await, "event: n\ndata: 2\n\n", "the next change after the comment");
+        assert_eq!(feed.viewers(), 1);
+    }
 }

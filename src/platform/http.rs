@@ -19,6 +19,9 @@ use tracing::Instrument;
 
 use super::telemetry::{HttpMetrics, RequestLabels, RouteLabels};
 
+/// A request slower than this is logged at info even when it succeeded.
+const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How long any request may take until its response starts (event streams start at once).
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -265,14 +268,64 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
-/// The middleware every lab's requests pass through: refuses oversized headers (431),
+/// The layer every lab's requests pass through: refuses oversized headers (431),
 /// counts, times and logs each request labelled by its route template, answers one
-/// that takes too long, and adds the security headers. One layer rather than one per
-/// concern, because each layer costs every request a boxed future.
-pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
+/// that takes too long or panics, and adds the security headers. One layer written
+/// out rather than one middleware per concern: every layer costs every request a
+/// clone of the route and a boxed future.
+#[derive(Clone)]
+pub struct Observe(std::sync::Arc<HttpMetrics>);
+
+impl Observe {
+    pub fn new(metrics: HttpMetrics) -> Observe {
+        Observe(std::sync::Arc::new(metrics))
+    }
+}
+
+impl<S> tower::Layer<S> for Observe {
+    type Service = Observed<S>;
+
+    fn layer(&self, inner: S) -> Observed<S> {
+        Observed { inner, metrics: self.0.clone() }
+    }
+}
+
+/// A route behind [`Observe`].
+#[derive(Clone)]
+pub struct Observed<S> {
+    inner: S,
+    metrics: std::sync::Arc<HttpMetrics>,
+}
+
+impl<S> tower::Service<Request> for Observed<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The service that was polled ready answers this request; a clone stays behind.
+        let fresh = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, fresh);
+        let metrics = self.metrics.clone();
+        Box::pin(async move { Ok(observe(&metrics, request, ready).await) })
+    }
+}
+
+async fn observe<S>(metrics: &HttpMetrics, request: Request, mut route: S) -> Response
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
     let endpoint = endpoint_label(request.extensions().get::<MatchedPath>(), request.uri().path());
     if endpoint == "/metrics" {
-        let mut response = next.run(request).await;
+        let mut response = handled(route.call(request), tracing::Span::none()).await;
         add_security_headers(&mut response);
         return response;
     }
@@ -293,7 +346,7 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
         Some(refusal) => refusal.into_response(),
         // A request that cannot finish in time is answered, and its work dropped, rather
         // than holding a connection and a pool slot forever.
-        None => match tokio::time::timeout(REQUEST_TIMEOUT, handled(next, request, span.clone())).await {
+        None => match tokio::time::timeout(REQUEST_TIMEOUT, handled(route.call(request), span.clone())).await {
             Ok(response) => response,
             Err(_) => ApiError::unavailable(format!(
                 "The request took longer than {} s and was abandoned",
@@ -313,23 +366,33 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
     }
     metrics.requests.get_or_create(&RequestLabels { method, endpoint, status }).inc();
     metrics.duration.get_or_create(&RouteLabels { method, endpoint }).observe(elapsed.as_secs_f64());
-    tracing::info!(
-        target: "breakroom::http",
-        method,
-        endpoint,
-        status,
-        latency_ms = (elapsed.as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
-        "request"
-    );
+    // The access log: failures and slow requests at info; the rest at debug
+    // (`RUST_LOG=info,breakroom::http=debug` shows every request), since a line per
+    // request would cost the server a quarter of its throughput.
+    let latency_ms = (elapsed.as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+    macro_rules! access_log {
+        ($level:expr) => {
+            tracing::event!(target: "breakroom::http", $level, method, endpoint, status, latency_ms, "request")
+        };
+    }
+    if status >= 400 || elapsed >= SLOW_REQUEST {
+        access_log!(tracing::Level::INFO);
+    } else {
+        access_log!(tracing::Level::DEBUG);
+    }
     response
 }
 
 /// The handler's response; a handler that panicked is a 500, counted and logged like
 /// any other, and the connection and the process carry on.
-async fn handled(next: Next, request: Request, span: tracing::Span) -> Response {
+async fn handled<F>(call: F, span: tracing::Span) -> Response
+where
+    F: Future<Output = Result<Response, std::convert::Infallible>>,
+{
     use futures_util::FutureExt;
-    match std::panic::AssertUnwindSafe(next.run(request)).catch_unwind().instrument(span).await {
-        Ok(response) => response,
+    match std::panic::AssertUnwindSafe(call).catch_unwind().instrument(span).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
         Err(_) => ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response(),
     }
 }
@@ -554,7 +617,7 @@ mod tests {
     /// A router behind `observe`, served on a free loopback port.
     async fn serve_observed(router: Router) -> (String, HttpMetrics) {
         let metrics = HttpMetrics::new();
-        let router = router.layer(axum::middleware::from_fn_with_state(metrics.clone(), observe));
+        let router = router.layer(Observe::new(metrics.clone()));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(serve(listener, router, CancellationToken::new()));

@@ -135,7 +135,7 @@ impl Platform {
             .route("/static/{*path}", get(http::static_file))
             .fallback(http::not_found)
             .method_not_allowed_fallback(http::method_not_allowed)
-            .layer(axum::middleware::from_fn_with_state(http_metrics, http::observe))
+            .layer(http::Observe::new(http_metrics))
     }
 
     /// Writes a generated admin token where `breakroom reset` on this machine finds it.

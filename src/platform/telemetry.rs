@@ -120,22 +120,37 @@ impl Drop for TelemetryGuard {
 }
 
 /// JSON log lines on stdout (`RUST_LOG` filters them), plus OTLP/HTTP traces when
-/// `otlp_endpoint` is set.
+/// `otlp_endpoint` is set. Each gets its own filter: the log lines carry events only
+/// (no span context), so without a collector nobody wants a span and none is made —
+/// a request then costs its log line, not a span's bookkeeping too.
 pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<TelemetryGuard> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::FilterExt;
+    let directives = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| "info,sqlx=warn".into());
+    let filter = || EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let logs = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
-        .with_target(true);
+        .with_target(true)
+        .with_filter(filter().and(events_only()));
     let provider = match otlp_endpoint {
         Some(endpoint) => Some(tracer_provider(service_name, endpoint)?),
         None => None,
     };
-    let traces = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("breakroom")));
-    tracing_subscriber::registry().with(filter).with(logs).with(traces).try_init()?;
+    let traces = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("breakroom")).with_filter(filter()));
+    tracing_subscriber::registry().with(logs).with(traces).try_init()?;
     Ok(TelemetryGuard { provider })
+}
+
+/// Events, never spans, decided once per callsite (not per call).
+fn events_only<S>() -> impl tracing_subscriber::layer::Filter<S> {
+    use tracing::subscriber::Interest;
+    tracing_subscriber::filter::DynFilterFn::new(|metadata, _| metadata.is_event())
+        .with_callsite_filter(|metadata| if metadata.is_span() { Interest::never() } else { Interest::always() })
 }
 
 /// Logs only, for the client commands.
