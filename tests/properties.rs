@@ -1,5 +1,6 @@
-//! Whatever a client sends, the answer is never a 5xx: arbitrary bodies and query
-//! strings against the real server get a 2xx or a 4xx with a JSON `detail`.
+//! Whatever a client sends, the answer is never a 5xx: arbitrary bodies, paths and
+//! query strings against the real server get a 2xx or a 4xx with a JSON message
+//! (`detail`, or `error` where the shop's original API said so).
 
 mod common;
 
@@ -57,23 +58,67 @@ fn check(
     path: &str,
     body: Vec<u8>,
 ) -> Result<(), TestCaseError> {
-    let response = runtime.block_on(
-        app.client
-            .request(method, format!("{}{path}", app.url))
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send(),
-    );
+    check_at(runtime, &app.client, &app.url, &[], method, path, body)
+}
+
+/// Sends one request and checks the property: below 500, and a 4xx explains itself.
+fn check_at(
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    base: &str,
+    headers: &[(&str, &str)],
+    method: reqwest::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<(), TestCaseError> {
+    let mut request = client.request(method, format!("{base}{path}")).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = runtime.block_on(request.body(body.clone()).send());
     let response = response.map_err(|e| TestCaseError::fail(format!("no answer: {e}")))?;
     let status = response.status();
     let text = runtime.block_on(response.text()).unwrap_or_default();
-    prop_assert!(status.as_u16() < 500, "{status} for {:?}: {text}", String::from_utf8_lossy(&body));
+    prop_assert!(status.as_u16() < 500, "{status} for {path} {:?}: {text}", String::from_utf8_lossy(&body));
     if status.is_client_error() {
         let json: serde_json::Value =
             serde_json::from_str(&text).map_err(|_| TestCaseError::fail(format!("not JSON: {text}")))?;
-        prop_assert!(json["detail"].as_str().is_some_and(|d| !d.is_empty()), "{text}");
+        let message = json["detail"].as_str().or(json["error"].as_str());
+        prop_assert!(message.is_some_and(|m| !m.is_empty()), "{status} for {path}: {text}");
     }
     Ok(())
+}
+
+/// A JSON value of the kinds a client might put in a numeric or text field.
+fn json_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|f| if f.is_finite() { format!("{f:?}") } else { "1e400".into() }),
+        (0i64..200).prop_map(|n| format!("{n}.0")),
+        "\"[ -~]{0,70}\"",
+        Just("\"\\u0000\"".to_string()),
+        Just("null".to_string()),
+        Just("[]".to_string()),
+        Just("{}".to_string()),
+        Just("true".to_string()),
+    ]
+}
+
+/// Objects with the shop's fields set to anything, and bytes that are not JSON at all.
+fn shop_bodies(fields: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(json_value(), fields.len()).prop_map(move |values| {
+            let pairs: Vec<String> = fields.iter().zip(values).map(|(f, v)| format!("\"{f}\": {v}")).collect();
+            format!("{{{}}}", pairs.join(", ")).into_bytes()
+        }),
+        proptest::collection::vec(any::<u8>(), 0..120),
+    ]
+}
+
+/// Path and query text: printable ASCII with the characters a URL cannot carry raw
+/// replaced.
+fn url_text(pattern: &'static str) -> impl Strategy<Value = String> {
+    pattern.prop_map(|text| text.chars().map(|c| if " #%?&/".contains(c) { '_' } else { c }).collect())
 }
 
 fn run(lab: LabName, backend: Backend, cases: &[(reqwest::Method, &str, BoxedStrategy<Vec<u8>>)]) {
@@ -113,6 +158,96 @@ fn arbitrary_items_never_cause_a_server_error_on_both_backends() {
                 (reqwest::Method::PUT, "/items/550e8400-e29b-41d4-a716-446655440001", item_bodies().boxed()),
             ],
         );
+    }
+}
+
+#[test]
+fn arbitrary_shop_requests_never_cause_a_server_error_on_both_backends() {
+    use reqwest::Method;
+    for backend in [Backend::Embedded, Backend::Services] {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let _guard = runtime.enter();
+        let shop = runtime.block_on(common::shop::spawn_shop(backend, 2_000, |_| {}));
+        let admin = [("authorization", "Bearer test-admin-token")];
+        let cases: Vec<(&str, &[(&str, &str)], Method, BoxedStrategy<(String, Vec<u8>)>)> = vec![
+            (
+                &shop.checkout,
+                &[],
+                Method::POST,
+                shop_bodies(&["user_id", "product_id", "quantity"]).prop_map(|b| ("/orders/create".into(), b)).boxed(),
+            ),
+            (
+                &shop.cart,
+                &[],
+                Method::POST,
+                (url_text("[ -~]{1,70}"), shop_bodies(&["product_id", "quantity"]))
+                    .prop_map(|(id, b)| (format!("/cart/{id}/add"), b))
+                    .boxed(),
+            ),
+            (
+                &shop.cart,
+                &[],
+                Method::GET,
+                url_text("[ -~]{1,70}").prop_map(|id| (format!("/cart/{id}"), vec![])).boxed(),
+            ),
+            (
+                &shop.checkout,
+                &admin,
+                Method::POST,
+                shop_bodies(&["max_connections", "acquire_timeout_ms"]).prop_map(|b| ("/admin/pool".into(), b)).boxed(),
+            ),
+            (
+                &shop.catalog,
+                &[],
+                Method::GET,
+                (url_text("[ -~]{0,14}"), url_text("[ -~]{0,10}"), url_text("[ -~]{0,10}"))
+                    .prop_map(|(c, lo, hi)| (format!("/products?category={c}&price_min={lo}&price_max={hi}"), vec![]))
+                    .boxed(),
+            ),
+            (
+                &shop.catalog,
+                &[],
+                Method::GET,
+                url_text("[ -~]{0,120}").prop_map(|q| (format!("/products/search?q={q}"), vec![])).boxed(),
+            ),
+            (
+                &shop.catalog,
+                &[],
+                Method::GET,
+                url_text("[ -~]{1,30}").prop_map(|id| (format!("/products/{id}"), vec![])).boxed(),
+            ),
+        ];
+        for (base, headers, method, strategy) in cases {
+            let mut runner = TestRunner::new(Config { cases: 100, failure_persistence: None, ..Config::default() });
+            runner
+                .run(&strategy, |(path, body)| {
+                    check_at(&runtime, &shop.client, base, headers, method.clone(), &path, body)
+                })
+                .unwrap();
+        }
+        drop(shop);
+    }
+}
+
+#[test]
+fn arbitrary_dataset_ids_never_cause_a_server_error_on_both_backends() {
+    for backend in [Backend::Embedded, Backend::Services] {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let _guard = runtime.enter();
+        let app = runtime.block_on(spawn_lab(LabName::Datasets, backend, |_| {}));
+        let paths = prop_oneof![
+            url_text("[ -~]{1,40}").prop_map(|id| (reqwest::Method::GET, format!("/api/datasets/{id}/"))),
+            url_text("[ -~]{1,40}").prop_map(|id| (reqwest::Method::GET, format!("/api/datasets/{id}/statistics/"))),
+            url_text("[ -~]{1,40}").prop_map(|id| (reqwest::Method::POST, format!("/api/datasets/{id}/download/"))),
+        ];
+        let tokens = prop_oneof![Just("Token alice-token"), Just("Token nobody"), Just("Bearer x"), Just("")];
+        let mut runner = TestRunner::new(Config { cases: 150, failure_persistence: None, ..Config::default() });
+        runner
+            .run(&(paths, tokens), |((method, path), token)| {
+                check_at(&runtime, &app.client, &app.url, &[("authorization", token)], method, &path, Vec::new())
+            })
+            .unwrap();
+        drop(app);
     }
 }
 
