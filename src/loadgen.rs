@@ -68,6 +68,7 @@ fn routes(loadgen: Arc<Loadgen>) -> Router {
     Router::new()
         .route("/health", get(health))
         .merge(admin_routes)
+        .merge(crate::platform::openapi::route(openapi::document()))
         .with_state(loadgen)
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed)
@@ -101,16 +102,107 @@ fn error(status: axum::http::StatusCode, message: impl Into<std::borrow::Cow<'st
     ApiError::new(status, message).as_error_field()
 }
 
+mod openapi {
+    //! The load generator's OpenAPI document: `GET /openapi.json`.
+
+    use serde::Serialize;
+    use utoipa::{OpenApi, ToSchema};
+
+    use crate::platform::openapi::AdminAuth;
+
+    /// An error: `{"error": …}` from the load generator, `{"detail": …}` from the platform.
+    #[derive(Serialize, ToSchema)]
+    #[schema(min_properties = 1)]
+    pub struct LoadgenError {
+        error: Option<String>,
+        detail: Option<String>,
+    }
+
+    /// `POST /admin/start-demo`: every field optional.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct StartInput {
+        #[schema(nullable, pattern = "^blackfriday$", example = "blackfriday")]
+        scenario: Option<String>,
+        #[schema(nullable, minimum = 5.0, maximum = 240.0, example = 30.0)]
+        duration_minutes: Option<f64>,
+        /// Journeys a minute at the peak; without it, sized to the database at hand.
+        #[schema(nullable, minimum = 1.0, maximum = 100000.0, example = 120.0)]
+        peak_rpm: Option<f64>,
+        #[schema(nullable, minimum = 0.1, maximum = 1000.0, example = 1.0)]
+        speedup: Option<f64>,
+        /// Checkout's pool after the cut at minute 20.
+        #[schema(nullable, minimum = 1, maximum = 200, example = 20)]
+        pool_size: Option<u32>,
+    }
+
+    /// What the timeline is doing (or `idle`).
+    #[derive(Serialize, ToSchema)]
+    pub struct DemoStatus {
+        running: bool,
+        phase: String,
+        elapsed_minutes: f64,
+        requests_sent: u64,
+        errors: u64,
+    }
+
+    /// An admin action's answer.
+    #[derive(Serialize, ToSchema)]
+    pub struct DemoAction {
+        status: String,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct LoadgenHealth {
+        status: String,
+        service: String,
+    }
+
+    #[derive(OpenApi)]
+    #[openapi(
+        info(
+            title = "breakroom — shop lab: load-generator",
+            description = "The Black Friday timeline as a service. Its admin actions need the admin token, \
+                           except from the pod's own loopback address (127.0.0.1 or ::1), where seed 003's \
+                           runbook runs them with `kubectl exec … curl localhost:8010`."
+        ),
+        paths(super::health, super::start, super::status, super::stop),
+        components(schemas(LoadgenError, StartInput, DemoStatus, DemoAction, LoadgenHealth)),
+        modifiers(&AdminAuth)
+    )]
+    struct LoadgenApi;
+
+    pub fn document() -> utoipa::openapi::OpenApi {
+        LoadgenApi::openapi()
+    }
+}
+
 #[derive(Deserialize)]
 struct StartBody {
     scenario: Option<String>,
     duration_minutes: Option<f64>,
     peak_rpm: Option<f64>,
     speedup: Option<f64>,
-    pool_size: Option<u32>,
+    pool_size: Option<Value>,
 }
 
 /// `POST /admin/start-demo {"scenario":"blackfriday","duration_minutes":30,"peak_rpm":120}`
+#[utoipa::path(
+    post,
+    path = "/admin/start-demo",
+    tag = "admin",
+    security((), ("admin_token" = [])),
+    request_body = openapi::StartInput,
+    responses(
+        (status = 200, description = "The timeline started", body = openapi::DemoAction),
+        (status = 400, description = "Unknown scenario or a setting out of range", body = openapi::LoadgenError),
+        (status = 409, description = "A demo is already running: stop it first", body = openapi::LoadgenError),
+        (status = 401, description = "Admin token missing or wrong (off the pod's loopback)", body = openapi::LoadgenError),
+        (status = 413, description = "Body over 64 KiB", body = openapi::LoadgenError),
+        (status = 422, description = "Not a JSON object", body = openapi::LoadgenError),
+        (status = 503, description = "The shop is not ready, or no admin token for it", body = openapi::LoadgenError),
+    )
+)]
 async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<Json<Value>, ApiError> {
     use axum::http::StatusCode;
     let scenario = body.scenario.as_deref().unwrap_or("blackfriday");
@@ -120,10 +212,16 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
             format!("Unknown scenario '{scenario}': the one scenario is blackfriday"),
         ));
     }
+    let pool_size = match &body.pool_size {
+        None | Some(Value::Null) => 20,
+        Some(value) => crate::labs::shop::json_integer(value)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "pool_size must be an integer from 1 to 200"))?,
+    };
     let mut demo = lab.demo.lock().await;
     if let Some(running) = demo.as_ref().filter(|d| !d.done.is_cancelled()) {
         return Err(error(
-            StatusCode::BAD_REQUEST,
+            StatusCode::CONFLICT,
             format!(
                 "A demo is already running (started {}); POST /admin/stop-demo first",
                 running.timeline.status()["start_time_iso"].as_str().unwrap_or("")
@@ -141,7 +239,7 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
         speedup: body.speedup.unwrap_or(1.0),
         peak_rpm,
         duration_minutes: body.duration_minutes.unwrap_or(blackfriday::TIMELINE_MINUTES),
-        pool_size: body.pool_size.unwrap_or(20),
+        pool_size,
         pool_timeout_ms: 5000,
     };
     settings.validate().map_err(|e| error(StatusCode::BAD_REQUEST, e.0))?;
@@ -175,6 +273,16 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
 }
 
 /// `GET /admin/demo-status`
+#[utoipa::path(
+    get,
+    path = "/admin/demo-status",
+    tag = "admin",
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The running (or last) timeline's progress, or idle", body = openapi::DemoStatus),
+        (status = 401, description = "Admin token missing or wrong (off the pod's loopback)", body = openapi::LoadgenError),
+    )
+)]
 async fn status(State(lab): Lab) -> Json<Value> {
     let demo = lab.demo.lock().await;
     match demo.as_ref() {
@@ -188,6 +296,16 @@ async fn status(State(lab): Lab) -> Json<Value> {
 }
 
 /// `POST /admin/stop-demo`: traffic stops, indexes and pool are restored, then it answers.
+#[utoipa::path(
+    post,
+    path = "/admin/stop-demo",
+    tag = "admin",
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "Stopped and cleaned up, or nothing was running", body = openapi::DemoAction),
+        (status = 401, description = "Admin token missing or wrong (off the pod's loopback)", body = openapi::LoadgenError),
+    )
+)]
 async fn stop(State(lab): Lab) -> Json<Value> {
     match stop_running(&lab).await {
         Some(status) => Json(json!({ "status": "demo_stopped", "final": status })),
@@ -209,6 +327,8 @@ async fn stop_running(lab: &Loadgen) -> Option<Value> {
     Some(timeline.status())
 }
 
+/// `GET /health`: where it sends the traffic, and whether a demo runs.
+#[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, description = "Always healthy", body = openapi::LoadgenHealth)))]
 async fn health(State(lab): Lab) -> Json<Value> {
     let running = lab.demo.lock().await.as_ref().is_some_and(|d| !d.done.is_cancelled());
     Json(json!({ "status": "ok", "service": "load-generator", "demo_running": running, "shop": {

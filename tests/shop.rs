@@ -391,12 +391,17 @@ async fn the_timeline_walks_its_phases_and_stop_demo_cleans_up(backend: Backend)
     let shop = spawn_shop(backend, PRODUCTS, |_| {}).await;
     let loadgen = start_loadgen(&shop).await;
     // The seed's own call (from loopback, so without a token), 30 minutes in 15 s.
-    let start = json!({ "scenario": "blackfriday", "duration_minutes": 30, "peak_rpm": 120, "speedup": 120 });
+    // pool_size written as 20.0 is the integer 20 (a finding of the contract fuzzing).
+    let start = json!({ "scenario": "blackfriday", "duration_minutes": 30, "peak_rpm": 120, "speedup": 120, "pool_size": 20.0 });
     let (status, started) = shop.post(&loadgen, "/admin/start-demo", &start).await;
     assert_eq!(status, 200, "{started}");
     assert_eq!(started["status"], "demo_started");
     let (status, again) = shop.post(&loadgen, "/admin/start-demo", &start).await;
-    assert_eq!(status, 400, "a second start while running is refused: {again}");
+    assert_eq!(status, 409, "a second start while running is refused: {again}");
+    assert!(again["error"].as_str().unwrap().contains("stop-demo"), "{again}");
+    let (status, contract) = shop.get(&loadgen, "/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(contract["paths"]["/admin/start-demo"]["post"]["responses"]["409"].is_object(), "{contract}");
     let mut phases: Vec<String> = Vec::new();
     let mut saw_dropped = false;
     let mut saw_small_pool = false;
