@@ -283,4 +283,9 @@ async fn the_openapi_document_describes_the_lab() {
     );
     assert_eq!(schemes["admin_token"]["scheme"], "bearer");
     assert_eq!(doc["paths"]["/admin/reset"]["post"]["security"][0]["admin_token"], serde_json::json!([]));
+    // The slashless twins the lab also serves are documented, each operation id unique.
+    let twin = &doc["paths"]["/api/datasets/{id}/download"]["post"];
+    assert_eq!(twin["responses"], download["responses"]);
+    assert_ne!(twin["operationId"], download["operationId"]);
+    assert!(doc["paths"]["/api/datasets"]["get"].is_object());
 }

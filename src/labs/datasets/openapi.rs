@@ -53,5 +53,26 @@ pub struct HealthBody {
 pub struct DatasetsApi;
 
 pub fn document() -> utoipa::openapi::OpenApi {
-    crate::platform::openapi::document(DatasetsApi::openapi())
+    let mut doc = crate::platform::openapi::document(DatasetsApi::openapi());
+    with_slashless_aliases(&mut doc);
+    doc
+}
+
+/// The API answers `/api/datasets/1/` (DRF's form) and `/api/datasets/1` alike: each
+/// path with a trailing slash gets its twin without one, with operation ids of its own.
+fn with_slashless_aliases(doc: &mut utoipa::openapi::OpenApi) {
+    let aliases: Vec<(String, utoipa::openapi::PathItem)> = doc
+        .paths
+        .paths
+        .iter()
+        .filter(|(path, _)| path.starts_with("/api/") && path.ends_with('/'))
+        .map(|(path, item)| {
+            let mut item = item.clone();
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                operation.operation_id = operation.operation_id.take().map(|id| format!("{id}_without_slash"));
+            }
+            (path.trim_end_matches('/').to_string(), item)
+        })
+        .collect();
+    doc.paths.paths.extend(aliases);
 }
