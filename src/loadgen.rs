@@ -200,7 +200,7 @@ struct StartBody {
         (status = 401, description = "Admin token missing or wrong (off the pod's loopback)", body = openapi::LoadgenError),
         (status = 413, description = "Body over 64 KiB", body = openapi::LoadgenError),
         (status = 422, description = "Not a JSON object", body = openapi::LoadgenError),
-        (status = 503, description = "The shop is not ready, or no admin token for it", body = openapi::LoadgenError),
+        (status = 503, description = "The shop is not ready or its configured URLs are unusable, or no admin token for it", body = openapi::LoadgenError),
     )
 )]
 async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<Json<Value>, ApiError> {
@@ -230,7 +230,8 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
     }
     let token = crate::stage::admin_token(lab.config.shop_token.as_deref(), &lab.config.data_dir, "shop")
         .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.0))?;
-    let shop = Shop::new(&lab.config.urls, token).map_err(|e| error(StatusCode::BAD_REQUEST, e.0))?;
+    // The shop's URLs are the load generator's configuration, not the client's input.
+    let shop = Shop::new(&lab.config.urls, token).map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.0))?;
     let peak_rpm = match body.peak_rpm {
         Some(rpm) => rpm,
         None => shop.auto_peak_rpm().await.map(|(rpm, _)| rpm).unwrap_or(blackfriday::FALLBACK_PEAK_RPM),

@@ -161,6 +161,38 @@ async fn the_closed_model_runs_its_connections_flat_out() {
     assert_eq!(report.errors, 0);
 }
 
+/// Like wrk, each closed-model connection keeps one keep-alive connection of its own
+/// (no pool shared between them), and sends a Host header on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_closed_model_connection_keeps_a_connection_of_its_own() {
+    use std::collections::HashSet;
+    use std::net::SocketAddr;
+    let seen: Arc<Mutex<(HashSet<SocketAddr>, HashSet<String>)>> = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/ok",
+        get(
+            move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+                  headers: axum::http::HeaderMap| {
+                let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+                let mut seen = record.lock().unwrap();
+                seen.0.insert(peer);
+                seen.1.insert(host);
+                async { "ok" }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
+    let server = TestServer { url: format!("http://{address}"), arrivals: Arc::default(), hits: Arc::default() };
+    let report = drive(&server, get_ok(), Model::Closed { connections: 3, duration: Duration::from_millis(500) }).await;
+    assert!(report.requests > 30 && report.errors == 0, "{report:?}");
+    let (peers, hosts) = seen.lock().unwrap().clone();
+    assert_eq!(peers.len(), 3, "three connections, each kept alive: {peers:?}");
+    assert_eq!(hosts, HashSet::from([address.to_string()]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thresholds_decide_the_exit_code_and_the_report_has_its_fields() {
     let server = test_server(Duration::MAX, Duration::ZERO).await;

@@ -162,6 +162,7 @@ async fn each_service_serves_its_contract_and_keeps_it(backend: Backend) {
     for body in [
         json!({ "user_id": "u", "product_id": 21.5 }),
         json!({ "user_id": 9_007_199_254_740_992_i64, "product_id": 21 }),
+        json!({ "user_id": i64::MIN, "product_id": 21 }),
         json!({ "user_id": "u", "product_id": 1e300 }),
     ] {
         let (status, error) = shop.post(&shop.checkout, "/orders/create", &body).await;

@@ -94,8 +94,71 @@ impl Run {
     }
 }
 
+/// How a journey's requests travel: through the shared pool (the open model, where
+/// any number of journeys overlap), or over a closed-model connection's own keep-alive
+/// connections — one per host, as wrk keeps one per slot — with no pool to check out
+/// from and no lock shared with the other connections.
+pub enum Transport<'a> {
+    Pooled(&'a HttpClient),
+    Own(&'a mut OwnConnections),
+}
+
+/// A closed-model connection's keep-alive connections, by host (`127.0.0.1:8000`).
+#[derive(Default)]
+pub struct OwnConnections {
+    hosts: Vec<(String, hyper::client::conn::http1::SendRequest<Full<Bytes>>)>,
+}
+
+/// Why an exchange on an own connection failed.
+enum OwnFailure {
+    Connect,
+    Other,
+}
+
+impl OwnConnections {
+    /// Status of `request` (absolute URI) after its whole body arrived, on this host's
+    /// connection, opened (again) when there is none or it was closed.
+    async fn exchange(&mut self, request: hyper::Request<Full<Bytes>>) -> Result<u16, OwnFailure> {
+        let (mut parts, body) = request.into_parts();
+        let authority = parts.uri.authority().ok_or(OwnFailure::Other)?.as_str().to_owned();
+        // HTTP/1.1 on a connection of our own: origin-form target and a Host header.
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = target.parse().map_err(|_| OwnFailure::Other)?;
+        let host = hyper::header::HeaderValue::from_str(&authority).map_err(|_| OwnFailure::Other)?;
+        parts.headers.insert(hyper::header::HOST, host);
+        let index = match self.hosts.iter().position(|(h, sender)| *h == authority && !sender.is_closed()) {
+            Some(index) => index,
+            None => {
+                self.hosts.retain(|(h, _)| *h != authority);
+                let stream = tokio::net::TcpStream::connect(&authority).await.map_err(|_| OwnFailure::Connect)?;
+                let _ = stream.set_nodelay(true);
+                let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .map_err(|_| OwnFailure::Connect)?;
+                tokio::spawn(connection);
+                self.hosts.push((authority, sender));
+                self.hosts.len() - 1
+            }
+        };
+        let sender = &mut self.hosts[index].1;
+        sender.ready().await.map_err(|_| OwnFailure::Other)?;
+        let response =
+            sender.send_request(hyper::Request::from_parts(parts, body)).await.map_err(|_| OwnFailure::Other)?;
+        let status = response.status().as_u16();
+        // The whole body, so the connection is ready for the next request.
+        response.into_body().collect().await.map_err(|_| OwnFailure::Other)?;
+        Ok(status)
+    }
+}
+
 /// Sends one request; returns its outcome once the whole body has arrived.
-async fn send(client: &HttpClient, run: &Run, method: hyper::Method, path: &str, body: Option<String>) -> Outcome {
+async fn send(
+    transport: &mut Transport<'_>,
+    run: &Run,
+    method: hyper::Method,
+    path: &str,
+    body: Option<String>,
+) -> Outcome {
     let uri = if path.starts_with("http://") { path.to_string() } else { format!("{}{}", run.base, path) };
     let mut request = hyper::Request::builder().method(method).uri(uri);
     if body.is_some() {
@@ -104,23 +167,37 @@ async fn send(client: &HttpClient, run: &Run, method: hyper::Method, path: &str,
     let Ok(request) = request.body(Full::new(Bytes::from(body.unwrap_or_default()))) else {
         return Outcome::Other;
     };
-    let exchange = async {
-        let response = client.request(request).await?;
-        let status = response.status().as_u16();
-        // Read the body so the connection goes back to the pool.
-        let _ = response.into_body().collect().await;
-        Ok::<_, hyper_util::client::legacy::Error>(status)
-    };
-    match tokio::time::timeout(run.timeout, exchange).await {
-        Ok(Ok(status)) => Outcome::Status(status),
-        Ok(Err(error)) if error.is_connect() => Outcome::Connect,
-        Ok(Err(_)) => Outcome::Other,
-        Err(_) => Outcome::Timeout,
+    match transport {
+        Transport::Pooled(client) => {
+            let exchange = async {
+                let response = client.request(request).await?;
+                let status = response.status().as_u16();
+                // Read the body so the connection goes back to the pool.
+                let _ = response.into_body().collect().await;
+                Ok::<_, hyper_util::client::legacy::Error>(status)
+            };
+            match tokio::time::timeout(run.timeout, exchange).await {
+                Ok(Ok(status)) => Outcome::Status(status),
+                Ok(Err(error)) if error.is_connect() => Outcome::Connect,
+                Ok(Err(_)) => Outcome::Other,
+                Err(_) => Outcome::Timeout,
+            }
+        }
+        Transport::Own(connections) => match tokio::time::timeout(run.timeout, connections.exchange(request)).await {
+            Ok(Ok(status)) => Outcome::Status(status),
+            Ok(Err(OwnFailure::Connect)) => Outcome::Connect,
+            Ok(Err(OwnFailure::Other)) => Outcome::Other,
+            Err(_) => {
+                // A request abandoned mid-exchange leaves its connection unusable.
+                connections.hosts.clear();
+                Outcome::Timeout
+            }
+        },
     }
 }
 
 /// Runs a journey's steps; the first step's latency counts from `intended`.
-async fn journey(client: &HttpClient, run: &Run, journey: &Journey, intended: Instant) {
+async fn journey(transport: &mut Transport<'_>, run: &Run, journey: &Journey, intended: Instant) {
     let number = run.journeys.fetch_add(1, Ordering::Relaxed);
     for (i, step) in journey.steps.iter().enumerate() {
         if i > 0 && !journey.think.is_zero() {
@@ -134,7 +211,7 @@ async fn journey(client: &HttpClient, run: &Run, journey: &Journey, intended: In
             let body = step.body.as_ref().map(|b| run.profile.fill(&mut rng, b, n, number, &run.ids));
             (path, body)
         };
-        let outcome = send(client, run, step.method.clone(), &path, body).await;
+        let outcome = send(transport, run, step.method.clone(), &path, body).await;
         let latency = from.elapsed();
         run.recorder.record(&step.name, outcome, latency);
         run.window.record(&step.name, outcome, latency);
@@ -151,7 +228,7 @@ pub async fn drive(run: Arc<Run>, model: Model) {
     *run.started.lock().unwrap_or_else(|p| p.into_inner()) = Some(start);
     match model {
         Model::Open { shape, max_in_flight } => open(run, client, shape, max_in_flight, start).await,
-        Model::Closed { connections, duration } => closed(run, client, connections, start + duration).await,
+        Model::Closed { connections, duration } => closed(run, connections, start + duration).await,
     }
 }
 
@@ -204,7 +281,7 @@ async fn open(run: Arc<Run>, client: HttpClient, shape: Shape, max_in_flight: us
         let (run, client, in_flight) = (run.clone(), client.clone(), in_flight.clone());
         tasks.spawn(async move {
             let chosen = run.pick_journey();
-            journey(&client, &run, &run.profile.journeys[chosen], due).await;
+            journey(&mut Transport::Pooled(&client), &run, &run.profile.journeys[chosen], due).await;
             in_flight.fetch_sub(1, Ordering::AcqRel);
         });
         // Reap finished tasks so the set does not grow for the whole run.
@@ -217,12 +294,14 @@ async fn open(run: Arc<Run>, client: HttpClient, shape: Shape, max_in_flight: us
     }
 }
 
-async fn closed(run: Arc<Run>, client: HttpClient, connections: usize, end: Instant) {
+async fn closed(run: Arc<Run>, connections: usize, end: Instant) {
     let sent = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..connections.max(1) {
-        let (run, client, sent) = (run.clone(), client.clone(), sent.clone());
+        let (run, sent) = (run.clone(), sent.clone());
         workers.spawn(async move {
+            let mut own = OwnConnections::default();
+            let mut transport = Transport::Own(&mut own);
             loop {
                 if Instant::now() >= end || run.stop.is_cancelled() {
                     return;
@@ -233,7 +312,7 @@ async fn closed(run: Arc<Run>, client: HttpClient, connections: usize, end: Inst
                 let chosen = run.pick_journey();
                 tokio::select! {
                     _ = run.stop.cancelled() => return,
-                    _ = journey(&client, &run, &run.profile.journeys[chosen], Instant::now()) => {}
+                    _ = journey(&mut transport, &run, &run.profile.journeys[chosen], Instant::now()) => {}
                 }
             }
         });

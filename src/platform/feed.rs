@@ -52,6 +52,7 @@ impl Feed {
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(refresh);
             let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+            keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = task.shutdown.cancelled() => return,

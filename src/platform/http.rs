@@ -325,7 +325,10 @@ where
 {
     let endpoint = endpoint_label(request.extensions().get::<MatchedPath>(), request.uri().path());
     if endpoint == "/metrics" {
-        let mut response = handled(route.call(request), tracing::Span::none()).await;
+        let mut response = match oversized_headers(request.headers()) {
+            Some(refusal) => refusal.into_response(),
+            None => handled(route.call(request), tracing::Span::none()).await,
+        };
         add_security_headers(&mut response);
         return response;
     }

@@ -299,7 +299,7 @@ pub fn json_integer(value: &serde_json::Value) -> Option<i64> {
             float as i64
         }
     };
-    (integer.abs() <= MAX_JSON_INTEGER).then_some(integer)
+    (-MAX_JSON_INTEGER..=MAX_JSON_INTEGER).contains(&integer).then_some(integer)
 }
 
 /// The plan of `shape`; a planner that cannot answer is a database failure.

@@ -13,7 +13,10 @@
 //! when another replica announces a vote on the pub/sub channel and every couple of
 //! seconds regardless. A reset announced by another replica drops the mirror at once.
 //! A mirror that may be wrong (an outage, a flush seen by a write) is dropped, and the
-//! next reader goes to Redis or, failing that, to the database.
+//! next reader goes to Redis or, failing that, to the database; an answer that arrives
+//! after a newer update or a drop is not kept. So within a process a client reads its
+//! own votes; another replica's votes show after the pub/sub hop and one read
+//! (milliseconds), or within the feed's refresh (2 s) while pub/sub is down.
 //!
 //! Within a process, writing votes and rewriting the counts exclude each other (the
 //! write lock): a batch is committed and counted as one step, and a rebuild, a
@@ -57,9 +60,18 @@ pub struct RedisCounts {
     channel: String,
     /// An increment was lost while Redis was unreachable.
     stale: AtomicBool,
-    /// The hash as this process last read or wrote it; None when it must be read again.
-    /// Replaced only while `writes` is held, so it never goes back behind a batch.
-    mirror: Mutex<Option<Tally>>,
+    /// The hash as this process last read or wrote it.
+    mirror: Mutex<Mirror>,
+}
+
+/// The mirror of the hash (None when it must be read again) and two counters that keep
+/// a late answer from replacing a newer one: `changes` moves on every update,
+/// `forgets` whenever the mirror is dropped.
+#[derive(Default)]
+struct Mirror {
+    tally: Option<Tally>,
+    changes: u64,
+    forgets: u64,
 }
 
 /// Published on the channel when a replica resets the session.
@@ -85,7 +97,7 @@ impl LiveCounts {
                     key: redis.key("vote:counts"),
                     channel: redis.key("vote:events"),
                     stale: AtomicBool::new(false),
-                    mirror: Mutex::new(None),
+                    mirror: Mutex::default(),
                 });
                 if let Err(error) = counts.read().await {
                     tracing::warn!(%error, "redis unreachable at start; live counts come from the database until it answers");
@@ -165,9 +177,10 @@ impl LiveCounts {
                 pipe.publish(&r.channel, VOTE_MESSAGE).ignore();
                 pipe.add_command(r.hmget());
                 let mut conn = r.redis.conn();
+                let (_, forgets) = r.marks();
                 match pipe.query_async::<(Vec<Option<i64>>,)>(&mut conn).await {
                     Ok((fields,)) => match RedisCounts::parse(&fields) {
-                        Some(tally) => r.remember(tally),
+                        Some(tally) => r.remember_written(forgets, tally),
                         None => {
                             // Flushed since the last read: the increments made a hash without
                             // the earlier votes.
@@ -231,7 +244,13 @@ impl LiveCounts {
         match &self.backend {
             Backend::Memory(m) => m.set(Tally::default()),
             Backend::Redis(r) => {
-                r.overwrite(Tally::default()).await?;
+                if let Err(error) = r.overwrite(Tally::default()).await {
+                    // The votes are gone but the hash may still count them: rebuild it
+                    // once Redis answers.
+                    r.stale.store(true, Ordering::Relaxed);
+                    self.schedule_reconcile();
+                    return Err(error.into());
+                }
                 let mut conn = r.redis.conn();
                 redis::cmd("PUBLISH").arg(&r.channel).arg(RESET_MESSAGE).query_async::<i64>(&mut conn).await?;
             }
@@ -263,16 +282,44 @@ impl MemoryCounts {
 }
 
 impl RedisCounts {
-    fn remembered(&self) -> Option<Tally> {
-        *self.mirror.lock().unwrap_or_else(|p| p.into_inner())
+    fn mirror(&self) -> std::sync::MutexGuard<'_, Mirror> {
+        self.mirror.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn remember(&self, tally: Tally) {
-        *self.mirror.lock().unwrap_or_else(|p| p.into_inner()) = Some(tally);
+    fn remembered(&self) -> Option<Tally> {
+        self.mirror().tally
+    }
+
+    /// (changes, forgets) now, to hand back with an answer that comes later.
+    fn marks(&self) -> (u64, u64) {
+        let mirror = self.mirror();
+        (mirror.changes, mirror.forgets)
+    }
+
+    /// A read's answer, kept only if nothing updated the mirror since the read began.
+    fn remember_read(&self, changes: u64, tally: Tally) {
+        let mut mirror = self.mirror();
+        if mirror.changes == changes {
+            mirror.tally = Some(tally);
+            mirror.changes += 1;
+        }
+    }
+
+    /// A write's answer (it includes every earlier write), kept unless the mirror was
+    /// dropped since the write began.
+    fn remember_written(&self, forgets: u64, tally: Tally) {
+        let mut mirror = self.mirror();
+        if mirror.forgets == forgets {
+            mirror.tally = Some(tally);
+            mirror.changes += 1;
+        }
     }
 
     fn forget(&self) {
-        *self.mirror.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let mut mirror = self.mirror();
+        mirror.tally = None;
+        mirror.changes += 1;
+        mirror.forgets += 1;
     }
 
     /// `HMGET` of the marker and every choice.
@@ -288,37 +335,32 @@ impl RedisCounts {
         Some(Tally(std::array::from_fn(|i| fields.get(i + 1).copied().flatten().unwrap_or(0))))
     }
 
-    /// The counts, and whether they had to be rebuilt from the database. Holds the
-    /// write lock, so a batch counted meanwhile is not lost from the mirror.
+    /// The counts, and whether they had to be rebuilt from the database.
     async fn read(&self) -> anyhow::Result<(Tally, bool)> {
-        let _writes = self.writes.lock().await;
         if self.stale.swap(false, Ordering::Relaxed) {
             tracing::info!(
                 "live counts may be stale after a redis outage or reconnect; rebuilding from the votes table"
             );
-            return self
-                .rebuild_locked()
-                .await
-                .map(|t| (t, true))
-                .inspect_err(|_| self.stale.store(true, Ordering::Relaxed));
+            return self.rebuild().await.map(|t| (t, true)).inspect_err(|_| self.stale.store(true, Ordering::Relaxed));
         }
+        let (changes, _) = self.marks();
         let mut conn = self.redis.conn();
         let fields: Vec<Option<i64>> = self.hmget().query_async(&mut conn).await.inspect_err(|_| self.forget())?;
         match Self::parse(&fields) {
             Some(tally) => {
-                self.remember(tally);
+                self.remember_read(changes, tally);
                 Ok((tally, false))
             }
             None => {
                 tracing::warn!(key = %self.key, "live counts missing in redis (flushed or restarted); rebuilding from the votes table");
-                self.rebuild_locked().await.map(|t| (t, true))
+                self.rebuild().await.map(|t| (t, true))
             }
         }
     }
 
-    /// Rewrites the hash from the votes table; the caller holds the write lock.
-    async fn rebuild_locked(&self) -> anyhow::Result<Tally> {
-        self.forget();
+    /// Rewrites the hash from the votes table, between batches.
+    async fn rebuild(&self) -> anyhow::Result<Tally> {
+        let _writes = self.writes.lock().await;
         let tally = self.store.tally().await?;
         self.overwrite(tally).await?;
         Ok(tally)
@@ -327,11 +369,12 @@ impl RedisCounts {
     /// Sets the hash (and the mirror) to `tally`; the caller holds the write lock.
     async fn overwrite(&self, tally: Tally) -> redis::RedisResult<()> {
         self.forget();
+        let (_, forgets) = self.marks();
         let mut fields: Vec<(&str, i64)> = vec![(INIT_FIELD, 1)];
         fields.extend(Choice::ALL.map(|c| (c.key(), tally.get(c))));
         let mut conn = self.redis.conn();
         redis::cmd("HSET").arg(&self.key).arg(&fields[..]).query_async::<i64>(&mut conn).await?;
-        self.remember(tally);
+        self.remember_written(forgets, tally);
         Ok(())
     }
 }
