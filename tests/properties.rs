@@ -225,6 +225,19 @@ fn arbitrary_shop_requests_never_cause_a_server_error_on_both_backends() {
                 })
                 .unwrap();
         }
+        // The load generator's start-demo body, against this shop: a valid one starts a
+        // real timeline (later ones are refused while it runs), stopped at the end.
+        let loadgen = runtime.block_on(common::shop::start_loadgen(&shop));
+        let bodies = shop_bodies(&["scenario", "duration_minutes", "peak_rpm", "speedup", "pool_size"]);
+        let mut runner = TestRunner::new(Config { cases: 100, failure_persistence: None, ..Config::default() });
+        runner
+            .run(&bodies, |body| {
+                check_at(&runtime, &shop.client, &loadgen, &admin, Method::POST, "/admin/start-demo", body)
+            })
+            .unwrap();
+        let stopped = runtime
+            .block_on(shop.client.post(format!("{loadgen}/admin/stop-demo")).bearer_auth("loadgen-token").send());
+        assert_eq!(stopped.unwrap().status(), 200);
         drop(shop);
     }
 }

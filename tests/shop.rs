@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use breakroom::driver::blackfriday::{Event, Settings, Shop, ShopUrls, Timeline};
-use common::shop::{TestShop, spawn_shop};
+use common::shop::{TestShop, spawn_shop, start_loadgen};
 use common::{ADMIN_TOKEN, Backend, eventually, sample};
 use serde_json::{Value, json};
 
@@ -364,23 +364,6 @@ async fn trace_context_reaches_catalog_and_cart(backend: Backend) {
     {
         assert!(contains(&all, key.as_bytes()), "span attribute {key}");
     }
-}
-
-async fn start_loadgen(shop: &TestShop) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let config = breakroom::loadgen::LoadgenConfig {
-        urls: ShopUrls {
-            catalog_url: shop.catalog.clone(),
-            cart_url: shop.cart.clone(),
-            checkout_url: shop.checkout.clone(),
-        },
-        admin: breakroom::platform::http::AdminToken::new("loadgen-token"),
-        shop_token: Some(ADMIN_TOKEN.into()),
-        data_dir: shop.data_dir().to_path_buf(),
-    };
-    tokio::spawn(breakroom::loadgen::serve(listener, config, tokio_util::sync::CancellationToken::new()));
-    url
 }
 
 async fn indexes_present(shop: &TestShop) -> Vec<bool> {

@@ -165,3 +165,22 @@ impl Drop for TestShop {
         self.shutdown.cancel();
     }
 }
+
+/// `breakroom serve loadgen` in this process, driving `shop`; its admin token is
+/// `loadgen-token` (from loopback it needs none).
+pub async fn start_loadgen(shop: &TestShop) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let config = breakroom::loadgen::LoadgenConfig {
+        urls: breakroom::driver::blackfriday::ShopUrls {
+            catalog_url: shop.catalog.clone(),
+            cart_url: shop.cart.clone(),
+            checkout_url: shop.checkout.clone(),
+        },
+        admin: breakroom::platform::http::AdminToken::new("loadgen-token"),
+        shop_token: Some(super::ADMIN_TOKEN.into()),
+        data_dir: shop.data_dir().to_path_buf(),
+    };
+    tokio::spawn(breakroom::loadgen::serve(listener, config, CancellationToken::new()));
+    url
+}
