@@ -212,12 +212,13 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
             format!("Unknown scenario '{scenario}': the one scenario is blackfriday"),
         ));
     }
-    let pool_size = match &body.pool_size {
-        None | Some(Value::Null) => 20,
-        Some(value) => crate::labs::shop::json_integer(value)
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| error(StatusCode::BAD_REQUEST, "pool_size must be an integer from 1 to 200"))?,
-    };
+    // Out of 1..=200 is refused by `Settings::validate` below, as on the command line.
+    let pool_size = crate::labs::shop::optional_integer(
+        body.pool_size.as_ref(),
+        0..=i64::from(u32::MAX),
+        20,
+        "pool_size must be an integer from 1 to 200",
+    )? as u32;
     let mut demo = lab.demo.lock().await;
     if let Some(running) = demo.as_ref().filter(|d| !d.done.is_cancelled()) {
         return Err(error(

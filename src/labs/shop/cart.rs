@@ -8,9 +8,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::db_error;
 use super::store::{CartLine, ShopStore};
 use super::trace::ServiceTrace;
+use super::{bad_request, db_error};
 use crate::platform::Platform;
 use crate::platform::http::{ApiError, Confirmed, JsonBody, PathParam};
 
@@ -31,10 +31,6 @@ pub fn router(platform: &Platform, store: ShopStore, _trace: ServiceTrace) -> Ro
         .merge(admin)
         .merge(crate::platform::openapi::route(super::openapi::cart()))
         .with_state(cart)
-}
-
-fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
-    ApiError::bad_request(message).as_error_field()
 }
 
 /// Letters, digits, `-` and `_`, up to 64: what a cart or user id may be.
@@ -91,12 +87,7 @@ async fn add(
         .and_then(super::json_integer)
         .filter(|id| *id > 0)
         .ok_or_else(|| bad_request("product_id required: a positive integer"))?;
-    let quantity = match &body.quantity {
-        None | Some(serde_json::Value::Null) => 1,
-        Some(value) => super::json_integer(value)
-            .filter(|q| (1..=100).contains(q))
-            .ok_or_else(|| bad_request("quantity must be an integer from 1 to 100"))?,
-    } as i32;
+    let quantity = super::optional_integer(body.quantity.as_ref(), 1..=100, 1, super::QUANTITY)? as i32;
     if !lab.store.add_to_cart(&cart_id, product_id, quantity).await.map_err(db_error)? {
         return Err(ApiError::not_found(format!("Product {product_id} not found")).as_error_field());
     }

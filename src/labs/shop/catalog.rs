@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::store::{CATEGORIES, QueryShape, ShopStore, contains_pattern};
 use super::trace::{RequestTrace, ServiceTrace};
-use super::{QueryMetrics, db_error, plan_of, timed_query};
+use super::{QueryMetrics, bad_request, db_error, plan_of, timed_query};
 use crate::platform::Platform;
 use crate::platform::http::{ApiError, Confirmed, PathParam, QueryParams};
 
@@ -71,10 +71,6 @@ impl Catalog {
         }
         Ok(present)
     }
-}
-
-fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
-    ApiError::bad_request(message).as_error_field()
 }
 
 #[derive(Deserialize)]

@@ -25,7 +25,7 @@ use super::cart::valid_id;
 use super::pool::{CheckoutPool, Conn, Exhausted, PoolSettings, on_conn};
 use super::store::{HISTORY_USER_PREFIX, Plan, Product, QueryShape, ShopStore};
 use super::trace::{RequestTrace, ServiceTrace, inject};
-use super::{Peers, QueryMetrics, db_error, timed_query};
+use super::{Peers, QueryMetrics, bad_request, db_error, timed_query};
 use crate::platform::Platform;
 use crate::platform::clock;
 use crate::platform::http::{ApiError, Confirmed, JsonBody};
@@ -99,10 +99,6 @@ pub fn router(
         .merge(admin)
         .merge(crate::platform::openapi::route(super::openapi::checkout()))
         .with_state(checkout)
-}
-
-fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
-    ApiError::bad_request(message).as_error_field()
 }
 
 #[derive(Deserialize)]
@@ -228,12 +224,7 @@ async fn create(
     let product_id = super::json_integer(raw_product)
         .filter(|id| *id > 0)
         .ok_or_else(|| bad_request("product_id must be a positive integer"))?;
-    let quantity = match &body.quantity {
-        None | Some(Value::Null) => 1,
-        Some(value) => super::json_integer(value)
-            .filter(|q| (1..=100).contains(q))
-            .ok_or_else(|| bad_request("quantity must be an integer from 1 to 100"))?,
-    } as i32;
+    let quantity = super::optional_integer(body.quantity.as_ref(), 1..=100, 1, super::QUANTITY)? as i32;
     request.set([KeyValue::new("checkout.user_id", user_id.clone()), KeyValue::new("checkout.product_id", product_id)]);
 
     // 1. A connection from checkout's own pool, and the order's transaction opened on
@@ -561,12 +552,12 @@ async fn resize(State(lab): Lab, JsonBody(body): JsonBody<ResizeBody>) -> Result
         .and_then(super::json_integer)
         .filter(|n| (1..=200).contains(n))
         .ok_or_else(|| bad_request("max_connections required: an integer from 1 to 200"))? as u32;
-    let timeout = match &body.acquire_timeout_ms {
-        None | Some(Value::Null) => 5_000,
-        Some(value) => super::json_integer(value)
-            .filter(|ms| (50..=60_000).contains(ms))
-            .ok_or_else(|| bad_request("acquire_timeout_ms must be an integer from 50 to 60000"))?,
-    };
+    let timeout = super::optional_integer(
+        body.acquire_timeout_ms.as_ref(),
+        50..=60_000,
+        5_000,
+        "acquire_timeout_ms must be an integer from 50 to 60000",
+    )?;
     apply(&lab, PoolSettings { max_connections: size, acquire_timeout_ms: timeout as u64 }).await
 }
 

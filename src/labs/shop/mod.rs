@@ -282,6 +282,28 @@ pub fn db_error(error: sqlx::Error) -> ApiError {
     ApiError::from(error).as_error_field()
 }
 
+/// What a quantity may be, as the cart and checkout say it.
+const QUANTITY: &str = "quantity must be an integer from 1 to 100";
+
+/// A 400 in the shop's own shape, `{"error": …}`, as the original services answered.
+fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
+    ApiError::bad_request(message).as_error_field()
+}
+
+/// An optional JSON integer in `range`: absent or null is `default`; anything else
+/// outside the range, or not an integer, is a 400 saying `message`.
+pub fn optional_integer(
+    value: Option<&serde_json::Value>,
+    range: std::ops::RangeInclusive<i64>,
+    default: i64,
+    message: &'static str,
+) -> Result<i64, ApiError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(default),
+        Some(value) => json_integer(value).filter(|n| range.contains(n)).ok_or_else(|| bad_request(message)),
+    }
+}
+
 /// The largest integer a JSON body may carry here: the largest a JSON number holds
 /// exactly (2^53 - 1).
 pub const MAX_JSON_INTEGER: i64 = 9_007_199_254_740_991;
