@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
 
 /// Every error: `{"detail": "…"}`, saying what went wrong and what to do.
 #[derive(Serialize, ToSchema)]
@@ -37,6 +37,25 @@ pub struct FlipBody {
 #[allow(dead_code)]
 pub enum Confirm {
     Yes,
+}
+
+/// `?confirm=yes`, as every `/admin/reset` takes it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ConfirmQuery {
+    /// yes: the reset is meant
+    confirm: Confirm,
+}
+
+/// What every `/admin/reset` refuses with, before it changes anything.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum ResetRefusals {
+    #[response(status = 400, description = "Without ?confirm=yes nothing is reset")]
+    Unconfirmed(ErrorBody),
+    #[response(status = 401, description = "Admin token missing or wrong")]
+    Unauthorized(ErrorBody),
 }
 
 /// The platform's own routes, in every lab.

@@ -288,11 +288,10 @@ async fn health(State(lab): Lab) -> Json<serde_json::Value> {
     path = "/admin/reset",
     tag = "admin",
     security(("admin_token" = [])),
-    params(("confirm" = crate::platform::openapi::Confirm, Query, description = "yes: the reset is meant")),
+    params(crate::platform::openapi::ConfirmQuery),
     responses(
         (status = 200, description = "Reset", body = crate::platform::openapi::ResetBody),
-        (status = 400, description = "Without ?confirm=yes nothing is reset", body = crate::platform::openapi::ErrorBody),
-        (status = 401, description = "Admin token missing or wrong", body = crate::platform::openapi::ErrorBody),
+        crate::platform::openapi::ResetRefusals,
         (status = 503, description = "The reset could not complete; try again", body = crate::platform::openapi::ErrorBody),
     )
 )]

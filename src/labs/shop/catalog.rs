@@ -314,11 +314,10 @@ async fn restore_indexes(State(lab): Lab) -> Result<Json<Value>, ApiError> {
     path = "/admin/reset",
     tag = "admin",
     security(("admin_token" = [])),
-    params(("confirm" = crate::platform::openapi::Confirm, Query, description = "yes: the reset is meant")),
+    params(crate::platform::openapi::ConfirmQuery),
     responses(
         (status = 200, description = "Catalog reset", body = crate::platform::openapi::ResetBody),
-        (status = 400, description = "Without ?confirm=yes nothing is reset", body = super::openapi::ShopError),
-        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
+        crate::platform::openapi::ResetRefusals,
         (status = 503, description = "The database is unavailable or busy", body = super::openapi::ShopError),
     )
 )]

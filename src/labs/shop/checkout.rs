@@ -581,11 +581,10 @@ async fn apply(lab: &Checkout, settings: PoolSettings) -> Result<Json<Value>, Ap
     path = "/admin/reset",
     tag = "admin",
     security(("admin_token" = [])),
-    params(("confirm" = crate::platform::openapi::Confirm, Query, description = "yes: the reset is meant")),
+    params(crate::platform::openapi::ConfirmQuery),
     responses(
         (status = 200, description = "Checkout's normal pool again", body = super::openapi::AdminBody),
-        (status = 400, description = "Without ?confirm=yes nothing is reset", body = super::openapi::ShopError),
-        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
+        crate::platform::openapi::ResetRefusals,
         (status = 503, description = "The pool could not be opened", body = super::openapi::ShopError),
     )
 )]
