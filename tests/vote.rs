@@ -91,11 +91,16 @@ async fn a_failed_batch_refuses_exactly_its_votes(backend: Backend) {
 
 async fn pages_carry_a_strict_content_security_policy(backend: Backend) {
     let app = spawn_app(backend, |_| {}).await;
-    for path in ["/", "/results", "/admin", "/presenter", "/votes", "/nope"] {
+    for path in ["/", "/results", "/admin", "/presenter", "/qr.svg", "/votes", "/nope", "/metrics", "/static/vote.js"] {
         let response = app.get(path).await;
         let headers = response.headers();
+        let kind = headers["content-type"].to_str().unwrap();
         let csp = headers["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        if kind.starts_with("text/html") || kind.starts_with("image/svg+xml") {
+            assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        } else {
+            assert_eq!(csp, "default-src 'none'; frame-ancestors 'none'", "{path} ({kind}) loads nothing");
+        }
         assert!(!csp.contains("unsafe-inline") && !csp.contains("http"), "{path}: only this origin: {csp}");
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(headers["x-frame-options"], "DENY", "{path}");

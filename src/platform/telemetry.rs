@@ -28,6 +28,8 @@ pub struct RouteLabels {
 /// The seeds' request metrics, labelled by route template (never the raw path).
 #[derive(Clone)]
 pub struct HttpMetrics {
+    /// Which families these are (clones share it): the key of [`HttpMetrics::count`]'s cache.
+    id: u64,
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<RouteLabels, Histogram>,
     /// 5xx answers per second over the last minute, for a presenter's glance.
@@ -80,11 +82,37 @@ const LATENCY_BUCKETS: [f64; 14] = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 
 
 impl HttpMetrics {
     pub fn new() -> HttpMetrics {
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         HttpMetrics {
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             requests: Family::default(),
             duration: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
             recent_errors: Default::default(),
         }
+    }
+
+    /// Counts one answered request and its latency. Each thread keeps the series it has
+    /// used, found by the labels' addresses: the families' own lookup hashes every
+    /// label's text under a shared lock, which costs a request more than its handler.
+    pub fn count(&self, method: &'static str, endpoint: &'static str, status: u16, elapsed: std::time::Duration) {
+        thread_local! {
+            static SERIES: std::cell::RefCell<SmallMap<SeriesKey, (Counter, Histogram)>> = Default::default();
+        }
+        let key = SeriesKey {
+            metrics: self.id,
+            method: method.as_ptr() as usize,
+            endpoint: endpoint.as_ptr() as usize,
+            status,
+        };
+        SERIES.with_borrow_mut(|series| {
+            let (requests, duration) = series.entry(key).or_insert_with(|| {
+                let requests = self.requests.get_or_create(&RequestLabels { method, endpoint, status }).clone();
+                let duration = self.duration.get_or_create(&RouteLabels { method, endpoint }).clone();
+                (requests, duration)
+            });
+            requests.inc();
+            duration.observe(elapsed.as_secs_f64());
+        });
     }
 
     pub fn register(&self, registry: &mut Registry) {
@@ -101,6 +129,59 @@ impl HttpMetrics {
 impl Default for HttpMetrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A request's series in [`HttpMetrics::count`]'s cache. Label values are `&'static`
+/// (never freed, so an address never comes to mean another text), and two addresses
+/// of one text only make two entries for one series.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    metrics: u64,
+    method: usize,
+    endpoint: usize,
+    status: u16,
+}
+
+/// A map for small keys the process made itself (addresses, ids, route templates),
+/// never for a client's input: its hash is fast, not resistant to chosen collisions.
+pub(crate) type SmallMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<SmallKeyHasher>>;
+
+/// The multiply-rotate step of FxHash.
+#[derive(Default)]
+pub(crate) struct SmallKeyHasher(u64);
+
+impl SmallKeyHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for SmallKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+        }
+        for &byte in chunks.remainder() {
+            self.add(byte.into());
+        }
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.add(n.into());
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -124,10 +205,25 @@ impl Drop for TelemetryGuard {
 /// (no span context), so without a collector nobody wants a span and none is made —
 /// a request then costs its log line, not a span's bookkeeping too.
 pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<TelemetryGuard> {
+    let directives = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| "info,sqlx=warn".into());
+    let provider = match otlp_endpoint {
+        Some(endpoint) => Some(tracer_provider(service_name, endpoint)?),
+        None => None,
+    };
+    subscriber(&directives, provider.as_ref()).try_init()?;
+    Ok(TelemetryGuard { provider })
+}
+
+/// The subscriber [`init`] installs. Without a provider it has the log layer alone: an
+/// absent (`None`) traces layer would still say yes to every span, and each request
+/// would pay for a span nobody reads.
+fn subscriber(
+    directives: &str,
+    provider: Option<&SdkTracerProvider>,
+) -> Box<dyn tracing::Subscriber + Send + Sync + 'static> {
     use tracing_subscriber::Layer;
     use tracing_subscriber::filter::FilterExt;
-    let directives = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| "info,sqlx=warn".into());
-    let filter = || EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = || EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let logs = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
@@ -135,15 +231,13 @@ pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<T
         .with_span_list(false)
         .with_target(true)
         .with_filter(filter().and(events_only()));
-    let provider = match otlp_endpoint {
-        Some(endpoint) => Some(tracer_provider(service_name, endpoint)?),
-        None => None,
-    };
-    let traces = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("breakroom")).with_filter(filter()));
-    tracing_subscriber::registry().with(logs).with(traces).try_init()?;
-    Ok(TelemetryGuard { provider })
+    match provider {
+        Some(provider) => {
+            let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer("breakroom")).with_filter(filter());
+            Box::new(tracing_subscriber::registry().with(logs).with(traces))
+        }
+        None => Box::new(tracing_subscriber::registry().with(logs)),
+    }
 }
 
 /// Events, never spans, decided once per callsite (not per call).
@@ -186,7 +280,46 @@ fn tracer_provider(service_name: &str, endpoint: &str) -> anyhow::Result<SdkTrac
 
 #[cfg(test)]
 mod tests {
-    use super::RecentErrors;
+    use super::{HttpMetrics, RecentErrors, RequestLabels, subscriber};
+    use std::time::Duration;
+
+    fn counted(metrics: &HttpMetrics, endpoint: &'static str, status: u16) -> u64 {
+        metrics.requests.get_or_create(&RequestLabels { method: "GET", endpoint, status }).get()
+    }
+
+    #[test]
+    fn each_request_is_counted_once_in_its_own_series_from_any_thread() {
+        let (first, second) = (HttpMetrics::new(), HttpMetrics::new());
+        let same_text_elsewhere: &'static str = Box::leak(String::from("/votes").into_boxed_str());
+        first.count("GET", "/votes", 200, Duration::from_millis(3));
+        first.count("GET", same_text_elsewhere, 200, Duration::from_millis(3));
+        let clone = first.clone();
+        std::thread::spawn(move || clone.count("GET", "/votes", 200, Duration::from_millis(3))).join().unwrap();
+        first.count("GET", "/votes", 503, Duration::from_millis(3));
+        second.count("GET", "/votes", 200, Duration::from_millis(3));
+        assert_eq!(counted(&first, "/votes", 200), 3);
+        assert_eq!(counted(&first, "/votes", 503), 1);
+        assert_eq!(counted(&second, "/votes", 200), 1, "another app's metrics are its own");
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        first.register(&mut registry);
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains(r#"http_request_duration_seconds_count{method="GET",endpoint="/votes"} 4"#), "{text}");
+    }
+
+    #[test]
+    fn without_a_collector_no_span_is_made_and_events_still_are_logged() {
+        let quiet = subscriber("info", None);
+        tracing::subscriber::with_default(quiet, || {
+            assert!(tracing::info_span!("request").is_disabled(), "a span without a collector costs every request");
+            assert!(tracing::event_enabled!(tracing::Level::INFO), "info events are the log lines");
+            assert!(!tracing::event_enabled!(tracing::Level::DEBUG));
+        });
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        tracing::subscriber::with_default(subscriber("info", Some(&provider)), || {
+            assert!(!tracing::info_span!("request").is_disabled(), "with a collector requests are traced");
+        });
+    }
 
     #[test]
     fn recent_errors_forget_what_is_older_than_a_minute() {
