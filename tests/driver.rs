@@ -194,6 +194,28 @@ async fn each_closed_model_connection_keeps_a_connection_of_its_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_closes_each_connection_costs_reconnects_not_errors() {
+    use std::net::SocketAddr;
+    let peers: Arc<Mutex<std::collections::HashSet<SocketAddr>>> = Arc::default();
+    let record = peers.clone();
+    let app = axum::Router::new().route(
+        "/ok",
+        get(move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| {
+            record.lock().unwrap().insert(peer);
+            async { ([(axum::http::header::CONNECTION, "close")], "ok") }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
+    let server = TestServer { url: format!("http://{address}"), arrivals: Arc::default(), hits: Arc::default() };
+    let report = drive(&server, get_ok(), Model::Closed { connections: 2, duration: Duration::from_millis(500) }).await;
+    assert!(report.requests > 20 && report.errors == 0, "{report:?}");
+    let connections = peers.lock().unwrap().len() as u64;
+    assert!(connections + 2 >= report.requests, "a new connection for each request: {connections} for {report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thresholds_decide_the_exit_code_and_the_report_has_its_fields() {
     let server = test_server(Duration::MAX, Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();

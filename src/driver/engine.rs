@@ -103,10 +103,21 @@ pub enum Transport<'a> {
     Own(&'a mut OwnConnections),
 }
 
-/// A closed-model connection's keep-alive connections, by host (`127.0.0.1:8000`).
+/// A closed-model connection's keep-alive connections, one per host (`127.0.0.1:8000`).
+/// Each is driven by the task that sends on it, as wrk's event loop does: no task of
+/// its own, so an exchange is not two tasks waking each other through channels.
 #[derive(Default)]
 pub struct OwnConnections {
-    hosts: Vec<(String, hyper::client::conn::http1::SendRequest<Full<Bytes>>)>,
+    hosts: Vec<OwnConnection>,
+}
+
+type Connection = hyper::client::conn::http1::Connection<hyper_util::rt::TokioIo<tokio::net::TcpStream>, Full<Bytes>>;
+
+struct OwnConnection {
+    authority: String,
+    host: hyper::header::HeaderValue,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    connection: std::pin::Pin<Box<Connection>>,
 }
 
 /// Why an exchange on an own connection failed.
@@ -116,44 +127,129 @@ enum OwnFailure {
 }
 
 impl OwnConnections {
-    /// Status of `request` (absolute URI) after its whole body arrived, on this host's
-    /// connection, opened (again) when there is none or it was closed.
-    async fn exchange(&mut self, request: hyper::Request<Full<Bytes>>) -> Result<u16, OwnFailure> {
-        let (mut parts, body) = request.into_parts();
-        let authority = parts.uri.authority().ok_or(OwnFailure::Other)?.as_str().to_owned();
+    /// The status of `method target` on `authority` once its whole body has arrived, on
+    /// this host's connection, opened (again) when there is none or the server closed it.
+    async fn exchange(
+        &mut self,
+        method: hyper::Method,
+        authority: &str,
+        target: &str,
+        body: Option<String>,
+    ) -> Result<u16, OwnFailure> {
+        let index = self.connection_to(authority).await?;
+        let OwnConnection { host, sender, connection, .. } = &mut self.hosts[index];
+        let json = body.is_some();
+        let mut request = hyper::Request::new(Full::new(Bytes::from(body.unwrap_or_default())));
+        *request.method_mut() = method;
+        *request.uri_mut() = target.parse().map_err(|_| OwnFailure::Other)?;
         // HTTP/1.1 on a connection of our own: origin-form target and a Host header.
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = target.parse().map_err(|_| OwnFailure::Other)?;
-        let host = hyper::header::HeaderValue::from_str(&authority).map_err(|_| OwnFailure::Other)?;
-        parts.headers.insert(hyper::header::HOST, host);
-        let index = match self.hosts.iter().position(|(h, sender)| *h == authority && !sender.is_closed()) {
-            Some(index) => index,
-            None => {
-                self.hosts.retain(|(h, _)| *h != authority);
-                let stream = tokio::net::TcpStream::connect(&authority).await.map_err(|_| OwnFailure::Connect)?;
-                let _ = stream.set_nodelay(true);
-                let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .map_err(|_| OwnFailure::Connect)?;
-                tokio::spawn(connection);
-                self.hosts.push((authority, sender));
-                self.hosts.len() - 1
-            }
+        request.headers_mut().insert(hyper::header::HOST, host.clone());
+        if json {
+            const JSON: hyper::header::HeaderValue = hyper::header::HeaderValue::from_static("application/json");
+            request.headers_mut().insert(hyper::header::CONTENT_TYPE, JSON);
+        }
+        let exchange = async {
+            sender.ready().await.map_err(|_| OwnFailure::Other)?;
+            let response = sender.send_request(request).await.map_err(|_| OwnFailure::Other)?;
+            let status = response.status().as_u16();
+            // The whole body, so the connection is ready for the next request.
+            response.into_body().collect().await.map_err(|_| OwnFailure::Other)?;
+            Ok(status)
         };
-        let sender = &mut self.hosts[index].1;
-        sender.ready().await.map_err(|_| OwnFailure::Other)?;
-        let response =
-            sender.send_request(hyper::Request::from_parts(parts, body)).await.map_err(|_| OwnFailure::Other)?;
-        let status = response.status().as_u16();
-        // The whole body, so the connection is ready for the next request.
-        response.into_body().collect().await.map_err(|_| OwnFailure::Other)?;
-        Ok(status)
+        let mut closed = false;
+        let outcome = {
+            let mut exchange = std::pin::pin!(exchange);
+            std::future::poll_fn(|cx| {
+                use std::task::Poll;
+                if let Poll::Ready(outcome) = exchange.as_mut().poll(cx) {
+                    return Poll::Ready(outcome);
+                }
+                closed = closed || connection.as_mut().poll(cx).is_ready();
+                match exchange.as_mut().poll(cx) {
+                    Poll::Pending if closed => Poll::Ready(Err(OwnFailure::Other)),
+                    polled => polled,
+                }
+            })
+            .await
+        };
+        if closed || outcome.is_err() {
+            self.hosts.swap_remove(index);
+        }
+        outcome
     }
+
+    /// The index of an open connection to `authority`, connecting when needed.
+    async fn connection_to(&mut self, authority: &str) -> Result<usize, OwnFailure> {
+        if let Some(index) = self.hosts.iter().position(|own| own.authority == authority) {
+            // Whether the server closed it while it was idle: then a new one, rather
+            // than a request sent into a closed connection and counted as an error.
+            let own = &mut self.hosts[index];
+            let closed = std::future::poll_fn(|cx| std::task::Poll::Ready(own.connection.as_mut().poll(cx).is_ready()));
+            if !closed.await && !own.sender.is_closed() {
+                return Ok(index);
+            }
+            self.hosts.swap_remove(index);
+        }
+        let host = hyper::header::HeaderValue::from_str(authority).map_err(|_| OwnFailure::Other)?;
+        let stream = tokio::net::TcpStream::connect(authority).await.map_err(|_| OwnFailure::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|_| OwnFailure::Connect)?;
+        self.hosts.push(OwnConnection {
+            authority: authority.to_owned(),
+            host,
+            sender,
+            connection: Box::pin(connection),
+        });
+        Ok(self.hosts.len() - 1)
+    }
+}
+
+/// The authority and origin-form target of `path` (a path on `base`, or a full
+/// `http://` URL).
+fn split_target<'a>(base: &'a str, path: &'a str) -> Option<(&'a str, &'a str)> {
+    let (url, path) = if path.starts_with("http://") { (path, None) } else { (base, Some(path)) };
+    let rest = url.strip_prefix("http://")?;
+    let (authority, own_path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let target = match path {
+        Some(path) if own_path.is_empty() => path,
+        Some(_) => return None, // a base with a path of its own: not what the driver is given
+        None if own_path.is_empty() => "/",
+        None => own_path,
+    };
+    Some((authority, target))
 }
 
 /// Sends one request; returns its outcome once the whole body has arrived.
 async fn send(
     transport: &mut Transport<'_>,
+    run: &Run,
+    method: hyper::Method,
+    path: &str,
+    body: Option<String>,
+) -> Outcome {
+    let connections = match transport {
+        Transport::Pooled(client) => return send_pooled(client, run, method, path, body).await,
+        Transport::Own(connections) => connections,
+    };
+    let Some((authority, target)) = split_target(&run.base, path) else {
+        return Outcome::Other;
+    };
+    match tokio::time::timeout(run.timeout, connections.exchange(method, authority, target, body)).await {
+        Ok(Ok(status)) => Outcome::Status(status),
+        Ok(Err(OwnFailure::Connect)) => Outcome::Connect,
+        Ok(Err(OwnFailure::Other)) => Outcome::Other,
+        Err(_) => {
+            // A request abandoned mid-exchange leaves its connection unusable.
+            connections.hosts.clear();
+            Outcome::Timeout
+        }
+    }
+}
+
+async fn send_pooled(
+    client: &HttpClient,
     run: &Run,
     method: hyper::Method,
     path: &str,
@@ -167,32 +263,18 @@ async fn send(
     let Ok(request) = request.body(Full::new(Bytes::from(body.unwrap_or_default()))) else {
         return Outcome::Other;
     };
-    match transport {
-        Transport::Pooled(client) => {
-            let exchange = async {
-                let response = client.request(request).await?;
-                let status = response.status().as_u16();
-                // Read the body so the connection goes back to the pool.
-                let _ = response.into_body().collect().await;
-                Ok::<_, hyper_util::client::legacy::Error>(status)
-            };
-            match tokio::time::timeout(run.timeout, exchange).await {
-                Ok(Ok(status)) => Outcome::Status(status),
-                Ok(Err(error)) if error.is_connect() => Outcome::Connect,
-                Ok(Err(_)) => Outcome::Other,
-                Err(_) => Outcome::Timeout,
-            }
-        }
-        Transport::Own(connections) => match tokio::time::timeout(run.timeout, connections.exchange(request)).await {
-            Ok(Ok(status)) => Outcome::Status(status),
-            Ok(Err(OwnFailure::Connect)) => Outcome::Connect,
-            Ok(Err(OwnFailure::Other)) => Outcome::Other,
-            Err(_) => {
-                // A request abandoned mid-exchange leaves its connection unusable.
-                connections.hosts.clear();
-                Outcome::Timeout
-            }
-        },
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status().as_u16();
+        // Read the body so the connection goes back to the pool.
+        let _ = response.into_body().collect().await;
+        Ok::<_, hyper_util::client::legacy::Error>(status)
+    };
+    match tokio::time::timeout(run.timeout, exchange).await {
+        Ok(Ok(status)) => Outcome::Status(status),
+        Ok(Err(error)) if error.is_connect() => Outcome::Connect,
+        Ok(Err(_)) => Outcome::Other,
+        Err(_) => Outcome::Timeout,
     }
 }
 
@@ -318,4 +400,20 @@ async fn closed(run: Arc<Run>, connections: usize, end: Instant) {
         });
     }
     while workers.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_target;
+
+    #[test]
+    fn a_path_goes_to_the_base_and_a_full_url_to_its_own_host() {
+        assert_eq!(split_target("http://127.0.0.1:8000", "/vote"), Some(("127.0.0.1:8000", "/vote")));
+        assert_eq!(
+            split_target("http://127.0.0.1:8000", "http://127.0.0.1:8011/cart/a?x=1"),
+            Some(("127.0.0.1:8011", "/cart/a?x=1"))
+        );
+        assert_eq!(split_target("http://127.0.0.1:8000", "http://127.0.0.1:8011"), Some(("127.0.0.1:8011", "/")));
+        assert_eq!(split_target("https://example.org", "/vote"), None);
+    }
 }

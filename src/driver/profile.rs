@@ -225,29 +225,51 @@ impl Profile {
         }
     }
 
-    /// A step's path and body with their placeholders filled.
+    /// A step's path and body with their placeholders filled, in one pass over the
+    /// text (this runs for every request the driver sends). Braces that are not a
+    /// placeholder, such as a JSON body's, stay as they are.
     pub fn fill<R: Rng>(&self, rng: &mut R, text: &str, n: u64, journey: u64, ids: &[String]) -> String {
-        let mut out = text.replace("{n}", &n.to_string()).replace("{journey}", &journey.to_string());
-        if out.contains("{category}") {
-            out = out.replace("{category}", SHOP_CATEGORIES[rng.random_range(0..SHOP_CATEGORIES.len())]);
+        use std::fmt::Write;
+        let mut out = String::with_capacity(text.len() + 24);
+        let mut rest = text;
+        let mut price_min = None;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let name = after.find('}').map_or("", |close| &after[..close]);
+            let filled = match name {
+                "n" => write!(out, "{n}").is_ok(),
+                "journey" => write!(out, "{journey}").is_ok(),
+                "category" => {
+                    out.push_str(SHOP_CATEGORIES[rng.random_range(0..SHOP_CATEGORIES.len())]);
+                    true
+                }
+                "price_min" => write!(out, "{}", *price_min.get_or_insert_with(|| rng.random_range(5..1900))).is_ok(),
+                "price_max" => {
+                    write!(out, "{}", *price_min.get_or_insert_with(|| rng.random_range(5..1900)) + 100).is_ok()
+                }
+                "product_id" => write!(out, "{}", rng.random_range(1..=self.products.max(1))).is_ok(),
+                "doorbuster" => write!(out, "{}", 1 + journey % DOORBUSTERS).is_ok(),
+                "choice" => {
+                    let choice =
+                        self.choices.get(pick(rng, self.choices.iter().map(|c| c.1))).map_or("ai", |c| c.0.as_str());
+                    out.push_str(choice);
+                    true
+                }
+                "item_id" if !ids.is_empty() => {
+                    out.push_str(&ids[rng.random_range(0..ids.len())]);
+                    true
+                }
+                _ => false,
+            };
+            if filled {
+                rest = &after[name.len() + 1..];
+            } else {
+                out.push('{');
+                rest = after;
+            }
         }
-        if out.contains("{price_min}") {
-            let min = rng.random_range(5..1900);
-            out = out.replace("{price_min}", &min.to_string()).replace("{price_max}", &(min + 100).to_string());
-        }
-        if out.contains("{product_id}") {
-            out = out.replace("{product_id}", &rng.random_range(1..=self.products.max(1)).to_string());
-        }
-        if out.contains("{doorbuster}") {
-            out = out.replace("{doorbuster}", &(1 + journey % DOORBUSTERS).to_string());
-        }
-        if out.contains("{choice}") {
-            let choice = self.choices.get(pick(rng, self.choices.iter().map(|c| c.1))).map_or("ai", |c| c.0.as_str());
-            out = out.replace("{choice}", choice);
-        }
-        if out.contains("{item_id}") && !ids.is_empty() {
-            out = out.replace("{item_id}", &ids[rng.random_range(0..ids.len())]);
-        }
+        out.push_str(rest);
         out
     }
 }
@@ -285,6 +307,14 @@ mod tests {
         let browse = shop.fill(&mut rand::rng(), &shop.journeys[0].steps[0].path, 1, 41, &[]);
         assert!(browse.starts_with("http://c/products?category="), "{browse}");
         assert!(!browse.contains('{'), "{browse}");
+        let number = |key: &str| -> u64 {
+            let at = browse.find(key).unwrap() + key.len();
+            browse[at..].split('&').next().unwrap().parse().unwrap()
+        };
+        assert_eq!(number("price_max=") - number("price_min="), 100, "one range: {browse}");
+        let untouched = items.fill(&mut rand::rng(), r#"{"a":{"b":"{unknown}"}} {n"#, 3, 0, &[]);
+        assert_eq!(untouched, r#"{"a":{"b":"{unknown}"}} {n"#, "what is not a placeholder stays");
+        assert_eq!(items.fill(&mut rand::rng(), "/items/{item_id}", 3, 0, &[]), "/items/{item_id}", "no ids yet");
         assert!(parse_weights("ai=x").is_err());
     }
 }
