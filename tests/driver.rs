@@ -161,6 +161,24 @@ async fn the_closed_model_runs_its_connections_flat_out() {
     assert_eq!(report.errors, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_the_closed_model_at_once_even_mid_request() {
+    // From 200 ms on the server holds every request for a minute.
+    let server = test_server(Duration::from_millis(200), Duration::from_secs(60)).await;
+    let run = Arc::new(Run::new(get_ok(), server.url.clone(), None, Duration::from_secs(30), Vec::new()));
+    let driving = tokio::spawn(engine::drive(
+        run.clone(),
+        Model::Closed { connections: 4, duration: Duration::from_secs(60) },
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped_at = std::time::Instant::now();
+    run.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), driving).await.expect("the run ends when stopped").unwrap();
+    assert!(stopped_at.elapsed() < Duration::from_secs(2), "took {:?}", stopped_at.elapsed());
+    let report = breakroom::driver::control::snapshot(&run);
+    assert!(report.requests > 0 && report.errors == 0, "stopped requests are not errors: {report:?}");
+}
+
 /// Like wrk, each closed-model connection keeps one keep-alive connection of its own
 /// (no pool shared between them), and sends a Host header on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::profile::{Journey, Profile};
 use super::record::{Outcome, Recorder};
 use super::shape::Shape;
+use super::wire::Wire;
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -103,21 +104,11 @@ pub enum Transport<'a> {
     Own(&'a mut OwnConnections),
 }
 
-/// A closed-model connection's keep-alive connections, one per host (`127.0.0.1:8000`).
-/// Each is driven by the task that sends on it, as wrk's event loop does: no task of
-/// its own, so an exchange is not two tasks waking each other through channels.
+/// A closed-model connection's keep-alive connections, one per host (`127.0.0.1:8000`),
+/// each a [`Wire`]: driven by the task that sends on it, as wrk's event loop does.
 #[derive(Default)]
 pub struct OwnConnections {
-    hosts: Vec<OwnConnection>,
-}
-
-type Connection = hyper::client::conn::http1::Connection<hyper_util::rt::TokioIo<tokio::net::TcpStream>, Full<Bytes>>;
-
-struct OwnConnection {
-    authority: String,
-    host: hyper::header::HeaderValue,
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    connection: std::pin::Pin<Box<Connection>>,
+    hosts: Vec<(String, Wire)>,
 }
 
 /// Why an exchange on an own connection failed.
@@ -131,77 +122,38 @@ impl OwnConnections {
     /// this host's connection, opened (again) when there is none or the server closed it.
     async fn exchange(
         &mut self,
-        method: hyper::Method,
+        method: &hyper::Method,
         authority: &str,
         target: &str,
-        body: Option<String>,
+        body: Option<&str>,
     ) -> Result<u16, OwnFailure> {
         let index = self.connection_to(authority).await?;
-        let OwnConnection { host, sender, connection, .. } = &mut self.hosts[index];
-        let json = body.is_some();
-        let mut request = hyper::Request::new(Full::new(Bytes::from(body.unwrap_or_default())));
-        *request.method_mut() = method;
-        *request.uri_mut() = target.parse().map_err(|_| OwnFailure::Other)?;
-        // HTTP/1.1 on a connection of our own: origin-form target and a Host header.
-        request.headers_mut().insert(hyper::header::HOST, host.clone());
-        if json {
-            const JSON: hyper::header::HeaderValue = hyper::header::HeaderValue::from_static("application/json");
-            request.headers_mut().insert(hyper::header::CONTENT_TYPE, JSON);
+        let exchanged = self.hosts[index].1.exchange(method.as_str(), authority, target, body.map(str::as_bytes)).await;
+        match exchanged {
+            Ok((status, true)) => Ok(status),
+            Ok((status, false)) => {
+                self.hosts.swap_remove(index);
+                Ok(status)
+            }
+            Err(_) => {
+                self.hosts.swap_remove(index);
+                Err(OwnFailure::Other)
+            }
         }
-        let exchange = async {
-            sender.ready().await.map_err(|_| OwnFailure::Other)?;
-            let response = sender.send_request(request).await.map_err(|_| OwnFailure::Other)?;
-            let status = response.status().as_u16();
-            // The whole body, so the connection is ready for the next request.
-            response.into_body().collect().await.map_err(|_| OwnFailure::Other)?;
-            Ok(status)
-        };
-        let mut closed = false;
-        let outcome = {
-            let mut exchange = std::pin::pin!(exchange);
-            std::future::poll_fn(|cx| {
-                use std::task::Poll;
-                if let Poll::Ready(outcome) = exchange.as_mut().poll(cx) {
-                    return Poll::Ready(outcome);
-                }
-                closed = closed || connection.as_mut().poll(cx).is_ready();
-                match exchange.as_mut().poll(cx) {
-                    Poll::Pending if closed => Poll::Ready(Err(OwnFailure::Other)),
-                    polled => polled,
-                }
-            })
-            .await
-        };
-        if closed || outcome.is_err() {
-            self.hosts.swap_remove(index);
-        }
-        outcome
     }
 
     /// The index of an open connection to `authority`, connecting when needed.
     async fn connection_to(&mut self, authority: &str) -> Result<usize, OwnFailure> {
-        if let Some(index) = self.hosts.iter().position(|own| own.authority == authority) {
-            // Whether the server closed it while it was idle: then a new one, rather
-            // than a request sent into a closed connection and counted as an error.
-            let own = &mut self.hosts[index];
-            let closed = std::future::poll_fn(|cx| std::task::Poll::Ready(own.connection.as_mut().poll(cx).is_ready()));
-            if !closed.await && !own.sender.is_closed() {
+        if let Some(index) = self.hosts.iter().position(|(host, _)| host == authority) {
+            // Closed by the server while idle: a new one, rather than a request sent into
+            // a closed connection and counted as an error.
+            if !self.hosts[index].1.closed_while_idle().await {
                 return Ok(index);
             }
             self.hosts.swap_remove(index);
         }
-        let host = hyper::header::HeaderValue::from_str(authority).map_err(|_| OwnFailure::Other)?;
-        let stream = tokio::net::TcpStream::connect(authority).await.map_err(|_| OwnFailure::Connect)?;
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|_| OwnFailure::Connect)?;
-        self.hosts.push(OwnConnection {
-            authority: authority.to_owned(),
-            host,
-            sender,
-            connection: Box::pin(connection),
-        });
+        let wire = Wire::connect(authority).await.map_err(|_| OwnFailure::Connect)?;
+        self.hosts.push((authority.to_owned(), wire));
         Ok(self.hosts.len() - 1)
     }
 }
@@ -236,7 +188,7 @@ async fn send(
     let Some((authority, target)) = split_target(&run.base, path) else {
         return Outcome::Other;
     };
-    match tokio::time::timeout(run.timeout, connections.exchange(method, authority, target, body)).await {
+    match tokio::time::timeout(run.timeout, connections.exchange(&method, authority, target, body.as_deref())).await {
         Ok(Ok(status)) => Outcome::Status(status),
         Ok(Err(OwnFailure::Connect)) => Outcome::Connect,
         Ok(Err(OwnFailure::Other)) => Outcome::Other,
@@ -384,22 +336,27 @@ async fn closed(run: Arc<Run>, connections: usize, end: Instant) {
         workers.spawn(async move {
             let mut own = OwnConnections::default();
             let mut transport = Transport::Own(&mut own);
-            loop {
-                if Instant::now() >= end || run.stop.is_cancelled() {
-                    return;
-                }
-                if run.count_reached(sent.fetch_add(1, Ordering::AcqRel)) {
+            // Only a run with a request count shares a counter: a value every connection
+            // writes on every request is a cost they all pay, on every core.
+            let counted = run.max_requests.is_some();
+            while Instant::now() < end && !run.stop.is_cancelled() {
+                if counted && run.count_reached(sent.fetch_add(1, Ordering::AcqRel)) {
                     return;
                 }
                 let chosen = run.pick_journey();
-                tokio::select! {
-                    _ = run.stop.cancelled() => return,
-                    _ = journey(&mut transport, &run, &run.profile.journeys[chosen], Instant::now()) => {}
-                }
+                journey(&mut transport, &run, &run.profile.journeys[chosen], Instant::now()).await;
             }
         });
     }
-    while workers.join_next().await.is_some() {}
+    // A stop ends every connection where it is; they do not each watch for it.
+    let stopped = tokio::select! {
+        _ = run.stop.cancelled() => true,
+        _ = async { while workers.join_next().await.is_some() {} } => false,
+    };
+    if stopped {
+        workers.abort_all();
+        while workers.join_next().await.is_some() {}
+    }
 }
 
 #[cfg(test)]

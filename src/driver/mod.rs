@@ -9,6 +9,7 @@ pub mod engine;
 pub mod profile;
 pub mod record;
 pub mod shape;
+mod wire;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

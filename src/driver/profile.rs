@@ -233,10 +233,12 @@ impl Profile {
         let mut out = String::with_capacity(text.len() + 24);
         let mut rest = text;
         let mut price_min = None;
-        while let Some(open) = rest.find('{') {
+        // Byte scans: the texts are short, and `{`/`}` never occur inside a UTF-8 sequence.
+        let position = |text: &str, byte: u8| text.bytes().position(|b| b == byte);
+        while let Some(open) = position(rest, b'{') {
             out.push_str(&rest[..open]);
             let after = &rest[open + 1..];
-            let name = after.find('}').map_or("", |close| &after[..close]);
+            let name = position(after, b'}').map_or("", |close| &after[..close]);
             let filled = match name {
                 "n" => write!(out, "{n}").is_ok(),
                 "journey" => write!(out, "{journey}").is_ok(),
