@@ -166,10 +166,8 @@ async fn a_stop_ends_the_closed_model_at_once_even_mid_request() {
     // From 200 ms on the server holds every request for a minute.
     let server = test_server(Duration::from_millis(200), Duration::from_secs(60)).await;
     let run = Arc::new(Run::new(get_ok(), server.url.clone(), None, Duration::from_secs(30), Vec::new()));
-    let driving = tokio::spawn(engine::drive(
-        run.clone(),
-        Model::Closed { connections: 4, duration: Duration::from_secs(60) },
-    ));
+    let driving =
+        tokio::spawn(engine::drive(run.clone(), Model::Closed { connections: 4, duration: Duration::from_secs(60) }));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stopped_at = std::time::Instant::now();
     run.stop.cancel();
@@ -177,6 +175,15 @@ async fn a_stop_ends_the_closed_model_at_once_even_mid_request() {
     assert!(stopped_at.elapsed() < Duration::from_secs(2), "took {:?}", stopped_at.elapsed());
     let report = breakroom::driver::control::snapshot(&run);
     assert!(report.requests > 0 && report.errors == 0, "stopped requests are not errors: {report:?}");
+}
+
+/// `app` on a free loopback port, its handlers told each client's address.
+async fn serve_with_peers(app: axum::Router) -> (TestServer, std::net::SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (TestServer { url: format!("http://{address}"), arrivals: Arc::default(), hits: Arc::default() }, address)
 }
 
 /// Like wrk, each closed-model connection keeps one keep-alive connection of its own
@@ -200,10 +207,7 @@ async fn each_closed_model_connection_keeps_a_connection_of_its_own() {
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
-    let server = TestServer { url: format!("http://{address}"), arrivals: Arc::default(), hits: Arc::default() };
+    let (server, address) = serve_with_peers(app).await;
     let report = drive(&server, get_ok(), Model::Closed { connections: 3, duration: Duration::from_millis(500) }).await;
     assert!(report.requests > 30 && report.errors == 0, "{report:?}");
     let (peers, hosts) = seen.lock().unwrap().clone();
@@ -223,10 +227,7 @@ async fn a_server_that_closes_each_connection_costs_reconnects_not_errors() {
             async { ([(axum::http::header::CONNECTION, "close")], "ok") }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
-    let server = TestServer { url: format!("http://{address}"), arrivals: Arc::default(), hits: Arc::default() };
+    let (server, _) = serve_with_peers(app).await;
     let report = drive(&server, get_ok(), Model::Closed { connections: 2, duration: Duration::from_millis(500) }).await;
     assert!(report.requests > 20 && report.errors == 0, "{report:?}");
     let connections = peers.lock().unwrap().len() as u64;
