@@ -53,9 +53,12 @@ impl Feed {
             let mut ticks = tokio::time::interval(refresh);
             let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
             keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // On shutdown every stream is told to end (their responses must finish for
+            // the server to drain); a viewer watches nothing but the state for it.
+            let close = || task.current.send_modify(|state| state.closed = true);
             loop {
                 tokio::select! {
-                    _ = task.shutdown.cancelled() => return,
+                    _ = task.shutdown.cancelled() => return close(),
                     _ = task.changed.notified() => {}
                     _ = ticks.tick() => {}
                     _ = keep_alive.tick() => {
@@ -78,7 +81,7 @@ impl Feed {
                     // Coalescing window: notifications arriving meanwhile leave one
                     // permit (Notify keeps at most one), read once when it ends.
                     tokio::select! {
-                        _ = task.shutdown.cancelled() => return,
+                        _ = task.shutdown.cancelled() => return close(),
                         _ = tokio::time::sleep(COALESCE) => {}
                     }
                 }
@@ -99,21 +102,24 @@ impl Feed {
     /// An SSE response: the current state at once, then every change, until shutdown.
     /// Every viewer is sent the same pre-encoded frame (a reference-counted buffer);
     /// woken without a new version, it sends a comment line that keeps proxies from
-    /// closing a quiet stream.
+    /// closing a quiet stream. A viewer waits on the state alone, shutdown included:
+    /// one waiter per viewer, not a second one polled on every event of 10,000 streams.
     pub fn stream(&self) -> Response {
         let events = futures_util::stream::unfold((self.current.subscribe(), None), |(mut viewer, sent)| async move {
             if sent.is_some() && viewer.changed().await.is_err() {
                 return None;
             }
             let current = viewer.borrow_and_update();
+            if current.closed {
+                return None;
+            }
             let chunk =
                 if sent == Some(current.version) { Bytes::from_static(b":\n\n") } else { current.frame.clone() };
             let version = current.version;
             drop(current);
             Some((chunk, (viewer, Some(version))))
         });
-        let body = events.take_until(self.shutdown.clone().cancelled_owned()).map(Ok::<_, Infallible>);
-        let mut response = Body::from_stream(body).into_response();
+        let mut response = Body::from_stream(events.map(Ok::<_, Infallible>)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -131,12 +137,15 @@ struct State {
     json: Arc<str>,
     frame: Bytes,
     version: u64,
+    /// The server is shutting down: streams end.
+    closed: bool,
 }
 
 impl State {
     fn new(event: &str, json: &str, version: u64) -> State {
         debug_assert!(!json.contains('\n'), "SSE data must be one line");
-        State { json: Arc::from(json), frame: Bytes::from(format!("event: {event}\ndata: {json}\n\n")), version }
+        let frame = Bytes::from(format!("event: {event}\ndata: {json}\n\n"));
+        State { json: Arc::from(json), frame, version, closed: false }
     }
 }
 
@@ -169,5 +178,20 @@ mod tests {
         feed.changed();
         assert_eq!(next().await, "event: n\ndata: 2\n\n", "the next change after the comment");
         assert_eq!(feed.viewers(), 1);
+    }
+
+    #[tokio::test]
+    async fn streams_end_on_shutdown_and_a_late_one_ends_at_once() {
+        let shutdown = CancellationToken::new();
+        let feed = Feed::spawn("n", "0".into(), Duration::from_secs(3600), shutdown.clone(), || async { None });
+        let mut open = feed.stream().into_body().into_data_stream();
+        assert_eq!(open.next().await.unwrap().unwrap(), "event: n\ndata: 0\n\n");
+        shutdown.cancel();
+        let ended =
+            tokio::time::timeout(Duration::from_secs(5), open.next()).await.expect("ends, so the server drains");
+        assert!(ended.is_none());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut late = feed.stream().into_body().into_data_stream();
+        assert!(tokio::time::timeout(Duration::from_secs(5), late.next()).await.expect("ends at once").is_none());
     }
 }
