@@ -328,10 +328,45 @@ async fn open(run: Arc<Run>, client: HttpClient, shape: Shape, max_in_flight: us
     }
 }
 
+/// The closed model runs like wrk: one event loop per core (a thread with a runtime of
+/// its own), each with its share of the connections, so a response wakes the loop that
+/// sent the request and no other thread.
 async fn closed(run: Arc<Run>, connections: usize, end: Instant) {
+    let connections = connections.max(1);
+    let loops = std::thread::available_parallelism().map_or(1, usize::from).min(connections);
     let sent = Arc::new(AtomicU64::new(0));
+    let mut finished = Vec::new();
+    for index in 0..loops {
+        let share = connections / loops + usize::from(index < connections % loops);
+        let (run, sent) = (run.clone(), sent.clone());
+        let (done, finish) = tokio::sync::oneshot::channel::<()>();
+        finished.push(finish);
+        let connections = closed_loop(run, sent, share, end);
+        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => {
+                std::thread::spawn(move || {
+                    runtime.block_on(connections);
+                    let _ = done.send(());
+                });
+            }
+            // No thread to be had: this share runs with the rest of the program.
+            Err(_) => {
+                tokio::spawn(async move {
+                    connections.await;
+                    let _ = done.send(());
+                });
+            }
+        }
+    }
+    for finish in finished {
+        let _ = finish.await;
+    }
+}
+
+/// `connections` closed-model connections on the current thread's runtime.
+async fn closed_loop(run: Arc<Run>, sent: Arc<AtomicU64>, connections: usize, end: Instant) {
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..connections.max(1) {
+    for _ in 0..connections {
         let (run, sent) = (run.clone(), sent.clone());
         workers.spawn(async move {
             let mut own = OwnConnections::default();
