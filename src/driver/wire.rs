@@ -113,9 +113,9 @@ impl Wire {
             request.extend_from_slice(part.as_bytes());
         }
         if let Some(body) = body {
-            request.extend_from_slice(b"content-type: application/json\r\ncontent-length: ");
-            request.extend_from_slice(body.len().to_string().as_bytes());
-            request.extend_from_slice(b"\r\n\r\n");
+            use std::io::Write;
+            // Writing into a Vec cannot fail.
+            let _ = write!(request, "content-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
             request.extend_from_slice(body);
         } else {
             request.extend_from_slice(b"\r\n");
