@@ -36,7 +36,13 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
 /// at a hundred thousand answers a second the page policy's bytes are a tenth of the work.
 const CONTENT_SECURITY_POLICY_NOT_A_DOCUMENT: &str = "default-src 'none'; frame-ancestors 'none'";
 
-/// Response headers that keep pages safe in front of an audience.
+/// Response headers that keep pages safe in front of an audience. A document (a page,
+/// an SVG) and a redirect get all four. Anything else gets the two that mean something for it:
+/// `nosniff`, so a browser never runs it as a script or a page, and the policy, whose
+/// `frame-ancestors 'none'` forbids framing in every browser with CSP 2.
+/// `X-Frame-Options` (the same rule for browsers without it) and `Referrer-Policy`
+/// (which governs the requests a document makes) act on documents only; left off the
+/// answers of the API they save a header map two insertions and every client 60 bytes.
 /// (The values are checked once, at compile time, not on every response.)
 fn add_security_headers(response: &mut Response) {
     const PAGE_POLICY: HeaderValue = HeaderValue::from_static(CONTENT_SECURITY_POLICY);
@@ -44,13 +50,20 @@ fn add_security_headers(response: &mut Response) {
     const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
     const NO_REFERRER: HeaderValue = HeaderValue::from_static("no-referrer");
     const DENY: HeaderValue = HeaderValue::from_static("DENY");
+    // A redirect's Referrer-Policy governs the request it leads to: it gets the full set.
+    let full_set = is_document(response.headers()) || response.status().is_redirection();
     let headers = response.headers_mut();
-    let policy = if is_document(headers) { PAGE_POLICY } else { NOT_A_DOCUMENT_POLICY };
-    headers.reserve(4);
-    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
-    headers.insert(header::REFERRER_POLICY, NO_REFERRER);
-    headers.insert(header::X_FRAME_OPTIONS, DENY);
+    if full_set {
+        headers.reserve(4);
+        headers.insert(header::CONTENT_SECURITY_POLICY, PAGE_POLICY);
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+        headers.insert(header::REFERRER_POLICY, NO_REFERRER);
+        headers.insert(header::X_FRAME_OPTIONS, DENY);
+    } else {
+        headers.reserve(2);
+        headers.insert(header::CONTENT_SECURITY_POLICY, NOT_A_DOCUMENT_POLICY);
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    }
 }
 
 /// A browser renders it as a page (an SVG can carry script and style too).
@@ -753,6 +766,30 @@ mod tests {
             metrics.requests.get_or_create(&labels).get()
         };
         assert_eq!((counted("/slow", 503), counted("/just-in-time", 200)), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn documents_and_redirects_get_every_security_header_and_the_api_two() {
+        let router = Router::new()
+            .route("/page", axum::routing::get(|| async { axum::response::Html("<p>hi</p>") }))
+            .route("/away", axum::routing::get(|| async { axum::response::Redirect::to("/page") }))
+            .route("/json", axum::routing::get(|| async { Json(serde_json::json!({ "ok": true })) }));
+        let router = router.layer(Observe::new(HttpMetrics::new()));
+        use tower::ServiceExt;
+        let get = |path: &str| Request::get(path).body(axum::body::Body::empty()).unwrap();
+        for path in ["/page", "/away"] {
+            let response = router.clone().oneshot(get(path)).await.unwrap();
+            let headers = response.headers();
+            assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), "{path}");
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+            assert_eq!(headers["referrer-policy"], "no-referrer", "{path}: a redirect's policy governs where it leads");
+        }
+        let json = router.oneshot(get("/json")).await.unwrap();
+        let headers = json.headers();
+        assert_eq!(headers["content-security-policy"], "default-src 'none'; frame-ancestors 'none'");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert!(!headers.contains_key("x-frame-options") && !headers.contains_key("referrer-policy"));
     }
 
     #[derive(serde::Deserialize)]
