@@ -69,7 +69,7 @@ line "GET /votes, c=64" /votes 64
 line "GET /health, c=64" /health 64
 # breakroom's own driver sending the same vote: the two tools should agree within 10%.
 # (The same choice, as wrk sends: votes spread over five choices land in five places
-# of the choice index, which costs the embedded database ~10% of its rate by itself.)
+# of the choice index, which costs the embedded database ~15% of its rate by itself.)
 drive_rate() {
   "$bin" drive vote-audience --url "http://127.0.0.1:$port" --rate max --connections 64 --duration "${1}s" \
     --referral-share 0 --choice-weights ai=1 --out "$data/drive.json" >/dev/null 2>&1
