@@ -13,6 +13,34 @@ use sqlx::Connection;
 
 const CHOICES: [&str; 5] = ["print", "stare", "ai", "revert", "restart"];
 
+/// Not a fault: a healthy subscription must stay up through its liveness pings. Redis
+/// answers PING on a subscribed connection with `["pong", ""]`; read as a string, every
+/// answer looked like a dead connection, so each lab resubscribed at every ping (5 s),
+/// lost what was published meanwhile, and the vote lab rebuilt its live counts with a
+/// full count of `votes` under the write lock — a stall of every vote, each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_redis_subscription_stays_up_through_its_pings() {
+    use breakroom::platform::cache::{Redis, Subscription};
+    let redis = Redis::connect(&common::redis_url(), "test:pings:", Duration::from_millis(150)).unwrap();
+    let channel = redis.key(&format!("events-{}", std::process::id()));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut events = redis.subscribe_pinging(channel.clone(), shutdown.clone(), Duration::from_millis(50));
+    async fn next(events: &mut tokio::sync::mpsc::Receiver<Subscription>) -> Subscription {
+        let next = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+        next.expect("an event within 5 s").expect("the subscription is running")
+    }
+    assert!(matches!(next(&mut events).await, Subscription::Subscribed));
+    tokio::time::sleep(Duration::from_millis(600)).await; // a dozen pings answered
+    let mut conn = redis.conn();
+    let receivers: i64 = redis::cmd("PUBLISH").arg(&channel).arg("hello").query_async(&mut conn).await.unwrap();
+    assert_eq!(receivers, 1, "still subscribed after the pings");
+    match next(&mut events).await {
+        Subscription::Message(message) => assert_eq!(message, "hello"),
+        Subscription::Subscribed => panic!("the subscription was dropped and made again"),
+    }
+    shutdown.cancel();
+}
+
 /// Redis dies in the middle of a burst of votes and comes back empty: every vote that
 /// got a 200 is stored, none twice, and the live counts come back from `votes`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,6 +65,16 @@ impl Redis {
     /// Subscribes to `channel` (already prefixed) until `shutdown`, reconnecting after
     /// every loss; the receiver sees `Subscribed` after each (re)subscription.
     pub fn subscribe(&self, channel: String, shutdown: CancellationToken) -> mpsc::Receiver<Subscription> {
+        self.subscribe_pinging(channel, shutdown, PUBSUB_PING_INTERVAL)
+    }
+
+    /// [`subscribe`](Self::subscribe), checking the connection every `ping_every`.
+    pub fn subscribe_pinging(
+        &self,
+        channel: String,
+        shutdown: CancellationToken,
+        ping_every: Duration,
+    ) -> mpsc::Receiver<Subscription> {
         let (tx, rx) = mpsc::channel(256);
         let client = self.client.clone();
         let connect_timeout = self.timeout.max(Duration::from_secs(1));
@@ -85,13 +95,15 @@ impl Redis {
                         // A connection can die without closing (a lost node, a partition):
                         // a ping that goes unanswered ends it, and the loop reconnects.
                         let (mut sink, mut messages) = pubsub.split();
-                        let mut pings = tokio::time::interval(PUBSUB_PING_INTERVAL);
+                        let mut pings = tokio::time::interval(ping_every);
                         pings.tick().await;
                         loop {
                             tokio::select! {
                                 _ = shutdown.cancelled() => return,
                                 _ = pings.tick() => {
-                                    let pong = tokio::time::timeout(connect_timeout, sink.ping::<String>()).await;
+                                    // A subscribed connection answers PING with `["pong", ""]`,
+                                    // not `PONG`: any answer shows it is alive.
+                                    let pong = tokio::time::timeout(connect_timeout, sink.ping::<redis::Value>()).await;
                                     if !matches!(pong, Ok(Ok(_))) {
                                         break;
                                     }
