@@ -656,6 +656,30 @@ async fn counts_are_rebuilt_after_redis_loses_them() {
     assert!(seen.is_some());
 }
 
+/// Redis kept the counts of a database that is gone (recreated for the next talk, or
+/// restored from a backup): a lab started on the new database shows the new database's
+/// votes, not the old hash's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lab_on_a_new_database_does_not_show_the_old_counts_redis_kept() {
+    let old = spawn_app(Backend::Services, |_| {}).await;
+    for _ in 0..3 {
+        assert_eq!(old.vote("ai", None).await.0, 200);
+    }
+    let prefix = old.redis_key("").expect("a Redis prefix");
+    let hash = old.redis_key("vote:counts").unwrap();
+    let mut redis = redis::Client::open(common::redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let kept: Option<i64> = redis::cmd("HGET").arg(&hash).arg("ai").query_async(&mut redis).await.unwrap();
+    assert_eq!(kept, Some(3), "the hash holds the old database's votes");
+    // A fresh database, the same Redis keys.
+    let new = spawn_app(Backend::Services, |c| c.backend.redis_prefix = prefix.clone()).await;
+    assert_eq!(new.sql_count("SELECT COUNT(*) FROM votes").await, 0);
+    assert_eq!(new.count_of("ai").await, 0, "counts come from the database the lab runs on");
+    assert_eq!(new.vote("ai", None).await.0, 200);
+    assert_eq!(new.count_of("ai").await, 1);
+    let rebuilt: Option<i64> = redis::cmd("HGET").arg(&hash).arg("ai").query_async(&mut redis).await.unwrap();
+    assert_eq!(rebuilt, Some(1), "and so does the shared hash");
+}
+
 async fn stage_commands_tell_a_buggy_server_from_a_fixed_one(backend: Backend) {
     let buggy = spawn_app(backend, |_| {}).await;
     let url = buggy.url.as_str();

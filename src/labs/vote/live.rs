@@ -2,8 +2,9 @@
 //!
 //! With Redis they live in one hash shared by every replica (one `HINCRBY` per choice
 //! of a batch); without it, in the process. Either way `votes` in the database is the
-//! truth: the hash carries an `_init` marker, and a hash without it (Redis flushed or
-//! restarted) is rebuilt from `SELECT choice, COUNT(*)`, never shown as zeros. An
+//! truth: every process rebuilds the hash from `SELECT choice, COUNT(*)` when it starts
+//! (Redis may hold another database's counts), and the hash carries an `_init` marker:
+//! a hash without it (Redis flushed or restarted) is rebuilt, never shown as zeros. An
 //! increment that failed while Redis was unreachable marks the counts stale, and the
 //! first read after Redis answers again rebuilds them.
 //!
@@ -80,8 +81,8 @@ const VOTE_MESSAGE: &str = "vote";
 const INIT_FIELD: &str = "_init";
 
 impl LiveCounts {
-    /// Loads the counts from the database (in-process) or makes sure the shared hash
-    /// is initialised (Redis; a Redis that is down now is retried on the next read).
+    /// Loads the counts from the database: into the process, or into the shared hash
+    /// (a Redis that is down now is rebuilt on the first read after it answers).
     pub async fn start(store: &VoteStore, redis: Option<&Redis>) -> Result<LiveCounts, sqlx::Error> {
         let writes = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         let backend = match redis {
@@ -99,13 +100,22 @@ impl LiveCounts {
                     stale: AtomicBool::new(false),
                     mirror: Mutex::default(),
                 });
-                if let Err(error) = counts.read().await {
-                    tracing::warn!(%error, "redis unreachable at start; live counts come from the database until it answers");
+                // The hash may count another database's votes (the database was recreated
+                // or restored while Redis kept its counts): a starting process sets it
+                // from `votes`, which is the truth.
+                if let Err(error) = counts.rebuild().await {
+                    counts.stale.store(true, Ordering::Relaxed);
+                    tracing::warn!(%error, "live counts not rebuilt from the database at start; the first read that can rebuilds them");
                 }
                 Backend::Redis(counts)
             }
         };
-        Ok(LiveCounts { backend, store: store.clone(), reconcile_at: Mutex::new(None), writes })
+        let live = LiveCounts { backend, store: store.clone(), reconcile_at: Mutex::new(None), writes };
+        if matches!(live.backend, Backend::Redis(_)) {
+            // Other replicas' votes may have landed between the count and the rewrite.
+            live.schedule_reconcile();
+        }
+        Ok(live)
     }
 
     fn schedule_reconcile(&self) {
