@@ -37,9 +37,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
 const CONTENT_SECURITY_POLICY_NOT_A_DOCUMENT: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// Response headers that keep pages safe in front of an audience. A document (a page,
-/// an SVG) and a redirect get all four. Anything else gets the two that mean something for it:
-/// `nosniff`, so a browser never runs it as a script or a page, and the policy, whose
-/// `frame-ancestors 'none'` forbids framing in every browser with CSP 2.
+/// an SVG) and a redirect get all four. Anything else gets the two that mean something
+/// for it: `nosniff`, so a browser never runs it as a script or a page, and the policy,
+/// whose `frame-ancestors 'none'` forbids framing in every browser with CSP 2.
 /// `X-Frame-Options` (the same rule for browsers without it) and `Referrer-Policy`
 /// (which governs the requests a document makes) act on documents only; left off the
 /// answers of the API they save a header map two insertions and every client 60 bytes.
