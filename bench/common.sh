@@ -3,6 +3,9 @@
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# The rate a `breakroom drive --out FILE` run achieved.
+achieved_rps() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['achieved_rps'])" "$1"; }
+
 # Waits until every port given answers GET /health (10 s at most each).
 wait_healthy() {
   local port

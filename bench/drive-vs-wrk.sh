@@ -34,7 +34,7 @@ wrk_rate() { wrk -t2 -c"$connections" -d"${1}s" "$url" | awk '/Requests\/sec/ {p
 drive_rate() {
   "$bin" drive url --url "$url" --rate max --connections "$connections" --duration "${1}s" \
     --out "$data/drive.json" >/dev/null 2>&1
-  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['achieved_rps'])" "$data/drive.json"
+  achieved_rps "$data/drive.json"
 }
 read -r drive_rps _ wrk_rps ratio rounds < <(alternate "$seconds" drive_rate wrk_rate)
 

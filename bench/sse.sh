@@ -12,14 +12,15 @@ ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet --bin breakroom --example sse_fanout
 bin="$CARGO_TARGET_DIR/release/breakroom"
 client="$CARGO_TARGET_DIR/release/examples/sse_fanout"
+source bench/common.sh
 counts=("$@"); [ ${#counts[@]} -gt 0 ] || counts=(100 1000 10000)
 for n in "${counts[@]}"; do
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   data=$(mktemp -d)
   "$bin" serve vote --bind 127.0.0.1 --port "$port" --data-dir "$data" --seed-partners 100 \
     --max-viewers 50000 >/dev/null 2>&1 &
   server=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+  wait_healthy "$port"
   "$client" "http://127.0.0.1:$port" "$n" "$server" || true
   kill "$server"; wait "$server" 2>/dev/null || true
   rm -rf "$data"

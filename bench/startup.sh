@@ -13,7 +13,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/breakroom-target}"
 runs=${1:-5}
 cargo build --release --quiet --bin breakroom
 bin="$CARGO_TARGET_DIR/release/breakroom"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/common.sh
 now_ms() { date +%s%3N; }
 server=""
 dirs=()

@@ -78,11 +78,11 @@ line "GET /votes, c=64" /votes 64
 line "GET /health, c=64" /health 64
 # breakroom's own driver sending the same vote: the two tools should agree within 10%.
 # (The same choice, as wrk sends: votes spread over five choices land in five places
-# of the choice index, which costs the embedded database ~15% of its rate by itself.)
+# of the choice index, which costs the embedded database ~17% of its rate by itself.)
 drive_rate() {
   "$bin" drive vote-audience --url "http://127.0.0.1:$port" --rate max --connections 64 --duration "${1}s" \
     --referral-share 0 --choice-weights ai=1 --out "$data/drive.json" >/dev/null 2>&1
-  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['achieved_rps'])" "$data/drive.json"
+  achieved_rps "$data/drive.json"
 }
 wrk_vote() { wrk_rate "http://127.0.0.1:$port/vote" 64 "$data/vote.lua" "$1"; }
 read -r drive_rps _ wrk_rps ratio rounds < <(alternate "$seconds" drive_rate wrk_vote)
