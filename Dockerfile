@@ -2,11 +2,29 @@
 # attach to it with LD_PRELOAD (a static musl binary would not do).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock build.rs askama.toml ./
+# The dependency layer: the workspace's manifests with an empty crate behind each,
+# built once; it is reused until a manifest or Cargo.lock changes, so an edit to the
+# sources recompiles breakroom's own crates only.
+COPY Cargo.toml Cargo.lock ./
+COPY crates/platform/Cargo.toml crates/platform/
+COPY crates/driver/Cargo.toml crates/driver/
+COPY crates/labs/vote/Cargo.toml crates/labs/vote/
+COPY crates/labs/items/Cargo.toml crates/labs/items/
+COPY crates/labs/datasets/Cargo.toml crates/labs/datasets/
+COPY crates/labs/shop/Cargo.toml crates/labs/shop/
+RUN for crate in crates/platform crates/driver crates/labs/vote crates/labs/items crates/labs/datasets crates/labs/shop; do \
+      mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; \
+    done \
+ && mkdir -p src && touch src/lib.rs && echo 'fn main() {}' > src/main.rs \
+ && cargo build --release --locked --bin breakroom \
+ && rm -rf src crates
 COPY src ./src
+COPY crates ./crates
 COPY migrations ./migrations
 COPY web ./web
-RUN cargo build --release --locked --bin breakroom
+# Newer than the empty crates' build, so cargo rebuilds every crate of the workspace.
+RUN find src crates -name '*.rs' -exec touch {} + \
+ && cargo build --release --locked --bin breakroom
 
 FROM debian:bookworm-slim
 # curl: seed 003's runbook drives the load generator with `kubectl exec … curl localhost:8010`.

@@ -1,12 +1,16 @@
 //! One typed configuration, from flags, then environment variables, then defaults.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::labs::LabName;
+pub use items::settings::ItemsArgs;
+use platform::config::{Backend, PlatformConfig};
+pub use shop::settings::{DEFAULT_PRODUCTS, ShopArgs, ShopDataArgs, ShopService};
+pub use vote::settings::VoteArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,13 +39,20 @@ pub enum Command {
     /// Print a lab's reference fix, from the source compiled into this binary
     Explain(ExplainArgs),
     /// Send traffic to a lab: open-model load with phases, live control and a report
-    Drive(crate::driver::DriveArgs),
+    Drive(driver::DriveArgs),
     /// Prove every scenario before a talk: reproduces, shows, is caught, is fixed, resets
     Rehearse(crate::rehearse::RehearseArgs),
     /// List the scenarios (--markdown: the docs/scenarios.md page)
     Scenarios(crate::rehearse::ScenariosArgs),
     /// Create a lab's tables and seed data, then exit
     Seed(SeedArgs),
+    /// The fix loop: serve a lab from this checkout and rebuild + restart it on every saved edit
+    #[command(long_about = "Serves a lab like `serve` (same flags) from the checkout this binary was \
+        built from, watches its sources, and on every save rebuilds and restarts it on the same \
+        port. The data stays (the SQLite file or the PostgreSQL database); in-memory state such as \
+        the referral cache starts empty, as after any restart. A build error is printed in full and \
+        the previous server keeps answering. Run it as `cargo run -- dev vote`.")]
+    Dev(ServeArgs),
 }
 
 /// Where a lab keeps its data.
@@ -91,7 +102,7 @@ impl ServeTarget {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Which lab to run (or the shop's load generator)
     pub lab: ServeTarget,
@@ -132,121 +143,19 @@ pub struct ServeArgs {
     pub shop_data: ShopDataArgs,
 }
 
-/// Which of the shop's services a process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ShopService {
-    /// catalog, cart and checkout in one process, each on its own port
-    All,
-    Catalog,
-    Cart,
-    Checkout,
-}
+/// The port of a lab, and of the shop's load generator, when `--port` is not given.
+pub const DEFAULT_LAB_PORT: u16 = 8000;
+pub const DEFAULT_LOADGEN_PORT: u16 = 8010;
 
-/// Settings of the `shop` lab.
-#[derive(Debug, Clone, Args)]
-pub struct ShopArgs {
-    /// shop: which service this process runs (one per pod in a cluster)
-    #[arg(long, env = "SHOP_SERVICE", value_enum, default_value_t = ShopService::All)]
-    pub service: ShopService,
-    /// shop: the product catalog's port
-    #[arg(long, env = "CATALOG_PORT", default_value_t = 8014)]
-    pub catalog_port: u16,
-    /// shop: the cart's port
-    #[arg(long, env = "CART_PORT", default_value_t = 8013)]
-    pub cart_port: u16,
-    /// shop: checkout's port
-    #[arg(long, env = "CHECKOUT_PORT", default_value_t = 8016)]
-    pub checkout_port: u16,
-    /// shop: where checkout finds the catalog (default: this host's --catalog-port)
-    #[arg(long, env = "CATALOG_URL")]
-    pub catalog_url: Option<String>,
-    /// shop: where checkout finds the cart (default: this host's --cart-port)
-    #[arg(long, env = "CART_URL")]
-    pub cart_url: Option<String>,
-    /// loadgen: where checkout answers (default: this host's --checkout-port)
-    #[arg(long, env = "CHECKOUT_URL")]
-    pub checkout_url: Option<String>,
-    /// shop: checkout's database pool in normal operation (the timeline shrinks it)
-    #[arg(long, env = "CHECKOUT_POOL_SIZE", default_value_t = 50)]
-    pub checkout_pool: u32,
-}
-
-impl Default for ShopArgs {
-    fn default() -> Self {
-        ShopArgs {
-            service: ShopService::All,
-            catalog_port: 8014,
-            cart_port: 8013,
-            checkout_port: 8016,
-            catalog_url: None,
-            cart_url: None,
-            checkout_url: None,
-            checkout_pool: 50,
-        }
-    }
-}
-
-/// How much catalog the shop generates when its database is empty.
-#[derive(Debug, Clone, Args)]
-pub struct ShopDataArgs {
-    /// shop: products to generate (a catalog query without its index scans all of them)
-    #[arg(long = "products", env = "SHOP_PRODUCTS", default_value_t = DEFAULT_PRODUCTS)]
-    pub products: u64,
-}
-
-/// Big enough that a scan without the index costs real time on a 2-core machine;
-/// see docs/runbooks/shop.md for the measured figures.
-pub const DEFAULT_PRODUCTS: u64 = 1_000_000;
-
-impl Default for ShopDataArgs {
-    fn default() -> Self {
-        ShopDataArgs { products: DEFAULT_PRODUCTS }
-    }
-}
-
-/// Settings of the `items` lab.
-#[derive(Debug, Clone, Args)]
-pub struct ItemsArgs {
-    /// How long an item stays in the cache after it was written or read
-    #[arg(long, env = "CACHE_TTL_SECONDS", default_value_t = 300)]
-    pub cache_ttl_seconds: u64,
-}
-
-impl Default for ItemsArgs {
-    fn default() -> Self {
-        ItemsArgs { cache_ttl_seconds: 300 }
-    }
-}
-
-/// Settings of the `vote` lab.
-#[derive(Debug, Clone, Args)]
-pub struct VoteArgs {
-    /// Generated referral partners seeded next to conf-partner-2026 (the original used 500000)
-    #[arg(long, env = "BREAKROOM_SEED_PARTNERS", default_value_t = 10_000)]
-    pub seed_partners: u32,
-    /// Entries the buggy referral cache holds before it reports itself exhausted
-    #[arg(long, env = "BREAKROOM_REFERRAL_CACHE_CAPACITY", default_value_t = 10)]
-    pub referral_cache_capacity: usize,
-    /// Votes a second one client address may send (in bursts of twice as many); a
-    /// whole room behind one NAT stays well under the default
-    #[arg(long, env = "BREAKROOM_VOTE_RATE_LIMIT", default_value_t = 50.0)]
-    pub vote_rate_limit: f64,
-    /// Live-results viewers one process serves at most; beyond it /stream answers 503
-    #[arg(long, env = "BREAKROOM_MAX_VIEWERS", default_value_t = 20_000)]
-    pub max_viewers: usize,
-    /// Take the client address from X-Forwarded-For (only behind a proxy you run)
-    #[arg(long, env = "BREAKROOM_TRUST_PROXY")]
-    pub trust_proxy: bool,
-}
-
-impl Default for VoteArgs {
-    fn default() -> Self {
-        VoteArgs {
-            seed_partners: 10_000,
-            referral_cache_capacity: 10,
-            vote_rate_limit: 50.0,
-            max_viewers: 20_000,
-            trust_proxy: false,
+impl ServeArgs {
+    /// Where `serve` listens: one address per service the process runs.
+    pub fn listen_addresses(&self) -> Vec<SocketAddr> {
+        match self.lab {
+            ServeTarget::Shop => {
+                self.shop.ports().into_iter().map(|(_, port)| SocketAddr::new(self.bind, port)).collect()
+            }
+            ServeTarget::Loadgen => vec![SocketAddr::new(self.bind, self.port.unwrap_or(DEFAULT_LOADGEN_PORT))],
+            _ => vec![SocketAddr::new(self.bind, self.port.unwrap_or(DEFAULT_LAB_PORT))],
         }
     }
 }
@@ -286,7 +195,7 @@ pub struct StageArgs {
     #[arg(long)]
     pub redis: Option<String>,
     #[command(flatten)]
-    pub shop: crate::driver::blackfriday::TimelineArgs,
+    pub shop: shop::timeline::TimelineArgs,
 }
 
 /// `$XDG_DATA_HOME/breakroom`, else `~/.local/share/breakroom`, else `./breakroom-data`.
@@ -373,6 +282,37 @@ impl ServeConfig {
             shop_data: args.shop_data,
             redis_timeout: Duration::from_millis(150),
             feed_refresh: Duration::from_secs(2),
+        }
+    }
+}
+
+impl BackendArgs {
+    /// The resolved backend the platform opens.
+    pub fn resolved(&self) -> Backend {
+        Backend {
+            database_url: self.database_url.clone(),
+            redis_url: self.redis_url.clone(),
+            data_dir: self.data_dir.clone(),
+            redis_prefix: self.redis_prefix.clone(),
+            db_max_connections: self.db_max_connections,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// What the platform under this lab is configured with.
+    pub fn platform(&self) -> PlatformConfig {
+        PlatformConfig {
+            lab: self.lab.as_str(),
+            fixed: self.fixed.clone(),
+            backend: self.backend.resolved(),
+            conference: self.conference.clone(),
+            app_version: self.app_version.clone(),
+            admin_token: self.admin_token.clone(),
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            public_url: self.public_url.clone(),
+            redis_timeout: self.redis_timeout,
+            feed_refresh: self.feed_refresh,
         }
     }
 }

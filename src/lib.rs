@@ -4,12 +4,14 @@
 //! real server through [`build`] and [`serve`] on a port of their own.
 
 pub mod config;
-pub mod driver;
+pub mod dev;
 pub mod labs;
-pub mod loadgen;
-pub mod platform;
 pub mod rehearse;
-pub mod stage;
+
+pub use ::driver;
+pub use ::platform;
+pub use platform::stage;
+pub use shop::loadgen;
 
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -27,9 +29,9 @@ pub struct App {
 /// Connects the lab's backends, runs migrations, seeds, and assembles its router.
 pub async fn build(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Result<App> {
     let lab = config.lab;
-    let platform = Platform::start(config, lab.bugs(), shutdown).await?;
+    let platform = Platform::start(config.platform(), lab.bugs(), shutdown).await?;
     let mut registry = Registry::default();
-    let lab_router = labs::build(lab, &platform, &mut registry).await?;
+    let lab_router = labs::build(lab, &platform, &mut registry, &config).await?;
     let router = platform.assemble(lab_router, registry);
     Ok(App { router, platform })
 }
@@ -59,7 +61,6 @@ pub async fn build_shop(
     listeners: Vec<(config::ShopService, TcpListener)>,
 ) -> anyhow::Result<ShopServer> {
     use config::ShopService;
-    let service = config.shop.service;
     let local = |wanted: ShopService| {
         listeners.iter().find(|(s, _)| *s == wanted).and_then(|(_, l)| l.local_addr().ok()).map(|mut a| {
             if a.ip().is_unspecified() {
@@ -83,8 +84,8 @@ pub async fn build_shop(
             .trim_end_matches('/')
             .to_string(),
     };
-    let platform = Platform::start(config, labs::shop::BUGS, shutdown).await?;
-    let mut shop = labs::shop::build(&platform, service, peers).await?;
+    let platform = Platform::start(config.platform(), labs::shop::BUGS, shutdown).await?;
+    let mut shop = labs::shop::build(&platform, &config.shop, config.shop_data.products, peers).await?;
     let mut services = Vec::new();
     for (service, listener) in listeners {
         let position = shop.routers.iter().position(|(s, _)| *s == service);

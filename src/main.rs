@@ -30,6 +30,11 @@ async fn run(cli: Cli) -> ExitCode {
             None => serve_loadgen(args).await.map(|()| 0),
         },
         Command::Seed(args) => seed(args).await.map(|()| 0),
+        Command::Dev(args) => {
+            // What follows `dev` is what each restarted `serve` gets.
+            let passthrough = std::env::args_os().skip(2).collect();
+            breakroom::dev::run(args, passthrough).await.map(|()| 0)
+        }
         Command::Demonstrate(args) => stage(StageCommand::Demonstrate, args).await,
         Command::Check(args) => stage(StageCommand::Check, args).await,
         Command::Reset(args) => stage(StageCommand::Reset, args).await,
@@ -104,6 +109,10 @@ fn shut_down_on_signal(shutdown: CancellationToken, limit: std::time::Duration) 
 
 async fn listen(bind: IpAddr, port: u16, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
     let address = SocketAddr::new(bind, port);
+    // Under `breakroom dev` the socket outlives each server: a restart refuses nobody.
+    if let Some(listener) = breakroom::dev::inherited_listener(address) {
+        return Ok(tokio::net::TcpListener::from_std(listener)?);
+    }
     tokio::net::TcpListener::bind(address).await.with_context(|| {
         format!("cannot listen on {address} for {what}: is another program using port {port}? Pick another port")
     })
@@ -146,7 +155,7 @@ async fn serve_loadgen(args: breakroom::config::ServeArgs) -> anyhow::Result<()>
     let listener = listen(args.bind, port, "loadgen").await?;
     let shop = &args.shop;
     let url = |given: &Option<String>, port: u16| given.clone().unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
-    let urls = breakroom::driver::blackfriday::ShopUrls {
+    let urls = breakroom::driver::ShopUrls {
         catalog_url: url(&shop.catalog_url, shop.catalog_port),
         cart_url: url(&shop.cart_url, shop.cart_port),
         checkout_url: url(&shop.checkout_url, shop.checkout_port),
@@ -234,18 +243,18 @@ fn print_banner(platform: &breakroom::platform::Platform, local: SocketAddr, tok
     let config = &platform.config;
     let host = if local.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { local.ip() };
     let base = format!("http://{}", SocketAddr::new(host, local.port()));
-    let lab = config.lab.as_str();
+    let lab = config.lab;
     let mut lines = vec![format!("breakroom {} · {lab} lab · listening on {local}", config.app_version)];
-    if config.lab == labs::LabName::Datasets {
+    if lab == "datasets" {
         lines.push(format!("  datasets       {base}/api/datasets/   (Authorization: Token alice-token)"));
         lines.push(format!("  statistics     {base}/api/datasets/{}/statistics/", labs::datasets::FLAGSHIP_ID));
     }
-    if config.lab == labs::LabName::Items {
+    if lab == "items" {
         lines.push(format!("  items          {base}/items"));
         lines.push(format!("  cache stats    {base}/cache/stats"));
     }
     let audience_base = config.public_url.clone().unwrap_or_else(|| base.clone());
-    if config.lab == labs::LabName::Vote {
+    if lab == "vote" {
         lines.push(format!("  vote page      {}", labs::vote::vote_url(&audience_base)));
         lines.push(format!("  referral link  {}", labs::vote::referral_url(&audience_base)));
         lines.push(format!("  results        {base}/results"));
@@ -267,7 +276,7 @@ fn print_banner(platform: &breakroom::platform::Platform, local: SocketAddr, tok
     lines.push(token_line(platform, token_file));
     eprintln!("{}", lines.join("\n"));
     // On a terminal, the two audience links as QR codes, to test with a phone at once.
-    if config.lab == labs::LabName::Vote && std::io::stderr().is_terminal() {
+    if lab == "vote" && std::io::stderr().is_terminal() {
         let codes = [
             ("vote", labs::vote::vote_url(&audience_base)),
             ("vote + referral", labs::vote::referral_url(&audience_base)),

@@ -134,7 +134,7 @@ async fn referral_cache_exhausted_pages_for_the_buggy_build_only() {
         .next()
         .unwrap();
     assert_eq!(alert["labels"]["severity"], "critical");
-    assert!(alert["annotations"]["description"].as_str().unwrap().contains("src/labs/vote/referral.rs"));
+    assert!(alert["annotations"]["description"].as_str().unwrap().contains("crates/labs/vote/src/referral.rs"));
 
     // The fixed build got the same votes at the same time; give it as long again.
     tokio::time::sleep(Duration::from_secs(8)).await;

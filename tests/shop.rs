@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use breakroom::driver::blackfriday::{Event, Settings, Shop, ShopUrls, Timeline};
+use breakroom::driver::ShopUrls;
+use breakroom::labs::shop::timeline::{Event, Settings, Shop, Timeline};
 use common::shop::{TestShop, spawn_shop, start_loadgen};
 use common::{ADMIN_TOKEN, Backend, eventually, sample};
 use serde_json::{Value, json};

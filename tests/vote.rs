@@ -699,7 +699,7 @@ async fn stage_commands_tell_a_buggy_server_from_a_fixed_one(backend: Backend) {
     let (code, out) = breakroom(&["check", "vote", "--url", url, "--interval-ms", "0"]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("FAIL: request 1 of 15 answered 503"), "{out}");
-    assert!(out.contains("src/labs/vote/referral.rs"), "says where the bug lives: {out}");
+    assert!(out.contains("crates/labs/vote/src/referral.rs"), "says where the bug lives: {out}");
 
     let (code, out) = breakroom(&["reset", "vote", "--url", url, "--token", "wrong"]).await;
     assert_eq!(code, 2, "{out}");

@@ -172,7 +172,7 @@ pub async fn start_loadgen(shop: &TestShop) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let config = breakroom::loadgen::LoadgenConfig {
-        urls: breakroom::driver::blackfriday::ShopUrls {
+        urls: breakroom::driver::ShopUrls {
             catalog_url: shop.catalog.clone(),
             cart_url: shop.cart.clone(),
             checkout_url: shop.checkout.clone(),

@@ -1,0 +1,338 @@
+//! The `items` lab — a write-through cache over the database and Redis (seed 002).
+//!
+//! Its scenario is an outage, not a planted bug: Redis stops answering and the API
+//! degrades gracefully — reads from the database, writes still succeed, `/health`
+//! says `degraded` — then recovers by itself, without serving anything stale.
+
+mod openapi;
+pub mod settings;
+pub mod stage;
+mod store;
+mod write_through;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::json;
+
+use platform::Platform;
+use platform::bugs::BugInfo;
+use platform::cache::Cache;
+use platform::http::{ApiError, Confirmed, JsonBody, PathParam, QueryParams};
+use platform::stage::Scenario;
+use store::{ItemFields, ItemStore};
+use write_through::{CacheStats, WriteThrough};
+
+pub use store::SEED_ITEMS;
+
+/// The outage is a fault injected from outside (Redis stops), not a planted bug.
+pub const BUGS: &[BugInfo] = &[];
+
+pub const SCENARIO: Scenario = Scenario {
+    name: "items/redis-outage",
+    lab: "items",
+    bug: "",
+    title: "Kill Redis: graceful degradation of a write-through cache",
+    story: "Items are written to the database and then to Redis, and read from Redis first. \
+            When Redis stops answering, the API keeps working from the database, /health says \
+            degraded, and when Redis returns the cache is used again with nothing stale in it.",
+    trigger: "stop Redis (redis-cli shutdown, docker compose stop redis) or CLIENT PAUSE it",
+    symptom: "/health {\"status\":\"degraded\",\"dependencies\":{\"redis\":\"down\"}}; cache_misses_total{operation=\"unavailable\"} rises",
+    fix: "nothing to fix: start Redis again and the lab recovers by itself",
+    check: "a created item is a cache hit on its first read, an update is read back at once; with --redis, Redis is paused and every outage promise is verified",
+    reset: "the three seed items, an empty cache, zero hit/miss statistics",
+    rehearsal: "about 5 s with Redis, 1 s without",
+};
+
+const MAX_NAME_CHARS: usize = 200;
+const MAX_DESCRIPTION_CHARS: usize = 2_000;
+const MAX_PRICE: f64 = 1_000_000_000.0;
+
+struct ItemsLab {
+    platform: Platform,
+    store: ItemStore,
+    items: WriteThrough,
+}
+
+type Lab = State<Arc<ItemsLab>>;
+
+pub async fn seed(db: &platform::db::Db) -> anyhow::Result<u64> {
+    Ok(ItemStore::new(db.clone()).seed().await?)
+}
+
+pub async fn build(
+    platform: &Platform,
+    registry: &mut Registry,
+    settings: &settings::ItemsArgs,
+) -> anyhow::Result<Router> {
+    let store = ItemStore::new(platform.db.clone());
+    store.seed().await?;
+    let cache = Cache::new(platform.redis.clone(), platform.shutdown.clone());
+    let ttl = Duration::from_secs(settings.cache_ttl_seconds.max(1));
+    let items = WriteThrough::new(store.clone(), cache, ttl, registry);
+    let lab = Arc::new(ItemsLab { platform: platform.clone(), store, items });
+    let admin = platform.admin_only(Router::new().route("/admin/reset", post(reset)));
+    Ok(Router::new()
+        .route("/items", get(list).post(create))
+        .route("/items/{id}", get(read).put(replace).delete(remove))
+        .route("/cache/stats", get(stats))
+        .route("/cache/clear", post(clear))
+        .route("/health", get(health))
+        .merge(admin)
+        .merge(platform::openapi::route(openapi::document()))
+        .with_state(lab))
+}
+
+#[derive(Deserialize)]
+struct ItemBody {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    price: f64,
+}
+
+impl ItemBody {
+    fn parse(self) -> Result<ItemFields, ApiError> {
+        if self.name.trim().is_empty() {
+            return Err(ApiError::unprocessable("name must not be empty"));
+        }
+        if self.name.chars().count() > MAX_NAME_CHARS {
+            return Err(ApiError::unprocessable(format!("name must be at most {MAX_NAME_CHARS} characters")));
+        }
+        if self.description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS) {
+            return Err(ApiError::unprocessable(format!(
+                "description must be at most {MAX_DESCRIPTION_CHARS} characters"
+            )));
+        }
+        if !(0.0..=MAX_PRICE).contains(&self.price) {
+            return Err(ApiError::unprocessable(format!("price must be between 0 and {MAX_PRICE}")));
+        }
+        let text_ok = |s: &str| !s.contains('\0');
+        if !text_ok(&self.name) || !self.description.as_deref().is_none_or(text_ok) {
+            return Err(ApiError::unprocessable("name and description must not contain NUL characters"));
+        }
+        Ok(ItemFields {
+            name: self.name,
+            description: self.description,
+            price_cents: (self.price * 100.0).round() as i64,
+        })
+    }
+}
+
+/// An item id: a UUID in its usual hyphenated form.
+fn item_id(raw: &str) -> Result<String, ApiError> {
+    // Only the hyphenated form the API hands out (uuid would also take braces or urn:).
+    let hyphenated = raw.len() == 36 && raw.bytes().filter(|b| *b == b'-').count() == 4;
+    hyphenated
+        .then(|| uuid::Uuid::try_parse(raw).ok())
+        .flatten()
+        .ok_or(())
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| {
+            ApiError::unprocessable(format!("Invalid item id '{raw}': expected a UUID such as {}", SEED_ITEMS[0].0))
+        })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /items?limit=10`
+#[utoipa::path(
+    get,
+    path = "/items",
+    tag = "items",
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "How many, newest first (default 10)")),
+    responses(
+        (status = 200, description = "The newest items", body = openapi::ItemList),
+        (status = 422, description = "limit out of range or not a number", body = platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = platform::openapi::ErrorBody),
+    )
+)]
+async fn list(
+    State(lab): Lab,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = query.limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::unprocessable("limit must be between 1 and 100"));
+    }
+    let items = lab.items.list(limit).await?;
+    Ok(Json(json!({ "count": items.len(), "items": items })))
+}
+
+/// `POST /items`
+#[utoipa::path(
+    post,
+    path = "/items",
+    tag = "items",
+    request_body = openapi::ItemInput,
+    responses(
+        (status = 200, description = "Created: in the database, then in the cache", body = openapi::ItemBody),
+        (status = 413, description = "Body over 64 KiB", body = platform::openapi::ErrorBody),
+        (status = 422, description = "Not a valid item", body = platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = platform::openapi::ErrorBody),
+    )
+)]
+async fn create(State(lab): Lab, JsonBody(body): JsonBody<ItemBody>) -> Result<Json<store::Item>, ApiError> {
+    let fields = body.parse()?;
+    Ok(Json(lab.items.create(&fields).await?))
+}
+
+/// `GET /items/{id}`
+#[utoipa::path(
+    get,
+    path = "/items/{id}",
+    tag = "items",
+    params(("id" = openapi::ItemId, Path, description = "The item's UUID, hyphenated")),
+    responses(
+        (status = 200, description = "The item, from the cache or the database", body = openapi::ItemBody),
+        (status = 404, description = "No such item", body = platform::openapi::ErrorBody),
+        (status = 422, description = "Not a UUID", body = platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = platform::openapi::ErrorBody),
+    )
+)]
+async fn read(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<store::Item>, ApiError> {
+    let id = item_id(&id)?;
+    lab.items.read(&id).await?.map(Json).ok_or_else(|| ApiError::not_found("Item not found"))
+}
+
+/// `PUT /items/{id}`: full replace.
+#[utoipa::path(
+    put,
+    path = "/items/{id}",
+    tag = "items",
+    params(("id" = openapi::ItemId, Path, description = "The item's UUID, hyphenated")),
+    request_body = openapi::ItemInput,
+    responses(
+        (status = 200, description = "Replaced", body = openapi::ItemBody),
+        (status = 404, description = "No such item", body = platform::openapi::ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = platform::openapi::ErrorBody),
+        (status = 422, description = "Not a UUID, or not a valid item", body = platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = platform::openapi::ErrorBody),
+    )
+)]
+async fn replace(
+    State(lab): Lab,
+    PathParam(id): PathParam<String>,
+    JsonBody(body): JsonBody<ItemBody>,
+) -> Result<Json<store::Item>, ApiError> {
+    let id = item_id(&id)?;
+    let fields = body.parse()?;
+    lab.items.replace(&id, &fields).await?.map(Json).ok_or_else(|| ApiError::not_found("Item not found"))
+}
+
+/// `DELETE /items/{id}`
+#[utoipa::path(
+    delete,
+    path = "/items/{id}",
+    tag = "items",
+    params(("id" = openapi::ItemId, Path, description = "The item's UUID, hyphenated")),
+    responses(
+        (status = 200, description = "Deleted from the database and the cache", body = openapi::Deleted),
+        (status = 404, description = "No such item", body = platform::openapi::ErrorBody),
+        (status = 422, description = "Not a UUID", body = platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = platform::openapi::ErrorBody),
+    )
+)]
+async fn remove(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = item_id(&id)?;
+    if !lab.items.remove(&id).await? {
+        return Err(ApiError::not_found("Item not found"));
+    }
+    Ok(Json(json!({ "status": "deleted", "id": id })))
+}
+
+/// `GET /cache/stats`
+#[utoipa::path(
+    get,
+    path = "/cache/stats",
+    tag = "items",
+
+    responses(
+        (status = 200, description = "Hits, misses and cached items", body = write_through::CacheStats),
+    )
+)]
+async fn stats(State(lab): Lab) -> Json<CacheStats> {
+    Json(lab.items.stats().await)
+}
+
+/// `POST /cache/clear`: open like the original's, since the runbook calls it as is;
+/// it only costs cache misses.
+#[utoipa::path(
+    post,
+    path = "/cache/clear",
+    tag = "items",
+
+    responses(
+        (status = 200, description = "Cleared", body = openapi::Cleared),
+        (status = 503, description = "The cache is unreachable; nothing was cleared", body = platform::openapi::ErrorBody),
+    )
+)]
+async fn clear(State(lab): Lab) -> Result<Json<serde_json::Value>, ApiError> {
+    let deleted = lab.items.cache().clear(write_through::KEY_PREFIX).await.map_err(|e| {
+        ApiError::unavailable(format!("Cache unavailable, nothing was cleared: {e}")).with_retry_after(1)
+    })?;
+    Ok(Json(json!({ "status": "cleared", "keys_deleted": deleted })))
+}
+
+/// `GET /health`: always 200; `degraded` names the dependency that is down. The keys
+/// are the original's: `postgres` is the database, whichever backend runs.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "items",
+
+    responses(
+        (status = 200, description = "ok, or degraded naming what is down", body = openapi::HealthBody),
+    )
+)]
+async fn health(State(lab): Lab) -> Json<serde_json::Value> {
+    let database_up = lab.platform.database_up().await;
+    let cache_up = lab.items.cache().is_up();
+    let word = |up: bool| if up { "ok" } else { "down" };
+    Json(json!({
+        "status": if database_up && cache_up { "ok" } else { "degraded" },
+        "service": "api",
+        "dependencies": { "redis": word(cache_up), "postgres": word(database_up) },
+    }))
+}
+
+/// `POST /admin/reset?confirm=yes`: the three seed items, an empty cache, zero stats.
+#[utoipa::path(
+    post,
+    path = "/admin/reset",
+    tag = "items",
+    security(("admin_token" = [])),
+    params(platform::openapi::ConfirmQuery),
+    responses(
+        (status = 200, description = "Reset", body = platform::openapi::ResetBody),
+        platform::openapi::ResetRefusals,
+        (status = 503, description = "The cache is unreachable: nothing changed", body = platform::openapi::ErrorBody),
+    )
+)]
+async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>, ApiError> {
+    // With the cache unreachable its old entries could not be removed and would be
+    // served again once it returns: refuse, and change nothing.
+    if !lab.items.cache().is_up() {
+        return Err(ApiError::unavailable(
+            "The cache is unreachable: reset refused (nothing changed); try again when Redis answers",
+        )
+        .with_retry_after(1));
+    }
+    lab.store.delete_all().await?;
+    lab.store.seed().await?;
+    lab.items.cache().clear(write_through::KEY_PREFIX).await.map_err(|e| {
+        ApiError::unavailable(format!("The items were reset but the cache could not be cleared ({e}); reset again"))
+            .with_retry_after(1)
+    })?;
+    lab.items.reset_stats();
+    tracing::warn!("lab_reset");
+    Ok(Json(json!({ "status": "success", "message": "Lab reset: the three seed items, an empty cache, zero stats." })))
+}

@@ -1,0 +1,170 @@
+//! The items table: the durable side of the write-through cache.
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use platform::clock;
+use platform::db::Db;
+use platform::on_pool;
+
+/// The runbook's pre-loaded items, with their fixed ids.
+pub const SEED_ITEMS: [(&str, &str, i64, &str); 3] = [
+    ("550e8400-e29b-41d4-a716-446655440001", "Widget A", 2999, "A fantastic widget for all your needs"),
+    ("550e8400-e29b-41d4-a716-446655440002", "Gadget B", 4999, "The latest gadget with amazing features"),
+    ("550e8400-e29b-41d4-a716-446655440003", "Gizmo C", 1999, "A reliable gizmo that never fails"),
+];
+
+/// An item as the API shows it (and as it is cached).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Item {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    #[serde(rename = "price", serialize_with = "price_from_cents", deserialize_with = "cents_from_price")]
+    pub price_cents: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What a client may set: validated, price in whole cents.
+#[derive(Debug, Clone)]
+pub struct ItemFields {
+    pub name: String,
+    pub description: Option<String>,
+    pub price_cents: i64,
+}
+
+fn price_from_cents<S: Serializer>(cents: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(*cents as f64 / 100.0)
+}
+
+fn cents_from_price<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let price = f64::deserialize(deserializer)?;
+    Ok((price * 100.0).round() as i64)
+}
+
+#[derive(Clone)]
+pub struct ItemStore {
+    db: Db,
+}
+
+impl ItemStore {
+    pub fn new(db: Db) -> Self {
+        ItemStore { db }
+    }
+
+    pub fn system(&self) -> &'static str {
+        if self.db.is_postgres() { "postgresql" } else { "sqlite" }
+    }
+
+    /// Inserts the runbook's three items unless they exist.
+    pub async fn seed(&self) -> Result<u64, sqlx::Error> {
+        let now = clock::now();
+        let mut inserted = 0;
+        for (id, name, cents, description) in SEED_ITEMS {
+            let sql = "INSERT INTO items (id, name, description, price_cents, created_at, updated_at) \
+                       VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING";
+            inserted += on_pool!(self.db, |pool| sqlx::query(sql)
+                .bind(id)
+                .bind(name)
+                .bind(description)
+                .bind(cents)
+                .bind(&now)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()))?;
+        }
+        Ok(inserted)
+    }
+
+    pub async fn insert(&self, fields: &ItemFields) -> Result<Item, sqlx::Error> {
+        let now = clock::now();
+        let item = Item {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: fields.name.clone(),
+            description: fields.description.clone(),
+            price_cents: fields.price_cents,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let sql = "INSERT INTO items (id, name, description, price_cents, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6)";
+        on_pool!(self.db, |pool| sqlx::query(sql)
+            .bind(&item.id)
+            .bind(&item.name)
+            .bind(&item.description)
+            .bind(item.price_cents)
+            .bind(&item.created_at)
+            .bind(&item.updated_at)
+            .execute(pool)
+            .await
+            .map(drop))
+        .map_err(|e| self.db.observe(e))?;
+        Ok(item)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Item>, sqlx::Error> {
+        let sql = "SELECT id, name, description, price_cents, created_at, updated_at FROM items WHERE id = $1";
+        on_pool!(self.db, |pool| sqlx::query_as::<_, Item>(sql).bind(id).fetch_optional(pool).await)
+            .map_err(|e| self.db.observe(e))
+    }
+
+    /// Newest first.
+    pub async fn list(&self, limit: i64) -> Result<Vec<Item>, sqlx::Error> {
+        let sql = "SELECT id, name, description, price_cents, created_at, updated_at FROM items \
+                   ORDER BY created_at DESC, id DESC LIMIT $1";
+        on_pool!(self.db, |pool| sqlx::query_as::<_, Item>(sql).bind(limit).fetch_all(pool).await)
+            .map_err(|e| self.db.observe(e))
+    }
+
+    /// Full replace; None when there is no such item.
+    pub async fn update(&self, id: &str, fields: &ItemFields) -> Result<Option<Item>, sqlx::Error> {
+        let sql = "UPDATE items SET name = $2, description = $3, price_cents = $4, updated_at = $5 WHERE id = $1 \
+                   RETURNING id, name, description, price_cents, created_at, updated_at";
+        let now = clock::now();
+        on_pool!(self.db, |pool| sqlx::query_as::<_, Item>(sql)
+            .bind(id)
+            .bind(&fields.name)
+            .bind(&fields.description)
+            .bind(fields.price_cents)
+            .bind(&now)
+            .fetch_optional(pool)
+            .await)
+        .map_err(|e| self.db.observe(e))
+    }
+
+    /// Rows deleted: 0 or 1.
+    pub async fn delete(&self, id: &str) -> Result<u64, sqlx::Error> {
+        on_pool!(self.db, |pool| sqlx::query("DELETE FROM items WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(|e| self.db.observe(e))
+    }
+
+    pub async fn delete_all(&self) -> Result<u64, sqlx::Error> {
+        self.db.execute("DELETE FROM items").await.map_err(|e| self.db.observe(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_are_cents_inside_and_two_decimals_outside() {
+        let item = Item {
+            id: "x".into(),
+            name: "n".into(),
+            description: None,
+            price_cents: 4299,
+            created_at: "t".into(),
+            updated_at: "t".into(),
+        };
+        let json = serde_json::to_value(&item).unwrap();
+        assert_eq!(json["price"], serde_json::json!(42.99));
+        assert!(json.get("price_cents").is_none());
+        let back: Item = serde_json::from_value(json).unwrap();
+        assert_eq!(back, item);
+    }
+}

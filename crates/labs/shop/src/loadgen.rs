@@ -1,0 +1,340 @@
+//! `breakroom serve loadgen` (port 8010): the shop's Black Friday timeline as a
+//! service, for a cluster — `POST /admin/start-demo`, `GET /admin/demo-status`,
+//! `POST /admin/stop-demo`. Stopping really stops the traffic and runs the cleanup.
+//!
+//! Its admin routes need the admin token, except from the pod itself (loopback): the
+//! seed's runbook runs them with `kubectl exec … curl localhost:8010`, which proves
+//! access to the pod already.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::timeline::{self, Event, Settings, Shop, Timeline};
+use driver::ShopUrls;
+use platform::http::{self, AdminToken, ApiError, JsonBody};
+use platform::telemetry::HttpMetrics;
+
+/// How long `stop-demo` waits for the cleanup before answering.
+const CLEANUP_WAIT: Duration = Duration::from_secs(60);
+
+pub struct LoadgenConfig {
+    pub urls: ShopUrls,
+    pub admin: AdminToken,
+    /// The shop's admin token: the configured one, else the one a local shop wrote.
+    pub shop_token: Option<String>,
+    pub data_dir: PathBuf,
+}
+
+struct Demo {
+    timeline: Arc<Timeline>,
+    /// Cancelled once the run has ended and its cleanup is done.
+    done: CancellationToken,
+}
+
+struct Loadgen {
+    config: LoadgenConfig,
+    demo: Mutex<Option<Demo>>,
+}
+
+type Lab = State<Arc<Loadgen>>;
+
+/// Serves until `shutdown`; a running demo is stopped and cleaned up before returning.
+pub async fn serve(listener: TcpListener, config: LoadgenConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let loadgen = Arc::new(Loadgen { config, demo: Mutex::new(None) });
+    http::serve(listener, routes(loadgen.clone()), shutdown).await?;
+    stop_running(&loadgen).await;
+    Ok(())
+}
+
+fn routes(loadgen: Arc<Loadgen>) -> Router {
+    let admin = loadgen.config.admin.clone();
+    let admin_routes = Router::new()
+        .route("/admin/start-demo", post(start))
+        .route("/admin/demo-status", get(status))
+        .route("/admin/stop-demo", post(stop))
+        .route_layer(axum::middleware::from_fn_with_state(admin, admin_off_loopback));
+    Router::new()
+        .route("/health", get(health))
+        .merge(admin_routes)
+        .merge(platform::openapi::route(openapi::document()))
+        .with_state(loadgen)
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(http::Observe::new(HttpMetrics::new()))
+}
+
+async fn admin_off_loopback(
+    State(token): State<AdminToken>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // Exactly the pod's own loopback address: a service mesh's sidecar delivers outside
+    // callers from other 127.0.0.0/8 addresses (Istio: 127.0.0.6), which need the token.
+    let own = match peer.ip() {
+        std::net::IpAddr::V4(ip) => ip == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(ip) => {
+            ip == std::net::Ipv6Addr::LOCALHOST || ip.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
+    };
+    if own {
+        return next.run(request).await;
+    }
+    match http::refusal(&token, request.headers()) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
+}
+
+fn error(status: axum::http::StatusCode, message: impl Into<std::borrow::Cow<'static, str>>) -> ApiError {
+    ApiError::new(status, message).as_error_field()
+}
+
+mod openapi {
+    //! The load generator's OpenAPI document: `GET /openapi.json`.
+
+    use serde::Serialize;
+    use utoipa::{OpenApi, ToSchema};
+
+    use platform::openapi::AdminAuth;
+
+    /// An error: `{"error": …}` from the load generator, `{"detail": …}` from the platform.
+    #[derive(Serialize, ToSchema)]
+    #[schema(min_properties = 1)]
+    pub struct LoadgenError {
+        error: Option<String>,
+        detail: Option<String>,
+    }
+
+    /// `POST /admin/start-demo`: every field optional.
+    #[derive(ToSchema)]
+    #[allow(dead_code)]
+    pub struct StartInput {
+        #[schema(nullable, pattern = "^blackfriday$", example = "blackfriday")]
+        scenario: Option<String>,
+        #[schema(nullable, minimum = 5.0, maximum = 240.0, example = 30.0)]
+        duration_minutes: Option<f64>,
+        /// Journeys a minute at the peak; without it, sized to the database at hand.
+        #[schema(nullable, minimum = 1.0, maximum = 100000.0, example = 120.0)]
+        peak_rpm: Option<f64>,
+        #[schema(nullable, minimum = 0.1, maximum = 1000.0, example = 1.0)]
+        speedup: Option<f64>,
+        /// Checkout's pool after the cut at minute 20.
+        #[schema(nullable, minimum = 1, maximum = 200, example = 20)]
+        pool_size: Option<u32>,
+    }
+
+    /// What the timeline is doing (or `idle`).
+    #[derive(Serialize, ToSchema)]
+    pub struct DemoStatus {
+        running: bool,
+        phase: String,
+        elapsed_minutes: f64,
+        requests_sent: u64,
+        errors: u64,
+    }
+
+    /// An admin action's answer.
+    #[derive(Serialize, ToSchema)]
+    pub struct DemoAction {
+        status: String,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct LoadgenHealth {
+        status: String,
+        service: String,
+    }
+
+    #[derive(OpenApi)]
+    #[openapi(
+        info(
+            title = "breakroom — shop lab: load-generator",
+            description = "The Black Friday timeline as a service. Its admin actions need the admin token, \
+                           except from the pod's own loopback address (127.0.0.1 or ::1), where seed 003's \
+                           runbook runs them with `kubectl exec … curl localhost:8010`."
+        ),
+        paths(super::health, super::start, super::status, super::stop),
+        components(schemas(LoadgenError, StartInput, DemoStatus, DemoAction, LoadgenHealth)),
+        modifiers(&AdminAuth)
+    )]
+    struct LoadgenApi;
+
+    pub fn document() -> utoipa::openapi::OpenApi {
+        LoadgenApi::openapi()
+    }
+}
+
+#[derive(Deserialize)]
+struct StartBody {
+    scenario: Option<String>,
+    duration_minutes: Option<f64>,
+    peak_rpm: Option<f64>,
+    speedup: Option<f64>,
+    pool_size: Option<Value>,
+}
+
+/// `POST /admin/start-demo {"scenario":"blackfriday","duration_minutes":30,"peak_rpm":120}`
+#[utoipa::path(
+    post,
+    path = "/admin/start-demo",
+    tag = "admin",
+    security((), ("admin_token" = [])),
+    request_body = openapi::StartInput,
+    responses(
+        (status = 200, description = "The timeline started", body = openapi::DemoAction),
+        (status = 400, description = "Unknown scenario or a setting out of range", body = openapi::LoadgenError),
+        (status = 409, description = "A demo is already running: stop it first", body = openapi::LoadgenError),
+        (status = 401, description = "Admin token missing or wrong (off the pod's loopback)", body = openapi::LoadgenError),
+        (status = 413, description = "Body over 64 KiB", body = openapi::LoadgenError),
+        (status = 422, description = "Not a JSON object", body = openapi::LoadgenError),
+        (status = 503, description = "The shop is not ready or its configured URLs are unusable, or no admin token for it", body = openapi::LoadgenError),
+    )
+)]
+async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<Json<Value>, ApiError> {
+    use axum::http::StatusCode;
+    let scenario = body.scenario.as_deref().unwrap_or("blackfriday");
+    if scenario != "blackfriday" {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("Unknown scenario '{scenario}': the one scenario is blackfriday"),
+        ));
+    }
+    // Out of 1..=200 is refused by `Settings::validate` below, as on the command line.
+    let pool_size = crate::optional_integer(
+        body.pool_size.as_ref(),
+        0..=i64::from(u32::MAX),
+        20,
+        "pool_size must be an integer from 1 to 200",
+    )? as u32;
+    let mut demo = lab.demo.lock().await;
+    if let Some(running) = demo.as_ref().filter(|d| !d.done.is_cancelled()) {
+        return Err(error(
+            StatusCode::CONFLICT,
+            format!(
+                "A demo is already running (started {}); POST /admin/stop-demo first",
+                running.timeline.status()["start_time_iso"].as_str().unwrap_or("")
+            ),
+        ));
+    }
+    let token = platform::stage::admin_token(lab.config.shop_token.as_deref(), &lab.config.data_dir, "shop")
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.0))?;
+    // The shop's URLs are the load generator's configuration, not the client's input.
+    let shop = Shop::new(&lab.config.urls, token).map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.0))?;
+    let peak_rpm = match body.peak_rpm {
+        Some(rpm) => rpm,
+        None => shop.auto_peak_rpm().await.map(|(rpm, _)| rpm).unwrap_or(timeline::FALLBACK_PEAK_RPM),
+    };
+    let settings = Settings {
+        speedup: body.speedup.unwrap_or(1.0),
+        peak_rpm,
+        duration_minutes: body.duration_minutes.unwrap_or(timeline::TIMELINE_MINUTES),
+        pool_size,
+        pool_timeout_ms: 5000,
+    };
+    settings.validate().map_err(|e| error(StatusCode::BAD_REQUEST, e.0))?;
+    let timeline = Timeline::prepare(settings.clone(), shop)
+        .await
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, format!("The shop is not ready: {}", e.0)))?;
+    let running = timeline.clone();
+    let done = CancellationToken::new();
+    let finished = done.clone();
+    tokio::spawn(async move {
+        let mut log = |event: Event| match event {
+            Event::Minute(_) => {} // the timeline logs demo_progress itself
+            Event::Milestone(text) => tracing::warn!(milestone = %text, "demo_milestone"),
+            Event::AlertCondition { holds, detail } => tracing::warn!(holds, detail = %detail, "demo_alert_condition"),
+            Event::Trouble(text) => tracing::error!(trouble = %text, "demo_trouble"),
+        };
+        running.run(&mut log).await;
+        finished.cancel();
+    });
+    let started = json!({
+        "status": "demo_started",
+        "scenario": "blackfriday",
+        "duration_minutes": settings.duration_minutes,
+        "peak_rpm": settings.peak_rpm,
+        "speedup": settings.speedup,
+        "start_timestamp": timeline.start_timestamp(),
+        "start_time_iso": timeline.status()["start_time_iso"],
+    });
+    *demo = Some(Demo { timeline, done });
+    Ok(Json(started))
+}
+
+/// `GET /admin/demo-status`
+#[utoipa::path(
+    get,
+    path = "/admin/demo-status",
+    tag = "admin",
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "The running (or last) timeline's progress, or idle", body = openapi::DemoStatus),
+        (status = 401, description = "Admin token missing or wrong (off the pod's loopback)", body = openapi::LoadgenError),
+    )
+)]
+async fn status(State(lab): Lab) -> Json<Value> {
+    let demo = lab.demo.lock().await;
+    match demo.as_ref() {
+        Some(demo) => Json(demo.timeline.status()),
+        None => Json(json!({
+            "running": false, "elapsed_minutes": 0, "elapsed_seconds": 0, "current_rpm": 0, "phase": "idle",
+            "requests_sent": 0, "errors": 0, "current_error_rate": 0, "checkouts_attempted": 0,
+            "checkouts_failed": 0, "start_timestamp": null, "start_time_iso": null,
+        })),
+    }
+}
+
+/// `POST /admin/stop-demo`: traffic stops, indexes and pool are restored, then it answers.
+#[utoipa::path(
+    post,
+    path = "/admin/stop-demo",
+    tag = "admin",
+    security((), ("admin_token" = [])),
+    responses(
+        (status = 200, description = "Stopped and cleaned up, or nothing was running", body = openapi::DemoAction),
+        (status = 401, description = "Admin token missing or wrong (off the pod's loopback)", body = openapi::LoadgenError),
+    )
+)]
+async fn stop(State(lab): Lab) -> Json<Value> {
+    match stop_running(&lab).await {
+        Some(status) => Json(json!({ "status": "demo_stopped", "final": status })),
+        None => Json(json!({ "status": "not_running" })),
+    }
+}
+
+async fn stop_running(lab: &Loadgen) -> Option<Value> {
+    // Not holding the lock while the cleanup runs: demo-status keeps answering.
+    let (timeline, done) = {
+        let demo = lab.demo.lock().await;
+        let demo = demo.as_ref().filter(|d| !d.done.is_cancelled())?;
+        (demo.timeline.clone(), demo.done.clone())
+    };
+    timeline.stop();
+    if tokio::time::timeout(CLEANUP_WAIT, done.cancelled()).await.is_err() {
+        tracing::error!("the demo's cleanup did not finish in time; run `breakroom reset shop`");
+    }
+    Some(timeline.status())
+}
+
+/// `GET /health`: where it sends the traffic, and whether a demo runs.
+#[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, description = "Always healthy", body = openapi::LoadgenHealth)))]
+async fn health(State(lab): Lab) -> Json<Value> {
+    let running = lab.demo.lock().await.as_ref().is_some_and(|d| !d.done.is_cancelled());
+    Json(json!({ "status": "ok", "service": "load-generator", "demo_running": running, "shop": {
+        "catalog": lab.config.urls.catalog_url, "cart": lab.config.urls.cart_url, "checkout": lab.config.urls.checkout_url,
+    }}))
+}

@@ -1,0 +1,425 @@
+//! `breakroom demonstrate|check|reset shop`, against the three services over HTTP.
+
+use std::io::{BufRead, IsTerminal};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::timeline::{self, Event, Settings, Shop, Timeline, TimelineArgs};
+use driver::engine::{self, Model, Run};
+use driver::profile;
+use driver::shape::Shape;
+use platform::stage::StageCommand;
+use platform::stage::{EXIT_FAILED, StageError, Style};
+
+pub async fn run(
+    command: StageCommand,
+    args: &TimelineArgs,
+    token: Option<&str>,
+    data_dir: &std::path::Path,
+) -> Result<u8, StageError> {
+    let token = platform::stage::admin_token(token, data_dir, "shop")?;
+    let shop = Shop::new(&args.urls, token)?;
+    match command {
+        StageCommand::Demonstrate => demonstrate(shop, args).await,
+        StageCommand::Check => check(shop, args).await,
+        StageCommand::Reset => reset(shop).await,
+    }
+}
+
+/// The timeline's settings; an unset peak is sized to the database.
+async fn settings(args: &TimelineArgs, shop: &Shop) -> Result<Settings, StageError> {
+    let t = args;
+    let peak_rpm = match t.peak_rpm {
+        Some(rpm) => rpm,
+        None => {
+            let (rpm, why) = shop.auto_peak_rpm().await?;
+            println!("Peak: {rpm:.0} journeys a minute — {why} (set it with --peak-rpm)");
+            rpm
+        }
+    };
+    let settings = Settings {
+        speedup: t.speedup,
+        peak_rpm,
+        duration_minutes: t.duration_minutes,
+        pool_size: t.pool_size,
+        pool_timeout_ms: t.pool_timeout_ms,
+    };
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// What the services say before the run; fails when one is missing or already broken.
+async fn preflight(shop: &Shop, style: &Style) -> Result<(), StageError> {
+    println!("{}", style.heading("Preflight"));
+    for (name, target) in [("product-catalog", &shop.catalog), ("cart", &shop.cart), ("checkout", &shop.checkout)] {
+        let reply = target.get("/health").await?;
+        let health = reply.json().unwrap_or_default();
+        if !reply.is_success() || health["status"] != "ok" {
+            return Err(StageError(format!("{name} is not healthy at {}: {}", target.url("/health"), reply.body)));
+        }
+        println!("  ✓ {name:<16} {}", target.url(""));
+    }
+    let catalog = shop.catalog.get("/health").await?.json().unwrap_or_default();
+    let products = catalog["products"].as_u64().unwrap_or(0);
+    println!("  ✓ database         {products} products");
+    let missing = missing_indexes(shop).await?;
+    if !missing.is_empty() {
+        return Err(StageError(format!(
+            "Indexes already missing: {} — the lab is not in its pre-talk state; run `breakroom reset shop`",
+            missing.join(", ")
+        )));
+    }
+    println!("  ✓ indexes          idx_products_category, idx_products_stock_quantity present");
+    let pool = shop.checkout.get("/health").await?.json().unwrap_or_default();
+    if pool["pool"]["max_connections"] != pool["pool"]["normal"]["max_connections"] {
+        return Err(StageError(format!(
+            "Checkout's pool is {} connections, not its normal {} — the lab is not in its pre-talk state; run `breakroom reset shop`",
+            pool["pool"]["max_connections"], pool["pool"]["normal"]["max_connections"]
+        )));
+    }
+    println!(
+        "  ✓ checkout pool    {} connections, {} ms acquire timeout",
+        pool["pool"]["max_connections"], pool["pool"]["acquire_timeout_ms"]
+    );
+    if catalog["traces"] != true {
+        println!(
+            "  ! traces           the services export no traces: start them with OTEL_EXPORTER_OTLP_ENDPOINT \
+             to investigate from spans"
+        );
+    }
+    Ok(())
+}
+
+/// The story's indexes the catalog does not have now.
+async fn missing_indexes(shop: &Shop) -> Result<Vec<String>, StageError> {
+    let indexes = shop.catalog.get_admin("/admin/indexes", &shop.token).await?;
+    if indexes.status == 401 {
+        return Err(StageError(format!("The catalog refused the admin token: {}", indexes.detail())));
+    }
+    if !indexes.is_success() {
+        return Err(StageError(format!(
+            "The catalog could not list its indexes: {} {}",
+            indexes.status,
+            indexes.detail()
+        )));
+    }
+    Ok(indexes
+        .json()
+        .and_then(|v| v["indexes"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter(|i| i["present"] != true)
+        .filter_map(|i| i["name"].as_str().map(str::to_owned))
+        .collect())
+}
+
+fn print_timeline(settings: &Settings) {
+    let m = |minute: f64| minute * settings.duration_minutes / timeline::TIMELINE_MINUTES;
+    let real = |minute: f64| {
+        let seconds = m(minute) * settings.minute_seconds();
+        if seconds >= 120.0 { format!("{:.0} min", seconds / 60.0) } else { format!("{seconds:.0} s") }
+    };
+    let start = settings.peak_rpm * 0.25;
+    println!("\nThe timeline ({} minutes at {}×: {} in all)", settings.duration_minutes, settings.speedup, real(30.0));
+    println!("  minute {:>4.0}  (+{:>7})  ramp {start:.0} → {:.0} journeys/min", m(0.0), real(0.0), settings.peak_rpm);
+    println!("  minute {:>4.0}  (+{:>7})  peak traffic, normal operations", m(10.0), real(10.0));
+    println!(
+        "  minute {:>4.0}  (+{:>7})  DROP INDEX idx_products_category, idx_products_stock_quantity",
+        m(15.0),
+        real(15.0)
+    );
+    println!(
+        "  minute {:>4.0}  (+{:>7})  checkout pool → {} connections, {} ms acquire timeout",
+        m(20.0),
+        real(20.0),
+        settings.pool_size,
+        settings.pool_timeout_ms
+    );
+    println!("  minute {:>4.0}  (+{:>7})  alert condition: checkout errors > 20% and p95 > 2 s", m(22.0), real(22.0));
+    println!("  minute {:>4.0}  (+{:>7})  peak failure", m(25.0), real(25.0));
+    println!("  end          (+{:>7})  cleanup: indexes and pool restored, traffic stopped\n", real(30.0));
+}
+
+async fn demonstrate(shop: Shop, args: &TimelineArgs) -> Result<u8, StageError> {
+    let style = Style::detect();
+    preflight(&shop, &style).await?;
+    let settings = settings(args, &shop).await?;
+    print_timeline(&settings);
+    if !args.yes && std::io::stdin().is_terminal() {
+        println!("Press Enter to start (Ctrl-C to cancel) …");
+        let _ = tokio::task::spawn_blocking(|| std::io::stdin().lock().read_line(&mut String::new())).await;
+    }
+    let prometheus = args.prometheus.clone();
+    let timeline = Timeline::prepare(settings, shop).await?;
+    let stopper = timeline.clone();
+    let ctrl_c = tokio::spawn(async move {
+        platform::stage::interrupted().await;
+        eprintln!("\nInterrupted: stopping the traffic and cleaning up …");
+        stopper.stop();
+    });
+    let mut trouble = false;
+    let mut alert_seen = None;
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let printer = {
+        let style = Style::detect();
+        tokio::spawn(async move {
+            let mut alert = None;
+            let mut trouble = false;
+            while let Some(event) = receiver.recv().await {
+                match event {
+                    Event::Minute(r) => {
+                        println!("\n--- Minute {}/{} ---", r.minute, r.total_minutes);
+                        println!(
+                            "  Phase: {} | RPM: {:.0} | Requests: {} | Errors: {} ({:.1}%)",
+                            r.phase,
+                            r.rpm,
+                            r.requests_sent,
+                            r.errors,
+                            r.error_rate * 100.0
+                        );
+                        println!(
+                            "  This minute: {} requests, {} errors · checkouts {} ({} failed, {:.1}%) p95 {:.0} ms · catalog p95 {:.0} ms · revenue lost ${:.2}",
+                            r.minute_requests,
+                            r.minute_errors,
+                            r.checkouts,
+                            r.checkouts_failed,
+                            r.checkout_error_rate * 100.0,
+                            r.checkout_p95_ms,
+                            r.catalog_p95_ms,
+                            r.revenue_lost
+                        );
+                    }
+                    Event::Milestone(text) => println!("  » {text}"),
+                    Event::AlertCondition { holds, detail } => {
+                        if holds {
+                            println!("  {}", style.bad(&format!("🚨 ALERT CONDITION HOLDS: {detail}")));
+                        } else {
+                            println!("  {}", style.heading(&format!("Alert condition does not hold yet: {detail}")));
+                        }
+                        alert = Some(holds);
+                        if let Some(url) = &prometheus {
+                            println!("  Prometheus: {}", alert_state(url).await);
+                        }
+                    }
+                    Event::Trouble(text) => {
+                        trouble = true;
+                        println!("  {}", style.bad(&text));
+                    }
+                }
+            }
+            (alert, trouble)
+        })
+    };
+    let snapshot = timeline.run(&mut |event| drop(sender.send(event))).await;
+    drop(sender);
+    if let Ok((alert, t)) = printer.await {
+        alert_seen = alert;
+        trouble = t;
+    }
+    ctrl_c.abort();
+    println!(
+        "\nDone: {} requests, {} errors ({:.1}%).",
+        snapshot.requests,
+        snapshot.errors,
+        snapshot.error_rate * 100.0
+    );
+    match alert_seen {
+        Some(true) => println!("{}", style.good("The alert condition held at its minute, as the story says.")),
+        Some(false) => {
+            println!("{}", style.bad("The alert condition did not hold at its minute: see the figures above."))
+        }
+        None => println!("The run ended before the alert minute."),
+    }
+    Ok(if trouble || alert_seen == Some(false) { EXIT_FAILED } else { 0 })
+}
+
+/// Whether Prometheus has ShopCheckoutDegraded firing.
+async fn alert_state(url: &str) -> String {
+    let query =
+        format!("{}/api/v1/query?query=ALERTS%7Balertname%3D%22ShopCheckoutDegraded%22%7D", url.trim_end_matches('/'));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build();
+    let Ok(client) = client else { return "no HTTP client".into() };
+    match client.get(&query).send().await {
+        Ok(response) => match response.json::<serde_json::Value>().await {
+            Ok(body) => {
+                let states: Vec<String> = body["data"]["result"]
+                    .as_array()
+                    .map(|r| r.iter().filter_map(|s| s["metric"]["alertstate"].as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                if states.iter().any(|s| s == "firing") {
+                    "ShopCheckoutDegraded is FIRING".into()
+                } else if states.iter().any(|s| s == "pending") {
+                    "ShopCheckoutDegraded is pending (its `for` has not passed yet)".into()
+                } else {
+                    "ShopCheckoutDegraded is not firing".into()
+                }
+            }
+            Err(error) => format!("unreadable answer: {error}"),
+        },
+        Err(error) => format!("unreachable ({error})"),
+    }
+}
+
+/// After the fix: a burst at the timeline's peak rate, with the later (checkout-heavy) mix.
+async fn check(shop: Shop, args: &TimelineArgs) -> Result<u8, StageError> {
+    let style = Style::detect();
+    let settings = settings(args, &shop).await?;
+    let missing = missing_indexes(&shop).await?;
+    let products = shop.products().await?;
+    let seconds = args.check_seconds.clamp(5, 600);
+    println!("A burst of {seconds} s at {:.0} journeys a minute (the peak), checkout-heavy mix …", settings.peak_rpm);
+    let report = burst(&shop, products, settings.peak_rpm, seconds).await;
+    let p95 = report.latency_ms.p95;
+    let errors = report.error_rate * 100.0;
+    let mut ok = true;
+    let mut line = |pass: bool, text: String| {
+        ok &= pass;
+        println!("  {}", if pass { style.good(&format!("✓ {text}")) } else { style.bad(&format!("✗ {text}")) });
+    };
+    line(
+        missing.is_empty(),
+        if missing.is_empty() { "both indexes present".into() } else { format!("missing: {}", missing.join(", ")) },
+    );
+    line(p95 < 500.0, format!("p95 {p95:.0} ms (SLO < 500 ms) over {} requests", report.requests));
+    line(errors < 1.0, format!("errors {errors:.2}% (SLO < 1%)"));
+    if let Some(checkout) = report.steps.get(timeline::CHECKOUT_STEP) {
+        println!(
+            "    checkouts: {} ({} failed), p95 {:.0} ms",
+            checkout.requests, checkout.errors, checkout.latency_ms.p95
+        );
+    }
+    Ok(if ok { 0 } else { EXIT_FAILED })
+}
+
+async fn reset(shop: Shop) -> Result<u8, StageError> {
+    // All three are tried, whatever one of them answers.
+    let catalog = platform::stage::admin_call(&shop.catalog, "/admin/reset?confirm=yes", &shop.token, None).await;
+    let checkout = platform::stage::admin_call(&shop.checkout, "/admin/reset?confirm=yes", &shop.token, None).await;
+    let cart = platform::stage::admin_call(&shop.cart, "/admin/reset?confirm=yes", &shop.token, None).await;
+    let (catalog, checkout) = (catalog?, checkout?);
+    cart?;
+    if let Some(message) = catalog.json().and_then(|v| v["message"].as_str().map(str::to_owned)) {
+        println!("{message}");
+    }
+    let pool = checkout.json().map(|v| v["pool"].to_string()).unwrap_or_default();
+    println!("Checkout pool back to normal: {pool}. Carts emptied.");
+    Ok(0)
+}
+
+/// Concurrent checkouts of one doorbuster: how many were turned away by the pool.
+async fn checkout_burst(shop: &Shop, count: usize) -> (usize, usize) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client builds");
+    let url = shop.checkout.url("/orders/create");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.spawn(async move {
+            let body = serde_json::json!({ "user_id": format!("rehearsal-{i}"), "product_id": 1, "quantity": 1 });
+            match client.post(&url).json(&body).send().await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()),
+            }
+        });
+    }
+    let (mut created, mut exhausted) = (0, 0);
+    while let Some(Ok((status, body))) = tasks.join_next().await {
+        created += usize::from(status == 201);
+        exhausted += usize::from(status == 503 && body.contains("pool exhausted"));
+    }
+    (created, exhausted)
+}
+
+/// The plan of the catalog query, from the catalog's admin view.
+async fn catalog_scans(shop: &Shop) -> Result<bool, StageError> {
+    let reply = shop.catalog.get_admin("/admin/indexes", &shop.token).await?;
+    let plans = reply.json().unwrap_or_default();
+    Ok(plans["plans"][0]["full_table_scan"] == true)
+}
+
+/// `breakroom rehearse shop/black-friday`: the two faults applied for real on a small
+/// scale, the check failing, the fix passing it, the reset putting everything back.
+pub async fn rehearse(shop: Shop) -> Result<Vec<platform::stage::Verdict>, StageError> {
+    let outcome = rehearse_steps(&shop).await;
+    if outcome.is_err() {
+        // Whatever failed, the lab is not left broken.
+        let _ = shop.restore().await;
+    }
+    outcome
+}
+
+async fn rehearse_steps(shop: &Shop) -> Result<Vec<platform::stage::Verdict>, StageError> {
+    use platform::stage::Verdict;
+    let shop = shop.clone();
+    let mut verdicts = Vec::new();
+    shop.drop_indexes().await?;
+    let scans = catalog_scans(&shop).await?;
+    verdicts.push(Verdict::new(
+        "reproduced",
+        scans,
+        if scans {
+            "DROP INDEX: the catalog query is now a full table scan"
+        } else {
+            "the planner still uses an index"
+        },
+    ));
+    // One connection and a short wait: concurrent checkouts queue behind each other's scans.
+    shop.shrink_pool(1, 100).await?;
+    let (created, exhausted) = checkout_burst(&shop, 24).await;
+    verdicts.push(Verdict::new(
+        "symptom",
+        exhausted > 0,
+        format!("24 concurrent checkouts on a 1-connection pool: {created} placed, {exhausted} × 503 pool exhausted"),
+    ));
+    let products = shop.products().await?;
+    let burst = burst(&shop, products, 600.0, 5).await;
+    let missing = catalog_scans(&shop).await?;
+    verdicts.push(Verdict::new(
+        "check fails",
+        missing,
+        format!(
+            "indexes missing → the check fails (burst p95 {:.0} ms, errors {:.1}%)",
+            burst.latency_ms.p95,
+            burst.error_rate * 100.0
+        ),
+    ));
+    shop.restore().await?;
+    let after = burst_verdict(&shop, products).await;
+    verdicts.push(after);
+    let reset = async {
+        platform::stage::admin_call(&shop.catalog, "/admin/reset?confirm=yes", &shop.token, None).await?;
+        platform::stage::admin_call(&shop.checkout, "/admin/reset?confirm=yes", &shop.token, None).await?;
+        platform::stage::admin_call(&shop.cart, "/admin/reset?confirm=yes", &shop.token, None).await?;
+        let pool = shop.checkout.get("/health").await?.json().unwrap_or_default();
+        let normal = pool["pool"]["max_connections"] == pool["pool"]["normal"]["max_connections"];
+        Ok::<_, StageError>(normal && !catalog_scans(&shop).await?)
+    };
+    let ok = reset.await?;
+    verdicts.push(Verdict::new("reset", ok, "indexes present, checkout's normal pool, demo orders removed"));
+    Ok(verdicts)
+}
+
+async fn burst_verdict(shop: &Shop, products: u64) -> platform::stage::Verdict {
+    let report = burst(shop, products, 600.0, 5).await;
+    let ok = report.latency_ms.p95 < 500.0 && report.error_rate < 0.01;
+    platform::stage::Verdict::new(
+        "fixed",
+        ok,
+        format!(
+            "indexes restored, pool normal: {} requests, p95 {:.0} ms, errors {:.2}%",
+            report.requests,
+            report.latency_ms.p95,
+            report.error_rate * 100.0
+        ),
+    )
+}
+
+/// Shoppers at `rpm` journeys a minute for `seconds`, checkout-heavy.
+async fn burst(shop: &Shop, products: u64, rpm: f64, seconds: u64) -> driver::record::Snapshot {
+    let profile = profile::blackfriday(&shop.urls.catalog_url, &shop.urls.cart_url, &shop.urls.checkout_url, products);
+    let run = Arc::new(Run::new(profile, shop.urls.catalog_url.clone(), None, Duration::from_secs(30), Vec::new()));
+    run.later_mix.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rate = rpm / 60.0;
+    let model = Model::Open { shape: Shape::constant(rate, Duration::from_secs(seconds)), max_in_flight: 20_000 };
+    engine::drive(run.clone(), model).await;
+    run.recorder.snapshot("blackfriday", "open", run.elapsed(), rate)
+}

@@ -1,0 +1,172 @@
+//! The vote lab's pages: vote (the audience's phones), results (the projector) and admin.
+
+use std::sync::Arc;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::State;
+use serde::Deserialize;
+
+use super::VoteLab;
+use super::ballot::{Choice, QUESTION};
+use platform::http::QueryParams;
+
+/// A conference the pages can be branded for, via `CONFERENCE` or `?conf=`.
+pub struct Brand {
+    pub key: &'static str,
+    pub name: &'static str,
+    pub greeting: &'static str,
+    pub city: &'static str,
+    pub logo: &'static str,
+}
+
+const BRANDS: &[Brand] = &[
+    Brand { key: "sreday", name: "SREday", greeting: "SREday", city: "NYC", logo: "/static/logos/sreday.svg" },
+    Brand {
+        key: "kubecon",
+        name: "KubeCon + CloudNativeCon",
+        greeting: "KubeCon",
+        city: "ATL",
+        logo: "/static/logos/kubecon.svg",
+    },
+    Brand {
+        key: "devopsdays",
+        name: "DevOpsDays",
+        greeting: "DevOpsDays",
+        city: "NYC",
+        logo: "/static/logos/devopsdays.svg",
+    },
+];
+
+/// The brand for `?conf=` or else the configured conference; unknown names mean none.
+fn brand(query: Option<&str>, configured: Option<&str>) -> Option<&'static Brand> {
+    let wanted = query.filter(|q| !q.is_empty()).or(configured)?.trim().to_ascii_lowercase();
+    BRANDS.iter().find(|b| b.key == wanted)
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    conf: Option<String>,
+}
+
+/// What every page shows around its content.
+pub struct Frame {
+    pub brand: Option<&'static Brand>,
+    pub title: String,
+    pub version: String,
+    /// `?conf=…` to carry the branding across links.
+    pub conf_suffix: String,
+}
+
+impl Frame {
+    pub fn new(lab: &VoteLab, query: &PageQuery) -> Frame {
+        let brand = brand(query.conf.as_deref(), lab.platform.config.conference.as_deref());
+        let city = brand.map_or("NYC", |b| b.city);
+        Frame {
+            brand,
+            title: format!("{city} POLL '{:02}", current_year() % 100),
+            version: lab.platform.config.app_version.clone(),
+            conf_suffix: brand.map(|b| format!("?conf={}", b.key)).unwrap_or_default(),
+        }
+    }
+}
+
+fn current_year() -> u64 {
+    let days =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0);
+    // Days since 1970 to a year, exact to within a day, which is plenty for a title.
+    1970 + (days * 10_000 + 5_000) / 3_652_425
+}
+
+pub struct ChoiceView {
+    pub key: &'static str,
+    pub label: &'static str,
+}
+
+pub fn choices() -> Vec<ChoiceView> {
+    Choice::ALL.into_iter().map(|c| ChoiceView { key: c.key(), label: c.label() }).collect()
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "vote.html")]
+pub struct VotePage {
+    frame: Frame,
+    question: &'static str,
+    choices: Vec<ChoiceView>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "results.html")]
+pub struct ResultsPage {
+    frame: Frame,
+    question: &'static str,
+    choices: Vec<ChoiceView>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin.html")]
+pub struct AdminPage {
+    frame: Frame,
+}
+
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "pages",
+    params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
+    responses(
+        (status = 200, description = "The vote page (phones)", content_type = "text/html", body = String),
+        (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
+    )
+)]
+pub async fn vote(State(lab): State<Arc<VoteLab>>, QueryParams(query): QueryParams<PageQuery>) -> VotePage {
+    VotePage { frame: Frame::new(&lab, &query), question: QUESTION, choices: choices() }
+}
+
+#[utoipa::path(
+    get,
+    path = "/results",
+    tag = "pages",
+    params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
+    responses(
+        (status = 200, description = "Live results (projector)", content_type = "text/html", body = String),
+        (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
+    )
+)]
+pub async fn results(State(lab): State<Arc<VoteLab>>, QueryParams(query): QueryParams<PageQuery>) -> ResultsPage {
+    ResultsPage { frame: Frame::new(&lab, &query), question: QUESTION, choices: choices() }
+}
+
+#[utoipa::path(
+    get,
+    path = "/admin",
+    tag = "pages",
+    params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
+    responses(
+        (status = 200, description = "The admin page (reset, fix switch; the token is asked for)", content_type = "text/html", body = String),
+        (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
+    )
+)]
+pub async fn admin(State(lab): State<Arc<VoteLab>>, QueryParams(query): QueryParams<PageQuery>) -> AdminPage {
+    AdminPage { frame: Frame::new(&lab, &query) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_brand_overrides_the_configured_one_and_unknown_means_none() {
+        assert_eq!(brand(Some("kubecon"), Some("sreday")).map(|b| b.key), Some("kubecon"));
+        assert_eq!(brand(None, Some("SREday")).map(|b| b.key), Some("sreday"));
+        assert_eq!(brand(Some(""), Some("devopsdays")).map(|b| b.key), Some("devopsdays"));
+        assert!(brand(Some("<script>"), None).is_none());
+        assert!(brand(None, None).is_none());
+    }
+
+    #[test]
+    fn the_year_is_this_century() {
+        let year = current_year();
+        assert!((2025..2100).contains(&year), "{year}");
+    }
+}

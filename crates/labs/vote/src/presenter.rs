@@ -1,0 +1,174 @@
+//! The presenter's view: the two audience links as QR codes made here (no website
+//! needed, no CDN), the live results, and the lab's state at a glance.
+
+use std::sync::Arc;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::VoteLab;
+use super::pages::{Frame, PageQuery};
+use super::store::KNOWN_PARTNER_CODE;
+use platform::http::{ApiError, QueryParams};
+
+/// Where the audience reaches the lab: `--public-url`, else this request's Host (and
+/// `X-Forwarded-Proto`); the bool says whether it was configured.
+fn public_base(lab: &VoteLab, headers: &HeaderMap) -> (String, bool) {
+    if let Some(url) = &lab.platform.config.public_url {
+        return (url.clone(), true);
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+        .unwrap_or("localhost:8000");
+    let scheme = match headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()) {
+        Some("https") => "https",
+        _ => "http",
+    };
+    (format!("{scheme}://{host}"), false)
+}
+
+pub fn vote_url(base: &str) -> String {
+    format!("{base}/")
+}
+
+pub fn referral_url(base: &str) -> String {
+    format!("{base}/?referral={KNOWN_PARTNER_CODE}")
+}
+
+/// A QR code as SVG, black on white with its quiet zone, scaled by the page.
+pub fn qr_svg(url: &str) -> Result<String, ApiError> {
+    let code = qrcode::QrCode::new(url.as_bytes())
+        .map_err(|e| ApiError::bad_request(format!("Cannot encode {url} as a QR code: {e}")))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(320, 320)
+        .dark_color(qrcode::render::svg::Color("#1a1a1a"))
+        .light_color(qrcode::render::svg::Color("#ffffff"))
+        .quiet_zone(true)
+        .build())
+}
+
+/// A QR code for a terminal, two rows a character, light on dark.
+pub fn qr_text(url: &str) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
+    Some(code.render::<Dense1x2>().dark_color(Dense1x2::Light).light_color(Dense1x2::Dark).quiet_zone(true).build())
+}
+
+#[derive(Deserialize)]
+pub struct QrQuery {
+    target: Option<String>,
+}
+
+/// `GET /qr.svg?target=vote|referral`, for the page and for slides.
+#[utoipa::path(
+    get,
+    path = "/qr.svg",
+    tag = "pages",
+    params(("target" = Option<super::openapi::QrTarget>, Query, description = "vote (default) or referral")),
+    responses(
+        (status = 200, description = "The QR code", content_type = "image/svg+xml", body = String),
+        (status = 400, description = "Unknown target", body = platform::openapi::ErrorBody),
+        (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
+    )
+)]
+pub async fn qr(
+    State(lab): State<Arc<VoteLab>>,
+    headers: HeaderMap,
+    QueryParams(query): QueryParams<QrQuery>,
+) -> Result<Response, ApiError> {
+    let (base, _) = public_base(&lab, &headers);
+    let url = match query.target.as_deref() {
+        Some("vote") | None => vote_url(&base),
+        Some("referral") => referral_url(&base),
+        Some(other) => return Err(ApiError::bad_request(format!("Unknown QR target '{other}': use vote or referral"))),
+    };
+    let svg = qr_svg(&url)?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "presenter.html")]
+pub struct PresenterPage {
+    frame: Frame,
+    question: &'static str,
+    choices: Vec<super::pages::ChoiceView>,
+    vote_url: String,
+    referral_url: String,
+    public_url_configured: bool,
+}
+
+/// `GET /presenter`: public like the admin page; its state and actions need the token.
+#[utoipa::path(
+    get,
+    path = "/presenter",
+    tag = "pages",
+    params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
+    responses(
+        (status = 200, description = "QR codes around the live results (projector)", content_type = "text/html", body = String),
+        (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
+    )
+)]
+pub async fn page(
+    State(lab): State<Arc<VoteLab>>,
+    headers: HeaderMap,
+    QueryParams(query): QueryParams<PageQuery>,
+) -> PresenterPage {
+    let (base, configured) = public_base(&lab, &headers);
+    PresenterPage {
+        frame: Frame::new(&lab, &query),
+        question: super::ballot::QUESTION,
+        choices: super::pages::choices(),
+        vote_url: vote_url(&base),
+        referral_url: referral_url(&base),
+        public_url_configured: configured,
+    }
+}
+
+/// `GET /admin/state`: which implementation runs, how full the referral cache is, and
+/// how many 5xx this process answered in the last minute.
+#[utoipa::path(
+    get,
+    path = "/admin/state",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The lab's state for the presenter", body = Object),
+        (status = 401, description = "Admin token missing or wrong", body = platform::openapi::ErrorBody),
+    )
+)]
+pub async fn state(State(lab): State<Arc<VoteLab>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "referral": lab.referral.mode(),
+        "referral_cache": { "entries": lab.referral.entries(), "capacity": lab.referral.capacity() },
+        "errors_last_minute": lab.platform.http_metrics.recent_errors.last_minute(),
+        "viewers": lab.feed.viewers(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn terminal_qr_codes_are_blocks_of_two_rows_a_line() {
+        let text = super::qr_text("http://127.0.0.1:8000/?referral=conf-partner-2026").unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // A version-3 code is 29 modules plus the quiet zone, two rows a line.
+        assert!((15..=30).contains(&lines.len()), "{} lines", lines.len());
+        assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()), "square");
+        assert!(text.contains('▀') || text.contains('▄'));
+    }
+
+    #[test]
+    fn svg_qr_codes_are_whole_documents() {
+        let svg = super::qr_svg("http://127.0.0.1:8000/").unwrap();
+        assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
+    }
+}

@@ -1,0 +1,336 @@
+//! What the stage commands (`demonstrate`, `check`, `reset`) share: an HTTP client for
+//! a running lab whose failures are sentences a speaker can read out, not traces.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+/// Exit code of a check whose lab still shows its bug.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code when the command could not do its job (server unreachable, no token).
+pub const EXIT_TROUBLE: u8 = 2;
+
+#[derive(Debug)]
+pub struct StageError(pub String);
+
+impl fmt::Display for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StageError {}
+
+/// A running lab, reached over HTTP as the audience reaches it.
+pub struct Target {
+    base: String,
+    client: reqwest::Client,
+    lab: &'static str,
+}
+
+/// A response: status and body text.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+
+    /// The `detail` of a JSON error body, or the body itself.
+    pub fn detail(&self) -> String {
+        self.json()
+            .and_then(|v| v.get("detail").or_else(|| v.get("error")).and_then(|d| d.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| self.body.clone())
+    }
+}
+
+impl Target {
+    pub fn new(url: &str, lab: &'static str) -> Result<Target, StageError> {
+        Target::with_timeout(url, lab, Duration::from_secs(10))
+    }
+
+    /// A target whose requests may take up to `timeout` (DDL on a big table, a resize).
+    pub fn with_timeout(url: &str, lab: &'static str, timeout: Duration) -> Result<Target, StageError> {
+        let base = url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(StageError(format!("--url must start with http:// or https:// (got '{url}')")));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| StageError(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Target { base, client, lab })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Reply, StageError> {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply, StageError> {
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> Result<Reply, StageError> {
+        self.send(self.client.put(self.url(path)).json(body)).await
+    }
+
+    pub async fn post_admin_json(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<Reply, StageError> {
+        self.send(self.client.post(self.url(path)).bearer_auth(token).json(body)).await
+    }
+
+    pub async fn get_admin(&self, path: &str, token: &str) -> Result<Reply, StageError> {
+        self.send(self.client.get(self.url(path)).bearer_auth(token)).await
+    }
+
+    /// A request as a user of a lab that authenticates with `Authorization: Token …`.
+    pub async fn get_with_token(&self, path: &str, token: &str) -> Result<Reply, StageError> {
+        self.send(self.client.get(self.url(path)).header("authorization", format!("Token {token}"))).await
+    }
+
+    pub async fn post_with_token(&self, path: &str, token: &str) -> Result<Reply, StageError> {
+        self.send(self.client.post(self.url(path)).header("authorization", format!("Token {token}"))).await
+    }
+
+    pub async fn post_admin(&self, path: &str, token: &str) -> Result<Reply, StageError> {
+        self.send(self.client.post(self.url(path)).bearer_auth(token)).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Reply, StageError> {
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(|e| self.unreachable(&e))?;
+        Ok(Reply { status, body })
+    }
+
+    fn unreachable(&self, error: &reqwest::Error) -> StageError {
+        let why = if error.is_timeout() {
+            "it did not answer in time"
+        } else if error.is_connect() {
+            "nothing answered there"
+        } else {
+            "the connection failed"
+        };
+        StageError(format!(
+            "Cannot reach the {lab} lab at {base}: {why}.\n\
+             Is it running? Start it with `breakroom serve {lab}`, or point at it with --url.",
+            lab = self.lab,
+            base = self.base
+        ))
+    }
+
+    /// A sample's value from the lab's `/metrics`.
+    pub async fn metric(&self, name: &str) -> Result<Option<f64>, StageError> {
+        let reply = self.get("/metrics").await?;
+        Ok(metric_value(&reply.body, name))
+    }
+}
+
+/// The value of the first sample named exactly `name` (labels allowed) in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let value = match rest.chars().next()? {
+            ' ' => rest.trim(),
+            '{' => rest.split_once('}')?.1.trim(),
+            _ => return None,
+        };
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// The admin token: given, or the one a local server generated into its data directory.
+pub fn admin_token(given: Option<&str>, data_dir: &Path, lab: &str) -> Result<String, StageError> {
+    if let Some(token) = given.filter(|t| !t.trim().is_empty()) {
+        return Ok(token.trim().to_string());
+    }
+    let file = crate::token_file(data_dir, lab);
+    match std::fs::read_to_string(&file) {
+        Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_string()),
+        _ => Err(StageError(format!(
+            "This needs the admin token. Pass --token or set BREAKROOM_ADMIN_TOKEN \
+             (a local `breakroom serve {lab}` without a configured token writes the one it \
+             generated to {}).",
+            file.display()
+        ))),
+    }
+}
+
+/// An admin POST that must succeed.
+pub async fn admin_call(
+    target: &Target,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> Result<Reply, StageError> {
+    let reply = match body {
+        Some(body) => target.post_admin_json(path, token, &body).await?,
+        None => target.post_admin(path, token).await?,
+    };
+    if reply.is_success() {
+        Ok(reply)
+    } else {
+        Err(StageError(format!("POST {path} answered {}: {}", reply.status, reply.detail())))
+    }
+}
+
+/// `POST /admin/reset?confirm=yes` with the admin token, printing the lab's message.
+pub async fn reset_lab(target: &Target, token: Option<&str>, data_dir: &Path, lab: &str) -> Result<u8, StageError> {
+    let token = admin_token(token, data_dir, lab)?;
+    let reply = target.post_admin("/admin/reset?confirm=yes", &token).await?;
+    if reply.status == 401 {
+        return Err(StageError(format!("The server refused the admin token: {}", reply.detail())));
+    }
+    if !reply.is_success() {
+        return Err(StageError(format!("Reset failed with {}: {}", reply.status, reply.detail())));
+    }
+    let message = reply.json().and_then(|v| v["message"].as_str().map(str::to_owned)).unwrap_or_else(|| reply.detail());
+    println!("{message}");
+    Ok(0)
+}
+
+/// Text styles for a projector: bold green/red on a terminal, plain in a pipe.
+pub struct Style {
+    color: bool,
+}
+
+impl Style {
+    pub fn detect() -> Style {
+        Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    }
+
+    pub fn good(&self, text: &str) -> String {
+        self.paint("1;32", text)
+    }
+
+    pub fn bad(&self, text: &str) -> String {
+        self.paint("1;31", text)
+    }
+
+    pub fn heading(&self, text: &str) -> String {
+        self.paint("1;33", text)
+    }
+}
+
+/// "11–15", "3, 7, 9–12": request numbers for a summary line.
+pub fn ranges(numbers: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < numbers.len() {
+        let start = numbers[i];
+        let mut end = start;
+        while i + 1 < numbers.len() && numbers[i + 1] == end + 1 {
+            i += 1;
+            end = numbers[i];
+        }
+        parts.push(if start == end { start.to_string() } else { format!("{start}–{end}") });
+        i += 1;
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_value_reads_plain_and_labelled_samples() {
+        let text = "# TYPE referral_cache_exhausted counter\nreferral_cache_exhausted_total 5\n\
+                    referral_cache_entries 15\nhttp_requests_total{method=\"GET\"} 3\n";
+        assert_eq!(metric_value(text, "referral_cache_exhausted_total"), Some(5.0));
+        assert_eq!(metric_value(text, "referral_cache_entries"), Some(15.0));
+        assert_eq!(metric_value(text, "http_requests_total"), Some(3.0));
+        assert_eq!(metric_value(text, "referral_cache"), None);
+    }
+
+    #[test]
+    fn ranges_fold_consecutive_numbers() {
+        assert_eq!(ranges(&[11, 12, 13, 14, 15]), "11–15");
+        assert_eq!(ranges(&[3, 7, 9, 10, 11]), "3, 7, 9–11");
+        assert_eq!(ranges(&[]), "");
+    }
+}
+
+/// Ctrl-C or SIGTERM: whichever ends a stage command, its cleanup still runs.
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => drop(tokio::signal::ctrl_c().await),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// A planted bug seen from the stage: what triggers it, what shows, and how it is fixed.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    pub name: &'static str,
+    /// The lab it belongs to (`vote`, `items`, …).
+    pub lab: &'static str,
+    pub bug: &'static str,
+    pub title: &'static str,
+    pub story: &'static str,
+    pub trigger: &'static str,
+    pub symptom: &'static str,
+    pub fix: &'static str,
+    /// What `breakroom check LAB` proves, and so what passes only once it is fixed.
+    pub check: &'static str,
+    /// What `breakroom reset LAB` puts back for the next talk.
+    pub reset: &'static str,
+    /// How long a rehearsal of it takes, roughly.
+    pub rehearsal: &'static str,
+}
+
+/// One step of a rehearsal: passed, failed, or not applicable here (and why).
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub step: &'static str,
+    pub ok: Option<bool>,
+    pub detail: String,
+}
+
+impl Verdict {
+    pub fn new(step: &'static str, ok: bool, detail: impl Into<String>) -> Verdict {
+        Verdict { step, ok: Some(ok), detail: detail.into() }
+    }
+
+    pub fn not_applicable(step: &'static str, why: impl Into<String>) -> Verdict {
+        Verdict { step, ok: None, detail: why.into() }
+    }
+}
+
+/// What a stage command does; each lab implements the ones its story has.
+#[derive(Debug, Clone, Copy)]
+pub enum StageCommand {
+    Demonstrate,
+    Check,
+    Reset,
+}
