@@ -4,11 +4,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::labs::LabName;
+pub use crate::labs::{ServeConfig, StageArgs};
 pub use items::settings::ItemsArgs;
-use platform::config::{Backend, PlatformConfig};
+use platform::config::Backend;
 pub use shop::settings::{DEFAULT_PRODUCTS, ShopArgs, ShopDataArgs, ShopService};
 pub use vote::settings::VoteArgs;
 
@@ -65,7 +67,7 @@ pub struct BackendArgs {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
     /// Directory for the embedded SQLite databases and the generated admin token
-    #[arg(long, env = "BREAKROOM_DATA_DIR", default_value_os_t = default_data_dir())]
+    #[arg(long, env = "BREAKROOM_DATA_DIR", default_value_os_t = platform::config::default_data_dir())]
     pub data_dir: PathBuf,
     /// Prefix for every Redis key and channel, so several labs or tests can share one Redis
     #[arg(long, env = "BREAKROOM_REDIS_PREFIX", default_value = "")]
@@ -160,6 +162,56 @@ impl ServeArgs {
     }
 }
 
+impl Cli {
+    /// The command line, parsed; a lab's flag given to another lab (`serve items
+    /// --referral-cache-capacity 3`) is refused with a usage error, not ignored. The
+    /// same variables in the environment are fine: compose and Helm set several labs'.
+    pub fn parse_checked() -> Cli {
+        let mut command = Cli::command();
+        let matches = command.get_matches_mut();
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let (name, lab, sub) = match (&cli.command, matches.subcommand()) {
+            (Command::Serve(args), Some((name, sub))) | (Command::Dev(args), Some((name, sub))) => {
+                (name, args.lab, sub)
+            }
+            _ => return cli,
+        };
+        if let Some(flag) = foreign_flag(lab, sub) {
+            let owner = flag.1;
+            let message = format!(
+                "--{} belongs to the {owner} lab; `breakroom {name} {}` does not take it",
+                flag.0,
+                lab.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+            );
+            let mut serve = command.find_subcommand_mut(name).cloned().unwrap_or_default();
+            serve.error(clap::error::ErrorKind::ArgumentConflict, message).exit();
+        }
+        cli
+    }
+}
+
+/// The first flag on the command line that belongs to a lab other than `lab`, with
+/// that lab's name.
+fn foreign_flag(lab: ServeTarget, matches: &ArgMatches) -> Option<(String, &'static str)> {
+    let groups: [(&'static str, clap::Command, &[ServeTarget]); 4] = [
+        ("vote", VoteArgs::augment_args(clap::Command::new("vote")), &[ServeTarget::Vote]),
+        ("items", ItemsArgs::augment_args(clap::Command::new("items")), &[ServeTarget::Items]),
+        ("shop", ShopArgs::augment_args(clap::Command::new("shop")), &[ServeTarget::Shop, ServeTarget::Loadgen]),
+        ("shop", ShopDataArgs::augment_args(clap::Command::new("shop")), &[ServeTarget::Shop]),
+    ];
+    for (owner, group, takers) in groups {
+        if takers.contains(&lab) {
+            continue;
+        }
+        for arg in group.get_arguments() {
+            if matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine) {
+                return Some((arg.get_long().unwrap_or(arg.get_id().as_str()).to_string(), owner));
+            }
+        }
+    }
+    None
+}
+
 #[derive(Debug, Args)]
 pub struct SeedArgs {
     pub lab: LabName,
@@ -176,95 +228,11 @@ pub struct ExplainArgs {
     pub lab: LabName,
 }
 
-#[derive(Debug, Args)]
-pub struct StageArgs {
-    pub lab: LabName,
-    /// Where the lab runs
-    #[arg(long, env = "BREAKROOM_URL", default_value = "http://127.0.0.1:8000")]
-    pub url: String,
-    /// Admin token (reset); read from the data directory when the server generated it
-    #[arg(long, env = "BREAKROOM_ADMIN_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Data directory of a local server, where a generated admin token is written
-    #[arg(long, env = "BREAKROOM_DATA_DIR", default_value_os_t = default_data_dir())]
-    pub data_dir: PathBuf,
-    /// Pause between requests, in milliseconds, so the room can follow along
-    #[arg(long, default_value_t = 500)]
-    pub interval_ms: u64,
-    /// items: the lab's Redis, so `check` can pause it and verify the outage promises
-    #[arg(long)]
-    pub redis: Option<String>,
-    #[command(flatten)]
-    pub shop: shop::timeline::TimelineArgs,
-}
-
-/// `$XDG_DATA_HOME/breakroom`, else `~/.local/share/breakroom`, else `./breakroom-data`.
-pub fn default_data_dir() -> PathBuf {
-    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(xdg).join("breakroom");
-    }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".local/share/breakroom"),
-        None => PathBuf::from("breakroom-data"),
-    }
-}
-
-/// Everything a running lab is configured with. Built from `ServeArgs` by the CLI and
-/// directly by the tests.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    pub lab: LabName,
-    pub fixed: Vec<String>,
-    pub backend: BackendArgs,
-    pub conference: Option<String>,
-    pub app_version: String,
-    pub admin_token: Option<String>,
-    pub otlp_endpoint: Option<String>,
-    pub public_url: Option<String>,
-    pub vote: VoteArgs,
-    pub items: ItemsArgs,
-    pub shop: ShopArgs,
-    pub shop_data: ShopDataArgs,
-    /// How long a Redis command may take before the cache counts as unreachable.
-    pub redis_timeout: Duration,
-    /// How often live viewers' state is re-read even without a change notification (a
-    /// safety net for lost notifications; changes themselves are pushed at once).
-    pub feed_refresh: Duration,
-}
-
-impl ServeConfig {
-    /// The embedded default: SQLite in `data_dir`, live state in the process.
-    pub fn embedded(lab: LabName, data_dir: PathBuf) -> Self {
-        ServeConfig {
-            lab,
-            fixed: Vec::new(),
-            backend: BackendArgs {
-                database_url: None,
-                redis_url: None,
-                data_dir,
-                redis_prefix: String::new(),
-                db_max_connections: 10,
-            },
-            conference: None,
-            app_version: env!("CARGO_PKG_VERSION").to_string(),
-            admin_token: None,
-            otlp_endpoint: None,
-            public_url: None,
-            vote: VoteArgs::default(),
-            items: ItemsArgs::default(),
-            shop: ShopArgs::default(),
-            shop_data: ShopDataArgs::default(),
-            redis_timeout: Duration::from_millis(150),
-            feed_refresh: Duration::from_secs(2),
-        }
-    }
-}
-
 impl ServeConfig {
     /// The configuration of a lab; `args.lab` must name a lab, not the load generator.
     pub fn from_args(lab: LabName, args: ServeArgs) -> Self {
         let empty_to_none = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-        let mut backend = args.backend;
+        let mut backend = args.backend.resolved();
         backend.database_url = empty_to_none(backend.database_url);
         backend.redis_url = empty_to_none(backend.redis_url);
         ServeConfig {
@@ -295,24 +263,6 @@ impl BackendArgs {
             data_dir: self.data_dir.clone(),
             redis_prefix: self.redis_prefix.clone(),
             db_max_connections: self.db_max_connections,
-        }
-    }
-}
-
-impl ServeConfig {
-    /// What the platform under this lab is configured with.
-    pub fn platform(&self) -> PlatformConfig {
-        PlatformConfig {
-            lab: self.lab.as_str(),
-            fixed: self.fixed.clone(),
-            backend: self.backend.resolved(),
-            conference: self.conference.clone(),
-            app_version: self.app_version.clone(),
-            admin_token: self.admin_token.clone(),
-            otlp_endpoint: self.otlp_endpoint.clone(),
-            public_url: self.public_url.clone(),
-            redis_timeout: self.redis_timeout,
-            feed_refresh: self.feed_refresh,
         }
     }
 }

@@ -6,9 +6,16 @@ pub use ::shop;
 pub use ::vote;
 pub use platform::stage::{Scenario, StageCommand, Verdict};
 
-use clap::ValueEnum;
+use std::path::PathBuf;
+use std::time::Duration;
 
+use clap::{Args, ValueEnum};
+
+use items::settings::ItemsArgs;
 use platform::bugs::BugInfo;
+use platform::config::{Backend, PlatformConfig};
+use shop::settings::{ShopArgs, ShopDataArgs};
+use vote::settings::VoteArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LabName {
@@ -68,7 +75,7 @@ pub async fn build(
     lab: LabName,
     platform: &platform::Platform,
     registry: &mut prometheus_client::registry::Registry,
-    config: &crate::config::ServeConfig,
+    config: &ServeConfig,
 ) -> anyhow::Result<axum::Router> {
     match lab {
         LabName::Vote => vote::build(platform, registry, &config.vote).await,
@@ -79,10 +86,10 @@ pub async fn build(
 }
 
 /// `breakroom seed LAB`
-pub async fn seed(lab: LabName, db: &platform::db::Db, args: &crate::config::SeedArgs) -> anyhow::Result<String> {
+pub async fn seed(lab: LabName, db: &platform::db::Db, partners: u32, products: u64) -> anyhow::Result<String> {
     match lab {
         LabName::Vote => {
-            let inserted = vote::seed(db, args.vote.seed_partners).await?;
+            let inserted = vote::seed(db, partners).await?;
             Ok(format!("vote: {inserted} referral partners inserted"))
         }
         LabName::Items => {
@@ -95,7 +102,7 @@ pub async fn seed(lab: LabName, db: &platform::db::Db, args: &crate::config::See
         }
         LabName::Shop => {
             let started = std::time::Instant::now();
-            let generated = shop::seed(db, args.shop.products).await?;
+            let generated = shop::seed(db, products).await?;
             Ok(if generated == 0 {
                 "shop: the catalog already has products; nothing generated (reset keeps the catalog)".into()
             } else {
@@ -114,7 +121,7 @@ pub fn scenario_of(lab: LabName) -> &'static Scenario {
 }
 
 /// Runs a stage command against a running lab; returns the process exit code.
-pub async fn stage(command: StageCommand, args: &crate::config::StageArgs) -> Result<u8, platform::stage::StageError> {
+pub async fn stage(command: StageCommand, args: &StageArgs) -> Result<u8, platform::stage::StageError> {
     let target = platform::stage::Target::new(&args.url, args.lab.as_str())?;
     let scenario = scenario_of(args.lab);
     let what = match command {
@@ -167,4 +174,89 @@ pub fn explain(lab: LabName) -> String {
                 format!("The {} lab's planted bugs (run the fix with --fixed NAME):\n{fixes}\n", other.as_str())
             }
         }
+}
+
+/// Everything a running lab is configured with. Built from `ServeArgs` by the CLI and
+/// directly by the tests.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub lab: LabName,
+    pub fixed: Vec<String>,
+    pub backend: Backend,
+    pub conference: Option<String>,
+    pub app_version: String,
+    pub admin_token: Option<String>,
+    pub otlp_endpoint: Option<String>,
+    pub public_url: Option<String>,
+    pub vote: VoteArgs,
+    pub items: ItemsArgs,
+    pub shop: ShopArgs,
+    pub shop_data: ShopDataArgs,
+    /// How long a Redis command may take before the cache counts as unreachable.
+    pub redis_timeout: Duration,
+    /// How often live viewers' state is re-read even without a change notification (a
+    /// safety net for lost notifications; changes themselves are pushed at once).
+    pub feed_refresh: Duration,
+}
+
+impl ServeConfig {
+    /// The embedded default: SQLite in `data_dir`, live state in the process.
+    pub fn embedded(lab: LabName, data_dir: PathBuf) -> Self {
+        ServeConfig {
+            lab,
+            fixed: Vec::new(),
+            backend: PlatformConfig::embedded(lab.as_str(), data_dir.clone()).backend,
+            conference: None,
+            app_version: env!("CARGO_PKG_VERSION").to_string(),
+            admin_token: None,
+            otlp_endpoint: None,
+            public_url: None,
+            vote: VoteArgs::default(),
+            items: ItemsArgs::default(),
+            shop: ShopArgs::default(),
+            shop_data: ShopDataArgs::default(),
+            redis_timeout: Duration::from_millis(150),
+            feed_refresh: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// What the platform under this lab is configured with.
+    pub fn platform(&self) -> PlatformConfig {
+        PlatformConfig {
+            lab: self.lab.as_str(),
+            fixed: self.fixed.clone(),
+            backend: self.backend.clone(),
+            conference: self.conference.clone(),
+            app_version: self.app_version.clone(),
+            admin_token: self.admin_token.clone(),
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            public_url: self.public_url.clone(),
+            redis_timeout: self.redis_timeout,
+            feed_refresh: self.feed_refresh,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    pub lab: LabName,
+    /// Where the lab runs
+    #[arg(long, env = "BREAKROOM_URL", default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Admin token (reset); read from the data directory when the server generated it
+    #[arg(long, env = "BREAKROOM_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory of a local server, where a generated admin token is written
+    #[arg(long, env = "BREAKROOM_DATA_DIR", default_value_os_t = platform::config::default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Pause between requests, in milliseconds, so the room can follow along
+    #[arg(long, default_value_t = 500)]
+    pub interval_ms: u64,
+    /// items: the lab's Redis, so `check` can pause it and verify the outage promises
+    #[arg(long)]
+    pub redis: Option<String>,
+    #[command(flatten)]
+    pub shop: shop::timeline::TimelineArgs,
 }

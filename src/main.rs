@@ -3,7 +3,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use breakroom::config::{Cli, Command, ServeConfig};
@@ -14,7 +13,7 @@ use breakroom::platform::{db::Db, telemetry};
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("start the tokio runtime");
     runtime.block_on(run(cli))
 }
@@ -74,7 +73,7 @@ async fn seed(args: breakroom::config::SeedArgs) -> anyhow::Result<()> {
     let backend = &args.backend;
     let database_url = backend.database_url.as_deref().filter(|u| !u.is_empty());
     let db = Db::open(database_url, &backend.data_dir, args.lab.as_str(), backend.db_max_connections).await?;
-    let summary = labs::seed(args.lab, &db, &args).await?;
+    let summary = labs::seed(args.lab, &db, args.vote.seed_partners, args.shop.products).await?;
     db.close().await;
     eprintln!("{summary}");
     Ok(())

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ServeConfig;
-use crate::labs::{LabName, SCENARIOS, Scenario, Verdict};
+use crate::labs::{LabName, SCENARIOS, Scenario, ServeConfig, Verdict};
 use crate::stage::{EXIT_FAILED, StageError, Style, Target, admin_token};
 
 #[derive(Debug, Args)]
@@ -26,7 +25,7 @@ pub struct RehearseArgs {
     #[arg(long, env = "BREAKROOM_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// With --url: data directory of a local server that generated its admin token
-    #[arg(long, env = "BREAKROOM_DATA_DIR", default_value_os_t = crate::config::default_data_dir())]
+    #[arg(long, env = "BREAKROOM_DATA_DIR", default_value_os_t = platform::config::default_data_dir())]
     pub data_dir: std::path::PathBuf,
 }
 
@@ -85,7 +84,7 @@ async fn start_local(lab: LabName) -> Result<LocalLab, StageError> {
     let redis_url = config.backend.redis_url.clone();
     let shutdown = CancellationToken::new();
     if lab == LabName::Shop {
-        use crate::config::ShopService;
+        use shop::settings::ShopService;
         let mut listeners = Vec::new();
         for service in [ShopService::Catalog, ShopService::Cart, ShopService::Checkout] {
             listeners.push((service, tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| trouble(&e))?));

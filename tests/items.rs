@@ -33,6 +33,8 @@ on_both_backends!(
     health_reports_both_dependencies,
     reset_restores_the_seed_items,
     item_metrics_are_exported,
+    the_seed_inspect_query_runs_unchanged,
+    concurrent_writes_leave_the_cache_equal_to_the_row,
 );
 
 async fn the_seed_items_are_listed_newest_first(backend: Backend) {
@@ -154,10 +156,68 @@ async fn health_reports_both_dependencies(backend: Backend) {
     let app = spawn(backend).await;
     let (status, health) = json_of(app.get("/health").await).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        health,
-        json!({ "status": "ok", "service": "api", "dependencies": { "redis": "ok", "postgres": "ok" } })
-    );
+    // Named after what runs: seed 002's two services, or what the embedded default runs instead.
+    let dependencies = match backend {
+        Backend::Services => json!({ "redis": "ok", "postgres": "ok" }),
+        Backend::Embedded => json!({ "in-process cache": "ok", "sqlite": "ok" }),
+    };
+    assert_eq!(health, json!({ "status": "ok", "service": "api", "dependencies": dependencies }));
+}
+
+/// The fault probe's D1: eight clients PUT one item at once for about 2 s; the database
+/// commits in one order, their cache writes may land in another. Afterwards a read (a
+/// cache hit) must show the row the database holds, in every round.
+async fn concurrent_writes_leave_the_cache_equal_to_the_row(backend: Backend) {
+    let app = std::sync::Arc::new(spawn(backend).await);
+    let path = format!("/items/{WIDGET_A}");
+    for round in 0..3u32 {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut writers = tokio::task::JoinSet::new();
+        for client in 0..8u32 {
+            let (app, path) = (app.clone(), path.clone());
+            writers.spawn(async move {
+                for i in 0..400u32 {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    // Every write has its own price, so the row names the write that won.
+                    let cents = (round * 8 + client) * 1000 + i + 100;
+                    let body = json!({ "name": format!("c{client}-{i}"), "price": f64::from(cents) / 100.0 });
+                    assert_eq!(app.put_json(&path, &body).await.status(), 200);
+                }
+            });
+        }
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+        let row =
+            app.sql_count("SELECT price_cents FROM items WHERE id = '550e8400-e29b-41d4-a716-446655440001'").await;
+        let (status, read) = json_of(app.get(&path).await).await;
+        assert_eq!(status, 200);
+        let served = (read["price"].as_f64().unwrap() * 100.0).round() as i64;
+        assert_eq!(served, row, "round {round}: the cache serves {read} while the row's price is {row} cents");
+    }
+}
+
+/// Seed 002's inspect query runs unchanged: `price` beside `price_cents`, always equal.
+async fn the_seed_inspect_query_runs_unchanged(backend: Backend) {
+    let app = spawn(backend).await;
+    let (status, _) = json_of(
+        app.post_json("/items", &json!({ "name": "Demo Widget", "description": "Created in demo", "price": 42.99 }))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    app.sql_execute("SELECT id, name, price FROM items LIMIT 10;").await;
+    let cents = app.sql_count("SELECT CAST(ROUND(price * 100) AS BIGINT) FROM items WHERE name = 'Demo Widget'").await;
+    assert_eq!(cents, 4299);
+    app.put_json(&format!("/items/{WIDGET_A}"), &json!({ "name": "Widget A", "price": 12.5 })).await;
+    let updated = app
+        .sql_count(
+            "SELECT CAST(ROUND(price * 100) AS BIGINT) FROM items WHERE id = '550e8400-e29b-41d4-a716-446655440001'",
+        )
+        .await;
+    assert_eq!(updated, 1250, "price follows price_cents");
 }
 
 async fn reset_restores_the_seed_items(backend: Backend) {
@@ -372,4 +432,16 @@ async fn the_openapi_document_describes_the_lab() {
     // Only the hyphenated form is an id, as the pattern says.
     let simple = app.get("/items/550e8400e29b41d4a716446655440001").await;
     assert_eq!(simple.status(), 422);
+}
+
+/// Each lab takes its own flags: a vote flag on `serve items` is a usage error that
+/// names its lab, not a setting silently ignored.
+#[tokio::test]
+async fn the_items_lab_refuses_the_vote_labs_flags() {
+    let (code, out) = breakroom(&["serve", "items", "--referral-cache-capacity", "3"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--referral-cache-capacity belongs to the vote lab"), "{out}");
+    let (code, out) = breakroom(&["dev", "items", "--products", "10"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--products belongs to the shop lab"), "{out}");
 }

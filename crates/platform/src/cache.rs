@@ -261,23 +261,59 @@ impl Cache {
     }
 
     pub async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        self.store(key, value, ttl, false).await
+        self.store(key, value, ttl).await
     }
 
-    /// Sets a key only if it does not exist (`SET … NX`): for filling the cache from
-    /// the database on a miss, so a value a concurrent writer just stored wins over
-    /// the possibly older one this reader fetched.
-    pub async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        self.store(key, value, ttl, true).await
+    /// Stores `value`, a JSON object, as version `version` of `key` — unless the cache
+    /// already holds that version or a newer one; returns whether it stored it.
+    ///
+    /// Why versions: two writers commit to the database in one order, but their cache
+    /// writes can land in the other (each is a separate round trip after its commit),
+    /// and a reader that fetched a row before a write can fill the cache after it. A
+    /// plain SET lets the last *arrival* win; here the last *commit* wins, because the
+    /// version comes from the row (incremented by each UPDATE under the row's lock) and
+    /// the comparison and the write are one atomic step (a Lua script in Redis, the
+    /// entry's compute in process). The version travels inside the stored value, as its
+    /// first field (`{"_v":7,…}`), so it expires and is deleted with it, and a reader
+    /// that parses the value as the object simply ignores it.
+    pub async fn set_newer(&self, key: &str, value: &str, version: i64, ttl: Duration) -> Result<bool, CacheError> {
+        // Callers store their own serialized objects, never a client's text.
+        let fields = value.strip_prefix('{').expect("set_newer stores JSON objects");
+        let separator = if fields.trim_start().starts_with('}') { "" } else { "," };
+        let stored = format!("{{\"_v\":{version}{separator}{fields}");
+        match &self.inner.store {
+            Store::Memory(memory) => {
+                use moka::ops::compute::Op;
+                let entry = Entry { value: stored.as_str().into(), ttl };
+                let outcome = memory
+                    .entry(key.to_owned())
+                    .and_compute_with(|current| async move {
+                        match current.and_then(|c| stored_version(&c.into_value().value)) {
+                            Some(held) if held >= version => Op::Nop,
+                            _ => Op::Put(entry),
+                        }
+                    })
+                    .await;
+                Ok(!matches!(outcome, moka::ops::compute::CompResult::Unchanged(_)))
+            }
+            Store::Redis(redis) => {
+                self.inner.skip_if_down(&[key])?;
+                let mut conn = redis.conn();
+                let result = SET_NEWER
+                    .key(redis.key(key))
+                    .arg(&stored)
+                    .arg(version)
+                    .arg(ttl.as_secs().max(1))
+                    .invoke_async::<i64>(&mut conn)
+                    .await;
+                self.inner.outcome(result, &[key]).map(|set| set == 1)
+            }
+        }
     }
 
-    async fn store(&self, key: &str, value: &str, ttl: Duration, only_if_absent: bool) -> Result<(), CacheError> {
+    async fn store(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
         let entry = Entry { value: value.into(), ttl };
         match &self.inner.store {
-            Store::Memory(memory) if only_if_absent => {
-                memory.entry(key.to_owned()).or_insert(entry).await;
-                Ok(())
-            }
             Store::Memory(memory) => {
                 memory.insert(key.to_owned(), entry).await;
                 Ok(())
@@ -286,11 +322,7 @@ impl Cache {
                 self.inner.skip_if_down(&[key])?;
                 let mut command = redis::cmd("SET");
                 command.arg(redis.key(key)).arg(value).arg("EX").arg(ttl.as_secs().max(1));
-                if only_if_absent {
-                    command.arg("NX");
-                }
                 let mut conn = redis.conn();
-                // NX answers nil when the key existed: not an error.
                 let result = command.query_async::<Option<String>>(&mut conn).await;
                 self.inner.outcome(result, &[key]).map(drop)
             }
@@ -474,6 +506,29 @@ async fn invalidate(redis: &Redis, keys: &[String]) -> redis::RedisResult<()> {
     Ok(())
 }
 
+/// [`Cache::set_newer`] in Redis: compare the held version with the new one and write,
+/// in one step no other client can interleave with.
+static SET_NEWER: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local held = redis.call('GET', KEYS[1])
+if held then
+  local version = tonumber(string.match(held, '^{"_v":(%-?%d+)'))
+  if version and version >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+return 1
+"#,
+    )
+});
+
+/// The version [`Cache::set_newer`] stored a value with, if it did.
+fn stored_version(stored: &str) -> Option<i64> {
+    let rest = stored.strip_prefix("{\"_v\":")?;
+    let end = rest.find(|c: char| c != '-' && !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,12 +565,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn filling_from_the_database_never_overwrites_a_newer_write() {
+    async fn an_older_version_arriving_late_never_replaces_a_newer_one() {
         let cache = Cache::new(None, CancellationToken::new());
-        cache.set("item:1", "v2 (written)", Duration::from_secs(60)).await.unwrap();
-        cache.set_if_absent("item:1", "v1 (read earlier)", Duration::from_secs(60)).await.unwrap();
-        assert_eq!(cache.get("item:1").await.unwrap().as_deref(), Some("v2 (written)"));
-        cache.set_if_absent("item:2", "filled", Duration::from_secs(60)).await.unwrap();
-        assert_eq!(cache.get("item:2").await.unwrap().as_deref(), Some("filled"));
+        let ttl = Duration::from_secs(60);
+        // Two writes committed as versions 1 and 2; their cache writes land 2, then 1.
+        assert!(cache.set_newer("item:1", r#"{"price":5}"#, 2, ttl).await.unwrap());
+        assert!(!cache.set_newer("item:1", r#"{"price":1}"#, 1, ttl).await.unwrap());
+        assert!(!cache.set_newer("item:1", r#"{"price":5}"#, 2, ttl).await.unwrap(), "the same version: kept");
+        assert_eq!(cache.get("item:1").await.unwrap().as_deref(), Some(r#"{"_v":2,"price":5}"#));
+        assert!(cache.set_newer("item:1", r#"{"price":7}"#, 3, ttl).await.unwrap());
+        assert_eq!(cache.get("item:1").await.unwrap().as_deref(), Some(r#"{"_v":3,"price":7}"#));
+        // A value stored without a version (an older build's) is replaced.
+        cache.set("item:2", r#"{"price":1}"#, ttl).await.unwrap();
+        assert!(cache.set_newer("item:2", "{}", 0, ttl).await.unwrap());
+        assert_eq!(cache.get("item:2").await.unwrap().as_deref(), Some(r#"{"_v":0}"#));
+    }
+
+    #[test]
+    fn the_version_is_read_back_from_the_stored_value() {
+        assert_eq!(stored_version(r#"{"_v":42,"id":"x"}"#), Some(42));
+        assert_eq!(stored_version(r#"{"_v":-1}"#), Some(-1));
+        assert_eq!(stored_version(r#"{"id":"x"}"#), None);
+        assert_eq!(stored_version("plain"), None);
     }
 }

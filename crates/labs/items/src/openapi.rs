@@ -65,11 +65,10 @@ pub struct HealthBody {
     dependencies: Dependencies,
 }
 
+/// Each dependency that runs, by name (`redis` and `postgres`, or `in-process cache`
+/// and `sqlite` on the embedded default): `ok` or `down`.
 #[derive(Serialize, ToSchema)]
-pub struct Dependencies {
-    redis: String,
-    postgres: String,
-}
+pub struct Dependencies(std::collections::BTreeMap<String, String>);
 
 #[derive(OpenApi)]
 #[openapi(

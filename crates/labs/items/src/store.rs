@@ -23,6 +23,10 @@ pub struct Item {
     pub price_cents: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// Incremented by every UPDATE under the row's lock, so it orders the row's writes
+    /// as the database committed them; the cache keeps the newest (never in the API).
+    #[serde(skip)]
+    pub version: i64,
 }
 
 /// What a client may set: validated, price in whole cents.
@@ -85,6 +89,7 @@ impl ItemStore {
             price_cents: fields.price_cents,
             created_at: now.clone(),
             updated_at: now,
+            version: 0,
         };
         let sql = "INSERT INTO items (id, name, description, price_cents, created_at, updated_at) \
                    VALUES ($1, $2, $3, $4, $5, $6)";
@@ -103,14 +108,14 @@ impl ItemStore {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Item>, sqlx::Error> {
-        let sql = "SELECT id, name, description, price_cents, created_at, updated_at FROM items WHERE id = $1";
+        let sql = "SELECT id, name, description, price_cents, created_at, updated_at, version FROM items WHERE id = $1";
         on_pool!(self.db, |pool| sqlx::query_as::<_, Item>(sql).bind(id).fetch_optional(pool).await)
             .map_err(|e| self.db.observe(e))
     }
 
     /// Newest first.
     pub async fn list(&self, limit: i64) -> Result<Vec<Item>, sqlx::Error> {
-        let sql = "SELECT id, name, description, price_cents, created_at, updated_at FROM items \
+        let sql = "SELECT id, name, description, price_cents, created_at, updated_at, version FROM items \
                    ORDER BY created_at DESC, id DESC LIMIT $1";
         on_pool!(self.db, |pool| sqlx::query_as::<_, Item>(sql).bind(limit).fetch_all(pool).await)
             .map_err(|e| self.db.observe(e))
@@ -118,8 +123,9 @@ impl ItemStore {
 
     /// Full replace; None when there is no such item.
     pub async fn update(&self, id: &str, fields: &ItemFields) -> Result<Option<Item>, sqlx::Error> {
-        let sql = "UPDATE items SET name = $2, description = $3, price_cents = $4, updated_at = $5 WHERE id = $1 \
-                   RETURNING id, name, description, price_cents, created_at, updated_at";
+        let sql = "UPDATE items SET name = $2, description = $3, price_cents = $4, updated_at = $5, \
+                   version = version + 1 WHERE id = $1 \
+                   RETURNING id, name, description, price_cents, created_at, updated_at, version";
         let now = clock::now();
         on_pool!(self.db, |pool| sqlx::query_as::<_, Item>(sql)
             .bind(id)
@@ -160,6 +166,7 @@ mod tests {
             price_cents: 4299,
             created_at: "t".into(),
             updated_at: "t".into(),
+            version: 0,
         };
         let json = serde_json::to_value(&item).unwrap();
         assert_eq!(json["price"], serde_json::json!(42.99));

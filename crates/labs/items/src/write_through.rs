@@ -121,7 +121,7 @@ impl WriteThrough {
         let item = self.db_result("insert", result)?;
         span.record("item.id", item.id.as_str());
         self.observe_write("postgres", started);
-        self.write_to_cache(&item).await;
+        self.put_in_cache(&item).await;
         self.observe_write("total", total);
         Ok(item)
     }
@@ -141,7 +141,7 @@ impl WriteThrough {
         span.record("db.rows_affected", u64::from(updated.is_some()));
         self.observe_write("postgres", started);
         if let Some(item) = &updated {
-            self.write_to_cache(item).await;
+            self.put_in_cache(item).await;
         }
         self.observe_write("total", total);
         Ok(updated)
@@ -167,12 +167,11 @@ impl WriteThrough {
         Ok(deleted > 0)
     }
 
-    /// A write: the cache gets the database's new value, whatever it held.
-    async fn write_to_cache(&self, item: &Item) {
-        self.put_in_cache(item, false).await
-    }
-
-    async fn put_in_cache(&self, item: &Item, only_if_absent: bool) {
+    /// A write, or a fill after a miss: the cache gets the row unless it holds a newer
+    /// version of it already — concurrent PUTs' cache writes may arrive in any order, a
+    /// fill may carry a row read before a write; the version the database gave the row
+    /// decides, never the order of arrival ([`Cache::set_newer`]).
+    async fn put_in_cache(&self, item: &Item) {
         let key = key(&item.id);
         let span = tracing::info_span!(
             "redis_set",
@@ -184,12 +183,7 @@ impl WriteThrough {
         );
         let started = Instant::now();
         let json = serde_json::to_string(item).expect("an item serializes");
-        let stored = if only_if_absent {
-            self.cache.set_if_absent(&key, &json, self.ttl).instrument(span).await
-        } else {
-            self.cache.set(&key, &json, self.ttl).instrument(span).await
-        };
-        if let Err(error) = stored {
+        if let Err(error) = self.cache.set_newer(&key, &json, item.version, self.ttl).instrument(span).await {
             tracing::warn!(%error, key, "cache write skipped; the database has the item");
         }
         self.observe_write("redis", started);
@@ -234,8 +228,8 @@ impl WriteThrough {
         let item = self.db_result("select", result)?;
         span.record("db.rows_affected", u64::from(item.is_some()));
         if let Some(item) = &item {
-            // Only if absent: a PUT that raced this read has stored the newer value.
-            self.put_in_cache(item, true).await;
+            // A PUT that raced this read may have stored a newer version: it stays.
+            self.put_in_cache(item).await;
         }
         Ok(item)
     }

@@ -1,0 +1,140 @@
+//! The server loop: HTTP/1.1, one task per connection, with the limits a room needs.
+//!
+//! Written out rather than `axum::serve`, which has no timeouts: a client that opens a
+//! connection and sends its request head a byte a second (slowloris), or never sends
+//! the next request on a kept-alive connection, would hold a socket — and a file
+//! descriptor — for as long as it likes, and enough of them make accept fail for
+//! everyone, `/health` included.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A request head — the first on a connection, or the next on a kept-alive one — must
+/// be complete within this, or the connection is closed. A phone sends its head in one
+/// packet; an idle browser reconnects at once when it needs to.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a failed accept (out of file descriptors, say), the next try comes this soon:
+/// connections close all the time, so one is usually free again within milliseconds.
+const ACCEPT_RETRY: Duration = Duration::from_millis(5);
+
+/// Serves until `shutdown` fires, then lets in-flight requests finish: each connection
+/// answers what it is serving and closes; open event streams end on the same signal.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    raise_open_file_limit();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // Every connection holds a sender; when the last is dropped, all have closed.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed; trying again");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = tower::ServiceExt::map_request(router.clone(), move |mut request: Request<_>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        });
+        let connection =
+            http.serve_connection(TokioIo::new(stream), hyper_util::service::TowerToHyperService::new(service));
+        let (shutdown, open) = (shutdown.clone(), open.clone());
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                // A client that went away or timed out: the connection's own business.
+                tracing::debug!(%error, %peer, "connection closed with an error");
+            }
+            drop(open);
+        });
+    }
+    drop(open);
+    let _ = all_closed.recv().await;
+    Ok(())
+}
+
+/// The soft limit of open files up to the hard one: every connection is a descriptor,
+/// and a distribution's default soft limit (1,024) is a small room.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::time::Instant;
+
+    /// Reads until the server closes the connection; how long that took.
+    async fn closed_after(stream: &mut TcpStream, began: Instant) -> (Duration, String) {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 1024];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return (began.elapsed(), String::from_utf8_lossy(&seen).into_owned()),
+                Ok(n) => seen.extend_from_slice(&buffer[..n]),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_request_head_and_an_idle_kept_alive_connection_are_closed_at_the_header_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let router = Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router, shutdown.clone()));
+
+        // Slowloris: part of a head, then nothing.
+        let mut slow = TcpStream::connect(address).await.unwrap();
+        slow.write_all(b"GET /health HTTP/1.1\r\nHost: breakroom\r\n").await.unwrap();
+        let (took, _) = closed_after(&mut slow, Instant::now()).await;
+        assert!(took >= HEADER_READ_TIMEOUT && took < HEADER_READ_TIMEOUT + Duration::from_secs(1), "{took:?}");
+
+        // Kept alive after one answer, then idle: closed too, not held forever.
+        let mut idle = TcpStream::connect(address).await.unwrap();
+        idle.write_all(b"GET /health HTTP/1.1\r\nHost: breakroom\r\n\r\n").await.unwrap();
+        let (took, answer) = closed_after(&mut idle, Instant::now()).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+        assert!(took >= HEADER_READ_TIMEOUT && took < HEADER_READ_TIMEOUT + Duration::from_secs(1), "{took:?}");
+
+        // A client that sends its request at once is served as always.
+        let mut quick = TcpStream::connect(address).await.unwrap();
+        quick.write_all(b"GET /health HTTP/1.1\r\nHost: breakroom\r\nConnection: close\r\n\r\n").await.unwrap();
+        let (_, answer) = closed_after(&mut quick, Instant::now()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
+    }
+}
