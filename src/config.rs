@@ -2,15 +2,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::labs::LabName;
+use crate::labs::{LabName, LabSettings};
 pub use crate::labs::{ServeConfig, StageArgs};
 pub use items::settings::ItemsArgs;
-use platform::config::Backend;
+use platform::config::{Backend, PlatformConfig};
 pub use shop::settings::{DEFAULT_PRODUCTS, ShopArgs, ShopDataArgs, ShopService};
 pub use vote::settings::VoteArgs;
 
@@ -145,20 +144,30 @@ pub struct ServeArgs {
     pub shop_data: ShopDataArgs,
 }
 
-/// The port of a lab, and of the shop's load generator, when `--port` is not given.
-pub const DEFAULT_LAB_PORT: u16 = 8000;
+/// The port of the shop's load generator when `--port` is not given.
 pub const DEFAULT_LOADGEN_PORT: u16 = 8010;
 
 impl ServeArgs {
-    /// Where `serve` listens: one address per service the process runs.
+    /// Where `serve` listens: each service the process runs, by name. `--port` moves
+    /// a lab of one service; the shop's services have a port flag each.
+    pub fn listen_specs(&self) -> Vec<(&'static str, SocketAddr)> {
+        let Some(lab) = self.lab.lab() else {
+            return vec![("loadgen", SocketAddr::new(self.bind, self.port.unwrap_or(DEFAULT_LOADGEN_PORT)))];
+        };
+        let services = ServeConfig::from_args(lab, self.clone()).open().services();
+        let single = services.len() == 1;
+        services
+            .into_iter()
+            .map(|spec| {
+                let port = if single { self.port.unwrap_or(spec.port) } else { spec.port };
+                (spec.name, SocketAddr::new(self.bind, port))
+            })
+            .collect()
+    }
+
+    /// [`listen_specs`](Self::listen_specs)' addresses.
     pub fn listen_addresses(&self) -> Vec<SocketAddr> {
-        match self.lab {
-            ServeTarget::Shop => {
-                self.shop.ports().into_iter().map(|(_, port)| SocketAddr::new(self.bind, port)).collect()
-            }
-            ServeTarget::Loadgen => vec![SocketAddr::new(self.bind, self.port.unwrap_or(DEFAULT_LOADGEN_PORT))],
-            _ => vec![SocketAddr::new(self.bind, self.port.unwrap_or(DEFAULT_LAB_PORT))],
-        }
+        self.listen_specs().into_iter().map(|(_, address)| address).collect()
     }
 }
 
@@ -235,22 +244,22 @@ impl ServeConfig {
         let mut backend = args.backend.resolved();
         backend.database_url = empty_to_none(backend.database_url);
         backend.redis_url = empty_to_none(backend.redis_url);
-        ServeConfig {
-            lab,
-            fixed: args.fixed.into_iter().filter(|f| !f.trim().is_empty()).collect(),
-            backend,
-            conference: empty_to_none(args.conference),
-            app_version: args.app_version,
-            admin_token: empty_to_none(args.admin_token),
-            otlp_endpoint: empty_to_none(args.otlp_endpoint),
-            public_url: empty_to_none(args.public_url).map(|u| u.trim_end_matches('/').to_string()),
+        let mut platform = PlatformConfig::embedded(lab.as_str(), backend.data_dir.clone());
+        platform.fixed = args.fixed.into_iter().filter(|f| !f.trim().is_empty()).collect();
+        platform.backend = backend;
+        platform.conference = empty_to_none(args.conference);
+        platform.app_version = args.app_version;
+        platform.admin_token = empty_to_none(args.admin_token);
+        platform.otlp_endpoint = empty_to_none(args.otlp_endpoint);
+        platform.public_url = empty_to_none(args.public_url).map(|u| u.trim_end_matches('/').to_string());
+        let settings = LabSettings {
             vote: args.vote,
             items: args.items,
             shop: args.shop,
             shop_data: args.shop_data,
-            redis_timeout: Duration::from_millis(150),
-            feed_refresh: Duration::from_secs(2),
-        }
+            timeline: None,
+        };
+        ServeConfig { lab, platform, settings }
     }
 }
 

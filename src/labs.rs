@@ -1,10 +1,12 @@
-//! The labs and the registry of their scenarios. Labs never import each other.
+//! The registry: every lab, by name, and what the CLI does with one. The labs never
+//! import each other; the binary knows each only through [`platform::lab::Lab`].
 
 pub use ::datasets;
 pub use ::items;
 pub use ::shop;
 pub use ::vote;
-pub use platform::stage::{Scenario, StageCommand, Verdict};
+pub use platform::lab::Lab;
+pub use platform::stage::{Scenario, StageCommand};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,9 +14,10 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use items::settings::ItemsArgs;
-use platform::bugs::BugInfo;
-use platform::config::{Backend, PlatformConfig};
+use platform::config::PlatformConfig;
+use platform::lab::StageContext;
 use shop::settings::{ShopArgs, ShopDataArgs};
+use shop::timeline::TimelineArgs;
 use vote::settings::VoteArgs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -29,100 +32,66 @@ pub enum LabName {
     Shop,
 }
 
+/// Each lab's own settings, as the command line gives them.
+#[derive(Debug, Clone, Default)]
+pub struct LabSettings {
+    pub vote: VoteArgs,
+    pub items: ItemsArgs,
+    pub shop: ShopArgs,
+    pub shop_data: ShopDataArgs,
+    /// The shop's timeline, for its stage commands.
+    pub timeline: Option<TimelineArgs>,
+}
+
+/// The registry: one line per lab.
+pub fn lab(name: LabName, settings: &LabSettings) -> Box<dyn Lab> {
+    match name {
+        LabName::Vote => Box::new(vote::VoteLab { settings: settings.vote.clone() }),
+        LabName::Items => Box::new(items::ItemsLab { settings: settings.items.clone() }),
+        LabName::Datasets => Box::new(datasets::DatasetsLab),
+        LabName::Shop => Box::new(shop::ShopLab {
+            settings: settings.shop.clone(),
+            data: settings.shop_data.clone(),
+            timeline: settings.timeline.clone(),
+        }),
+    }
+}
+
 impl LabName {
     pub fn as_str(self) -> &'static str {
-        match self {
-            LabName::Vote => "vote",
-            LabName::Items => "items",
-            LabName::Datasets => "datasets",
-            LabName::Shop => "shop",
-        }
+        self.lab().name()
     }
 
-    /// The service name its traces and dashboards use.
-    pub fn service_name(self) -> &'static str {
-        match self {
-            LabName::Vote => "vote-api",
-            LabName::Items => "items",
-            LabName::Datasets => "datasets",
-            LabName::Shop => "shop",
-        }
+    /// The lab on its default settings.
+    pub fn lab(self) -> Box<dyn Lab> {
+        lab(self, &LabSettings::default())
     }
 
     /// The lab a scenario of the registry belongs to.
     pub fn of(scenario: &Scenario) -> LabName {
-        LabName::value_variants()
-            .iter()
-            .copied()
-            .find(|lab| lab.as_str() == scenario.lab)
-            .expect("every scenario of the registry names a lab of it")
-    }
-
-    pub fn bugs(self) -> &'static [BugInfo] {
-        match self {
-            LabName::Vote => vote::BUGS,
-            LabName::Items => items::BUGS,
-            LabName::Datasets => datasets::BUGS,
-            LabName::Shop => shop::BUGS,
-        }
+        all().find(|lab| lab.as_str() == scenario.lab).expect("every scenario of the registry names a lab of it")
     }
 }
 
-pub const SCENARIOS: &[Scenario] = &[vote::SCENARIO, items::SCENARIO, datasets::SCENARIO, shop::SCENARIO];
-
-/// Builds a lab's router on a started platform; the lab registers its metrics.
-pub async fn build(
-    lab: LabName,
-    platform: &platform::Platform,
-    registry: &mut prometheus_client::registry::Registry,
-    config: &ServeConfig,
-) -> anyhow::Result<axum::Router> {
-    match lab {
-        LabName::Vote => vote::build(platform, registry, &config.vote).await,
-        LabName::Items => items::build(platform, registry, &config.items).await,
-        LabName::Datasets => datasets::build(platform, registry).await,
-        LabName::Shop => anyhow::bail!("the shop runs several services: build it with breakroom::build_shop"),
-    }
+/// Every lab of the registry.
+pub fn all() -> impl Iterator<Item = LabName> {
+    LabName::value_variants().iter().copied()
 }
 
-/// `breakroom seed LAB`
-pub async fn seed(lab: LabName, db: &platform::db::Db, partners: u32, products: u64) -> anyhow::Result<String> {
-    match lab {
-        LabName::Vote => {
-            let inserted = vote::seed(db, partners).await?;
-            Ok(format!("vote: {inserted} referral partners inserted"))
-        }
-        LabName::Items => {
-            let inserted = items::seed(db).await?;
-            Ok(format!("items: {inserted} seed items inserted"))
-        }
-        LabName::Datasets => {
-            datasets::seed(db).await?;
-            Ok("datasets: users, datasets and the flagship's 15 downloads are seeded".into())
-        }
-        LabName::Shop => {
-            let started = std::time::Instant::now();
-            let generated = shop::seed(db, products).await?;
-            Ok(if generated == 0 {
-                "shop: the catalog already has products; nothing generated (reset keeps the catalog)".into()
-            } else {
-                format!(
-                    "shop: {generated} products and their order history generated in {:.1} s",
-                    started.elapsed().as_secs_f64()
-                )
-            })
-        }
-    }
+/// Every scenario of every lab, in the registry's order.
+pub fn scenarios() -> Vec<&'static Scenario> {
+    all().flat_map(|lab| lab.lab().scenarios()).collect()
 }
 
-/// The scenario of a lab, from the registry.
+/// The first scenario of a lab: what its stage commands play.
 pub fn scenario_of(lab: LabName) -> &'static Scenario {
-    SCENARIOS.iter().find(|s| s.lab == lab.as_str()).expect("every lab has a scenario in the registry")
+    lab.lab().scenarios().first().expect("every lab has a scenario")
 }
 
 /// Runs a stage command against a running lab; returns the process exit code.
 pub async fn stage(command: StageCommand, args: &StageArgs) -> Result<u8, platform::stage::StageError> {
-    let target = platform::stage::Target::new(&args.url, args.lab.as_str())?;
+    let settings = LabSettings { timeline: Some(args.shop.clone()), ..LabSettings::default() };
+    let lab = lab(args.lab, &settings);
     let scenario = scenario_of(args.lab);
     let what = match command {
         StageCommand::Demonstrate => scenario.trigger,
@@ -130,73 +99,40 @@ pub async fn stage(command: StageCommand, args: &StageArgs) -> Result<u8, platfo
         StageCommand::Reset => scenario.reset,
     };
     println!("{} — {}\n({what})\n", scenario.name, scenario.title);
-    let interval = std::time::Duration::from_millis(args.interval_ms);
-    match (args.lab, command) {
-        (LabName::Vote, StageCommand::Demonstrate) => vote::stage::demonstrate(&target, interval).await,
-        (LabName::Vote, StageCommand::Check) => vote::stage::check(&target, interval).await,
-        (LabName::Vote, StageCommand::Reset) => {
-            vote::stage::reset(&target, args.token.as_deref(), &args.data_dir).await
-        }
-        (LabName::Items, StageCommand::Demonstrate) => items::stage::demonstrate(&target).await,
-        (LabName::Items, StageCommand::Check) => items::stage::check(&target, args.redis.as_deref()).await,
-        (LabName::Items, StageCommand::Reset) => {
-            items::stage::reset(&target, args.token.as_deref(), &args.data_dir).await
-        }
-        (LabName::Datasets, StageCommand::Demonstrate) => {
-            datasets::stage::demonstrate(&target, args.token.as_deref(), &args.data_dir).await
-        }
-        (LabName::Datasets, StageCommand::Check) => datasets::stage::check(&target).await,
-        (LabName::Datasets, StageCommand::Reset) => {
-            datasets::stage::reset(&target, args.token.as_deref(), &args.data_dir).await
-        }
-        (LabName::Shop, command) => shop::stage::run(command, &args.shop, args.token.as_deref(), &args.data_dir).await,
-    }
+    let context = StageContext {
+        url: args.url.clone(),
+        token: args.token.clone(),
+        data_dir: args.data_dir.clone(),
+        interval: Duration::from_millis(args.interval_ms),
+        redis: args.redis.clone(),
+    };
+    lab.stage(command, &context).await
 }
 
-/// `breakroom explain LAB`: the reference fix as compiled into this binary, and notes.
+/// `breakroom explain LAB`: the scenario's story, then the lab's own notes.
 pub fn explain(lab: LabName) -> String {
     let s = scenario_of(lab);
-    let header = format!(
-        "{} — {}\n\n{}\n\nTrigger: {}\nSymptom: {}\nFix: {}\nCheck: {}\nReset: {}\n\n",
-        s.name, s.title, s.story, s.trigger, s.symptom, s.fix, s.check, s.reset
-    );
-    header
-        + &match lab {
-            LabName::Datasets => datasets::stage::explain(),
-            other => {
-                let bugs: Vec<String> =
-                    other.bugs().iter().map(|b| format!("  {}: {} — {}", b.name, b.summary, b.location)).collect();
-                let fixes = if bugs.is_empty() {
-                    "  (no planted bug: its scenario is a fault injected from outside)".to_string()
-                } else {
-                    bugs.join("\n")
-                };
-                format!("The {} lab's planted bugs (run the fix with --fixed NAME):\n{fixes}\n", other.as_str())
-            }
-        }
+    format!(
+        "{} — {}\n\n{}\n\nTrigger: {}\nSymptom: {}\nFix: {}\nCheck: {}\nReset: {}\n\n{}",
+        s.name,
+        s.title,
+        s.story,
+        s.trigger,
+        s.symptom,
+        s.fix,
+        s.check,
+        s.reset,
+        lab.lab().explain()
+    )
 }
 
-/// Everything a running lab is configured with. Built from `ServeArgs` by the CLI and
-/// directly by the tests.
+/// Everything a running lab is configured with: the platform's part and the lab's
+/// own settings. Built from `ServeArgs` by the CLI and directly by the tests.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub lab: LabName,
-    pub fixed: Vec<String>,
-    pub backend: Backend,
-    pub conference: Option<String>,
-    pub app_version: String,
-    pub admin_token: Option<String>,
-    pub otlp_endpoint: Option<String>,
-    pub public_url: Option<String>,
-    pub vote: VoteArgs,
-    pub items: ItemsArgs,
-    pub shop: ShopArgs,
-    pub shop_data: ShopDataArgs,
-    /// How long a Redis command may take before the cache counts as unreachable.
-    pub redis_timeout: Duration,
-    /// How often live viewers' state is re-read even without a change notification (a
-    /// safety net for lost notifications; changes themselves are pushed at once).
-    pub feed_refresh: Duration,
+    pub platform: PlatformConfig,
+    pub settings: LabSettings,
 }
 
 impl ServeConfig {
@@ -204,38 +140,14 @@ impl ServeConfig {
     pub fn embedded(lab: LabName, data_dir: PathBuf) -> Self {
         ServeConfig {
             lab,
-            fixed: Vec::new(),
-            backend: PlatformConfig::embedded(lab.as_str(), data_dir.clone()).backend,
-            conference: None,
-            app_version: env!("CARGO_PKG_VERSION").to_string(),
-            admin_token: None,
-            otlp_endpoint: None,
-            public_url: None,
-            vote: VoteArgs::default(),
-            items: ItemsArgs::default(),
-            shop: ShopArgs::default(),
-            shop_data: ShopDataArgs::default(),
-            redis_timeout: Duration::from_millis(150),
-            feed_refresh: Duration::from_secs(2),
+            platform: PlatformConfig::embedded(lab.as_str(), data_dir),
+            settings: LabSettings::default(),
         }
     }
-}
 
-impl ServeConfig {
-    /// What the platform under this lab is configured with.
-    pub fn platform(&self) -> PlatformConfig {
-        PlatformConfig {
-            lab: self.lab.as_str(),
-            fixed: self.fixed.clone(),
-            backend: self.backend.clone(),
-            conference: self.conference.clone(),
-            app_version: self.app_version.clone(),
-            admin_token: self.admin_token.clone(),
-            otlp_endpoint: self.otlp_endpoint.clone(),
-            public_url: self.public_url.clone(),
-            redis_timeout: self.redis_timeout,
-            feed_refresh: self.feed_refresh,
-        }
+    /// The lab, on these settings.
+    pub fn open(&self) -> Box<dyn Lab> {
+        lab(self.lab, &self.settings)
     }
 }
 
@@ -258,5 +170,5 @@ pub struct StageArgs {
     #[arg(long)]
     pub redis: Option<String>,
     #[command(flatten)]
-    pub shop: shop::timeline::TimelineArgs,
+    pub shop: TimelineArgs,
 }

@@ -1,7 +1,7 @@
 //! breakroom: live production-debugging labs for conference talks and workshops.
 //!
 //! `main.rs` parses the command line and calls into this library; the tests start the
-//! real server through [`build`] and [`serve`] on a port of their own.
+//! real server through [`build`] and [`serve`] on ports of their own.
 
 pub mod config;
 pub mod dev;
@@ -13,96 +13,80 @@ pub use ::platform;
 pub use platform::stage;
 pub use shop::loadgen;
 
-use prometheus_client::registry::Registry;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use config::ServeConfig;
 use platform::Platform;
+use platform::lab::{Boxed, Service};
 
-/// A lab, built and ready to serve.
+/// A lab, built and ready to serve: each of its services with its listener.
 pub struct App {
-    pub router: axum::Router,
     pub platform: Platform,
+    pub services: Vec<(Service, TcpListener)>,
+    close: Option<Boxed<'static, ()>>,
 }
 
-/// Connects the lab's backends, runs migrations, seeds, and assembles its router.
-pub async fn build(config: ServeConfig, shutdown: CancellationToken) -> anyhow::Result<App> {
-    let lab = config.lab;
-    let platform = Platform::start(config.platform(), lab.bugs(), shutdown).await?;
-    let mut registry = Registry::default();
-    let lab_router = labs::build(lab, &platform, &mut registry, &config).await?;
-    let router = platform.assemble(lab_router, registry);
-    Ok(App { router, platform })
+impl App {
+    /// Where this machine reaches each service.
+    pub fn urls(&self) -> Vec<(&'static str, String)> {
+        self.services.iter().filter_map(|(s, l)| l.local_addr().ok().map(|a| (s.name, loopback_url(a)))).collect()
+    }
 }
 
-/// Serves `app` on `listener` until `shutdown` fires; in-flight requests finish and
-/// open event streams end, then the database pool is closed.
-pub async fn serve(app: App, listener: TcpListener) -> anyhow::Result<()> {
-    let shutdown = app.platform.shutdown.clone();
-    platform::http::serve(listener, app.router, shutdown).await?;
-    app.platform.close().await;
-    Ok(())
+/// `http://ADDRESS`, with a wildcard address replaced by loopback.
+pub fn loopback_url(mut address: SocketAddr) -> String {
+    if address.ip().is_unspecified() {
+        address.set_ip(match address.ip() {
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{address}")
 }
 
-/// The shop's services, each on its own listener, ready to serve.
-pub struct ShopServer {
-    pub platform: Platform,
-    pub services: Vec<(config::ShopService, TcpListener, axum::Router)>,
-    shop: labs::shop::Services,
+/// A listener on 127.0.0.1, on a port the system picks, for each service of the
+/// lab: how the tests and the rehearsals run one.
+pub async fn local_listeners(config: &ServeConfig) -> std::io::Result<Vec<(&'static str, TcpListener)>> {
+    let mut listeners = Vec::new();
+    for spec in config.open().services() {
+        listeners.push((spec.name, TcpListener::bind("127.0.0.1:0").await?));
+    }
+    Ok(listeners)
 }
 
-/// Builds the shop's services on the given listeners (one per service this process
-/// runs). Checkout calls the catalog and the cart on this process's listeners when
-/// it runs them, else at `--catalog-url` / `--cart-url`.
-pub async fn build_shop(
+/// Connects the lab's backends, runs migrations, seeds, and assembles the router of
+/// each service given a listener (by the names of the lab's services).
+pub async fn build(
     config: ServeConfig,
     shutdown: CancellationToken,
-    listeners: Vec<(config::ShopService, TcpListener)>,
-) -> anyhow::Result<ShopServer> {
-    use config::ShopService;
-    let local = |wanted: ShopService| {
-        listeners.iter().find(|(s, _)| *s == wanted).and_then(|(_, l)| l.local_addr().ok()).map(|mut a| {
-            if a.ip().is_unspecified() {
-                a.set_ip(match a.ip() {
-                    std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                    std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-                });
-            }
-            format!("http://{a}")
-        })
-    };
-    let peers = labs::shop::Peers {
-        catalog: local(ShopService::Catalog)
-            .or_else(|| config.shop.catalog_url.clone())
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.shop.catalog_port))
-            .trim_end_matches('/')
-            .to_string(),
-        cart: local(ShopService::Cart)
-            .or_else(|| config.shop.cart_url.clone())
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.shop.cart_port))
-            .trim_end_matches('/')
-            .to_string(),
-    };
-    let platform = Platform::start(config.platform(), labs::shop::BUGS, shutdown).await?;
-    let mut shop = labs::shop::build(&platform, &config.shop, config.shop_data.products, peers).await?;
+    listeners: Vec<(&'static str, TcpListener)>,
+) -> anyhow::Result<App> {
+    let lab = config.open();
+    let platform = Platform::start(config.platform, lab.bugs(), shutdown).await?;
+    let local: Vec<(&'static str, String)> =
+        listeners.iter().filter_map(|(name, l)| l.local_addr().ok().map(|a| (*name, loopback_url(a)))).collect();
+    let mut built = lab.build(&platform, &local).await?;
     let mut services = Vec::new();
-    for (service, listener) in listeners {
-        let position = shop.routers.iter().position(|(s, _)| *s == service);
-        let router = position.map(|i| shop.routers.remove(i).1);
-        let router = router.ok_or_else(|| anyhow::anyhow!("no {service:?} service was built"))?;
-        services.push((service, listener, router));
+    for (name, listener) in listeners {
+        let position = built.services.iter().position(|s| s.name == name);
+        let service = position.map(|i| built.services.remove(i));
+        let service = service.ok_or_else(|| anyhow::anyhow!("the {} lab has no service '{name}'", lab.name()))?;
+        services.push((service, listener));
     }
-    Ok(ShopServer { platform, services, shop })
+    Ok(App { platform, services, close: built.close })
 }
 
-/// Serves every service of the shop until shutdown, then closes its pools and
-/// flushes its traces.
-pub async fn serve_shop(server: ShopServer) -> anyhow::Result<()> {
-    let shutdown = server.platform.shutdown.clone();
+/// Serves every service of `app` until `shutdown` fires: in-flight requests finish
+/// and open event streams end, then the lab's own resources and the database pool
+/// are closed.
+pub async fn serve(app: App) -> anyhow::Result<()> {
+    let shutdown = app.platform.shutdown.clone();
     let mut tasks = tokio::task::JoinSet::new();
-    for (_, listener, router) in server.services {
-        tasks.spawn(platform::http::serve(listener, router, shutdown.clone()));
+    for (service, listener) in app.services {
+        tasks.spawn(platform::http::serve(listener, service.router, shutdown.clone()));
     }
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
@@ -111,7 +95,9 @@ pub async fn serve_shop(server: ShopServer) -> anyhow::Result<()> {
             result = Err(error.into());
         }
     }
-    server.shop.close().await;
-    server.platform.close().await;
+    if let Some(close) = app.close {
+        close.await;
+    }
+    app.platform.close().await;
     result
 }

@@ -1,5 +1,5 @@
 use std::io::IsTerminal;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -21,11 +21,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => match args.lab.lab() {
-            Some(labs::LabName::Shop) => serve_shop(args).await.map(|()| 0),
-            Some(lab) => {
-                let (port, bind) = (args.port.unwrap_or(8000), args.bind);
-                serve(port, bind, ServeConfig::from_args(lab, args)).await.map(|()| 0)
-            }
+            Some(lab) => serve(lab, args).await.map(|()| 0),
             None => serve_loadgen(args).await.map(|()| 0),
         },
         Command::Seed(args) => seed(args).await.map(|()| 0),
@@ -69,26 +65,36 @@ async fn stage(command: StageCommand, args: breakroom::config::StageArgs) -> any
 }
 
 async fn seed(args: breakroom::config::SeedArgs) -> anyhow::Result<()> {
-    telemetry::init(args.lab.service_name(), None)?;
+    let settings = labs::LabSettings { vote: args.vote, shop_data: args.shop, ..labs::LabSettings::default() };
+    let lab = labs::lab(args.lab, &settings);
+    telemetry::init(lab.service_name(), None)?;
     let backend = &args.backend;
     let database_url = backend.database_url.as_deref().filter(|u| !u.is_empty());
-    let db = Db::open(database_url, &backend.data_dir, args.lab.as_str(), backend.db_max_connections).await?;
-    let summary = labs::seed(args.lab, &db, args.vote.seed_partners, args.shop.products).await?;
+    let db = Db::open(database_url, &backend.data_dir, lab.name(), backend.db_max_connections).await?;
+    let summary = lab.seed(&db).await?;
     db.close().await;
     eprintln!("{summary}");
     Ok(())
 }
 
-async fn serve(port: u16, bind: IpAddr, config: ServeConfig) -> anyhow::Result<()> {
-    let _telemetry = telemetry::init(config.lab.service_name(), config.otlp_endpoint.as_deref())?;
+/// `breakroom serve LAB`: every service of the lab, each on its port.
+async fn serve(lab: labs::LabName, args: breakroom::config::ServeArgs) -> anyhow::Result<()> {
+    let specs = args.listen_specs();
+    let config = ServeConfig::from_args(lab, args);
+    let lab = config.open();
+    // A lab whose services export their own traces leaves the process's layer to logs.
+    let otlp = if lab.traces_per_service() { None } else { config.platform.otlp_endpoint.as_deref() };
+    let _telemetry = telemetry::init(lab.service_name(), otlp)?;
+    let mut listeners = Vec::new();
+    for (name, address) in specs {
+        listeners.push((name, listen(address, name).await?));
+    }
     let shutdown = CancellationToken::new();
-    let lab = config.lab.as_str();
-    let app = breakroom::build(config, shutdown.clone()).await?;
-    let listener = listen(bind, port, lab).await?;
+    let app = breakroom::build(config, shutdown.clone(), listeners).await?;
     let token_file = app.platform.write_generated_token()?;
-    print_banner(&app.platform, listener.local_addr()?, token_file.as_deref());
+    print_banner(lab.as_ref(), &app, token_file.as_deref());
     shut_down_on_signal(shutdown, DRAIN_LIMIT);
-    breakroom::serve(app, listener).await
+    breakroom::serve(app).await
 }
 
 /// SIGTERM/Ctrl-C fires `shutdown`; a second signal, or a drain longer than `limit`,
@@ -106,52 +112,24 @@ fn shut_down_on_signal(shutdown: CancellationToken, limit: std::time::Duration) 
     });
 }
 
-async fn listen(bind: IpAddr, port: u16, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    let address = SocketAddr::new(bind, port);
+async fn listen(address: SocketAddr, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
     // Under `breakroom dev` the socket outlives each server: a restart refuses nobody.
     if let Some(listener) = breakroom::dev::inherited_listener(address) {
         return Ok(tokio::net::TcpListener::from_std(listener)?);
     }
+    let port = address.port();
     tokio::net::TcpListener::bind(address).await.with_context(|| {
         format!("cannot listen on {address} for {what}: is another program using port {port}? Pick another port")
     })
-}
-
-/// `breakroom serve shop`: catalog, cart and checkout, or the one `--service` names.
-async fn serve_shop(args: breakroom::config::ServeArgs) -> anyhow::Result<()> {
-    use breakroom::config::ShopService;
-    let bind = args.bind;
-    let config = ServeConfig::from_args(labs::LabName::Shop, args);
-    // The shop's three services export their own traces; the global layer only logs.
-    let _telemetry = telemetry::init("shop", None)?;
-    let shop = &config.shop;
-    let ports = [
-        (ShopService::Catalog, shop.catalog_port),
-        (ShopService::Cart, shop.cart_port),
-        (ShopService::Checkout, shop.checkout_port),
-    ];
-    let mut listeners = Vec::new();
-    for (service, port) in ports {
-        if shop.service == ShopService::All || shop.service == service {
-            listeners.push((service, listen(bind, port, labs::shop::service_name(service)).await?));
-        }
-    }
-    let shutdown = CancellationToken::new();
-    let addresses: Vec<(ShopService, SocketAddr)> =
-        listeners.iter().filter_map(|(s, l)| l.local_addr().ok().map(|a| (*s, a))).collect();
-    let server = breakroom::build_shop(config, shutdown.clone(), listeners).await?;
-    let token_file = server.platform.write_generated_token()?;
-    print_shop_banner(&server.platform, &addresses, token_file.as_deref());
-    shut_down_on_signal(shutdown, DRAIN_LIMIT);
-    breakroom::serve_shop(server).await
 }
 
 /// `breakroom serve loadgen`: the Black Friday timeline as a service (port 8010).
 async fn serve_loadgen(args: breakroom::config::ServeArgs) -> anyhow::Result<()> {
     use breakroom::platform::http::AdminToken;
     let _telemetry = telemetry::init("load-generator", None)?;
-    let port = args.port.unwrap_or(8010);
-    let listener = listen(args.bind, port, "loadgen").await?;
+    let (_, address) = args.listen_specs()[0];
+    let port = address.port();
+    let listener = listen(address, "loadgen").await?;
     let shop = &args.shop;
     let url = |given: &Option<String>, port: u16| given.clone().unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
     let urls = breakroom::driver::ShopUrls {
@@ -180,33 +158,6 @@ async fn serve_loadgen(args: breakroom::config::ServeArgs) -> anyhow::Result<()>
     // Stopping a running demo includes its cleanup: allow it time.
     shut_down_on_signal(shutdown.clone(), std::time::Duration::from_secs(70));
     breakroom::loadgen::serve(listener, config, shutdown).await
-}
-
-fn print_shop_banner(
-    platform: &breakroom::platform::Platform,
-    addresses: &[(breakroom::config::ShopService, SocketAddr)],
-    token_file: Option<&std::path::Path>,
-) {
-    let config = &platform.config;
-    let mut lines = vec![format!("breakroom {} · shop lab (Black Friday)", config.app_version)];
-    for (service, address) in addresses {
-        let host = if address.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { address.ip() };
-        let base = format!("http://{}", SocketAddr::new(host, address.port()));
-        let example = match service {
-            breakroom::config::ShopService::Catalog => "/products?category=electronics&price_min=100&price_max=200",
-            breakroom::config::ShopService::Cart => "/cart/demo-user",
-            _ => "/orders/popular-products",
-        };
-        lines.push(format!("  {:<15}{base}{example}", labs::shop::service_name(*service)));
-    }
-    let database = match &config.backend.database_url {
-        Some(url) => format!("postgres {}", breakroom::platform::db::redact(url)),
-        None => format!("sqlite {}", config.backend.data_dir.join("shop.db").display()),
-    };
-    lines.push(format!("  database       {database}"));
-    lines.push("  run the story  breakroom demonstrate shop --speedup 10".into());
-    lines.push(token_line(platform, token_file));
-    eprintln!("{}", lines.join("\n"));
 }
 
 /// Where the admin token is: shown once, on a terminal only, when generated.
@@ -238,35 +189,25 @@ async fn wait_for_signal() {
 }
 
 /// What a speaker needs at a glance, on stderr so stdout stays JSON log lines.
-fn print_banner(platform: &breakroom::platform::Platform, local: SocketAddr, token_file: Option<&std::path::Path>) {
+fn print_banner(lab: &dyn labs::Lab, app: &breakroom::App, token_file: Option<&std::path::Path>) {
+    let platform = &app.platform;
     let config = &platform.config;
-    let host = if local.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { local.ip() };
-    let base = format!("http://{}", SocketAddr::new(host, local.port()));
-    let lab = config.lab;
-    let mut lines = vec![format!("breakroom {} · {lab} lab · listening on {local}", config.app_version)];
-    if lab == "datasets" {
-        lines.push(format!("  datasets       {base}/api/datasets/   (Authorization: Token alice-token)"));
-        lines.push(format!("  statistics     {base}/api/datasets/{}/statistics/", labs::datasets::FLAGSHIP_ID));
-    }
-    if lab == "items" {
-        lines.push(format!("  items          {base}/items"));
-        lines.push(format!("  cache stats    {base}/cache/stats"));
-    }
+    let urls = app.urls();
+    let listening: Vec<String> =
+        app.services.iter().filter_map(|(_, l)| l.local_addr().ok().map(|a| a.to_string())).collect();
+    let name = lab.name();
+    let mut lines =
+        vec![format!("breakroom {} · {name} lab · listening on {}", config.app_version, listening.join(", "))];
+    let base = urls.first().map(|(_, url)| url.clone()).unwrap_or_default();
     let audience_base = config.public_url.clone().unwrap_or_else(|| base.clone());
-    if lab == "vote" {
-        lines.push(format!("  vote page      {}", labs::vote::vote_url(&audience_base)));
-        lines.push(format!("  referral link  {}", labs::vote::referral_url(&audience_base)));
-        lines.push(format!("  results        {base}/results"));
-        lines.push(format!("  presenter      {base}/presenter"));
-        lines.push(format!("  admin          {base}/admin"));
-    }
+    lines.extend(lab.banner(&urls, &audience_base));
     for bug in platform.bugs.states() {
         let hint = if bug.fixed { String::new() } else { format!("   (fix: --fixed {})", bug.name) };
         lines.push(format!("  bug {:<10} {}{hint}", bug.name, bug.mode.to_uppercase()));
     }
     let database = match &config.backend.database_url {
         Some(url) => format!("postgres {}", breakroom::platform::db::redact(url)),
-        None => format!("sqlite {}", config.backend.data_dir.join(format!("{lab}.db")).display()),
+        None => format!("sqlite {}", config.backend.data_dir.join(format!("{name}.db")).display()),
     };
     lines.push(format!("  database       {database}"));
     let live =
@@ -275,7 +216,7 @@ fn print_banner(platform: &breakroom::platform::Platform, local: SocketAddr, tok
     lines.push(token_line(platform, token_file));
     eprintln!("{}", lines.join("\n"));
     // On a terminal, the two audience links as QR codes, to test with a phone at once.
-    if lab == "vote" && std::io::stderr().is_terminal() {
+    if name == "vote" && std::io::stderr().is_terminal() {
         let codes = [
             ("vote", labs::vote::vote_url(&audience_base)),
             ("vote + referral", labs::vote::referral_url(&audience_base)),

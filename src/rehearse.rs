@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::labs::{LabName, SCENARIOS, Scenario, ServeConfig, Verdict};
+use platform::lab::RehearsalContext;
+use platform::rehearsal::{Step, Verdict};
+
+use crate::labs::{LabName, Scenario, ServeConfig, scenarios};
 use crate::stage::{EXIT_FAILED, StageError, Style, Target, admin_token};
 
 #[derive(Debug, Args)]
@@ -36,18 +39,16 @@ pub struct ScenariosArgs {
     pub markdown: bool,
 }
 
-/// The columns of the rehearsal table, in order.
-const STEPS: [&str; 5] = ["reproduced", "symptom", "check fails", "fixed", "reset"];
-
 fn select(names: &[String]) -> Result<Vec<&'static Scenario>, StageError> {
+    let all = scenarios();
     if names.is_empty() {
-        return Ok(SCENARIOS.iter().collect());
+        return Ok(all);
     }
     names
         .iter()
         .map(|name| {
-            SCENARIOS.iter().find(|s| s.name == name || s.lab == name).ok_or_else(|| {
-                let known: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+            all.iter().copied().find(|s| s.name == name || s.lab == name).ok_or_else(|| {
+                let known: Vec<&str> = all.iter().map(|s| s.name).collect();
                 StageError(format!("unknown scenario '{name}'; known: {}", known.join(", ")))
             })
         })
@@ -57,12 +58,11 @@ fn select(names: &[String]) -> Result<Vec<&'static Scenario>, StageError> {
 /// A lab of its own on 127.0.0.1: the embedded default, or PostgreSQL + Redis when
 /// `DATABASE_URL` / `REDIS_URL` are set (keys under a prefix of this rehearsal).
 struct LocalLab {
-    url: String,
+    services: Vec<(&'static str, String)>,
     token: String,
     redis_url: Option<String>,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
-    shop_urls: Option<driver::ShopUrls>,
     _data_dir: tempfile::TempDir,
 }
 
@@ -76,78 +76,40 @@ async fn start_local(lab: LabName) -> Result<LocalLab, StageError> {
     let data_dir = tempfile::tempdir().map_err(|e| trouble(&e))?;
     let mut config = ServeConfig::embedded(lab, data_dir.path().to_path_buf());
     let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    config.backend.database_url = from_env("DATABASE_URL");
-    config.backend.redis_url = from_env("REDIS_URL");
-    config.backend.redis_prefix = format!("breakroom-rehearse-{}:", std::process::id());
-    config.vote.seed_partners = 200;
-    config.shop_data.products = REHEARSAL_PRODUCTS;
-    let redis_url = config.backend.redis_url.clone();
+    let backend = &mut config.platform.backend;
+    backend.database_url = from_env("DATABASE_URL");
+    backend.redis_url = from_env("REDIS_URL");
+    backend.redis_prefix = format!("breakroom-rehearse-{}:", std::process::id());
+    let redis_url = backend.redis_url.clone();
+    config.settings.vote.seed_partners = 200;
+    config.settings.shop_data.products = REHEARSAL_PRODUCTS;
     let shutdown = CancellationToken::new();
-    if lab == LabName::Shop {
-        use shop::settings::ShopService;
-        let mut listeners = Vec::new();
-        for service in [ShopService::Catalog, ShopService::Cart, ShopService::Checkout] {
-            listeners.push((service, tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| trouble(&e))?));
-        }
-        let url = |i: usize| listeners[i].1.local_addr().map(|a| format!("http://{a}")).map_err(|e| trouble(&e));
-        let urls = driver::ShopUrls { catalog_url: url(0)?, cart_url: url(1)?, checkout_url: url(2)? };
-        let server =
-            crate::build_shop(config, shutdown.clone(), listeners).await.map_err(|e| trouble(&format!("{e:#}")))?;
-        let token = server.platform.admin.expose().to_string();
-        let server = tokio::spawn(crate::serve_shop(server));
-        return Ok(LocalLab {
-            url: urls.catalog_url.clone(),
-            token,
-            redis_url,
-            shutdown,
-            server,
-            shop_urls: Some(urls),
-            _data_dir: data_dir,
-        });
-    }
-    let app = crate::build(config, shutdown.clone()).await.map_err(|e| trouble(&format!("{e:#}")))?;
+    let listeners = crate::local_listeners(&config).await.map_err(|e| trouble(&e))?;
+    let app = crate::build(config, shutdown.clone(), listeners).await.map_err(|e| trouble(&format!("{e:#}")))?;
     let token = app.platform.admin.expose().to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| trouble(&e))?;
-    let url = format!("http://{}", listener.local_addr().map_err(|e| trouble(&e))?);
-    let server = tokio::spawn(crate::serve(app, listener));
-    Ok(LocalLab { url, token, redis_url, shutdown, server, shop_urls: None, _data_dir: data_dir })
+    let services = app.urls();
+    let server = tokio::spawn(crate::serve(app));
+    Ok(LocalLab { services, token, redis_url, shutdown, server, _data_dir: data_dir })
 }
 
-async fn rehearse_one(
-    scenario: &Scenario,
-    target: &Target,
-    token: &str,
-    redis: Option<&str>,
-    shop_urls: Option<&driver::ShopUrls>,
-) -> Result<Vec<Verdict>, StageError> {
-    match LabName::of(scenario) {
-        LabName::Vote => crate::labs::vote::stage::rehearse(target, token).await,
-        LabName::Items => crate::labs::items::stage::rehearse(target, token, redis).await,
-        LabName::Datasets => crate::labs::datasets::stage::rehearse(target, token).await,
-        LabName::Shop => {
-            let urls = shop_urls.cloned().unwrap_or_else(|| driver::ShopUrls {
-                catalog_url: std::env::var("SHOP_CATALOG_URL").unwrap_or_else(|_| target.url("")),
-                cart_url: std::env::var("SHOP_CART_URL").unwrap_or_else(|_| "http://127.0.0.1:8013".into()),
-                checkout_url: std::env::var("SHOP_CHECKOUT_URL").unwrap_or_else(|_| "http://127.0.0.1:8016".into()),
-            });
-            let shop = shop::timeline::Shop::new(&urls, token.to_string())?;
-            crate::labs::shop::stage::rehearse(shop).await
-        }
-    }
+/// Runs the lab's rehearsal of `scenario` through the one engine.
+async fn rehearse_one(scenario: &Scenario, context: RehearsalContext) -> Result<Vec<Verdict>, StageError> {
+    let mut rehearsal = LabName::of(scenario).lab().rehearsal(scenario, context)?;
+    platform::rehearsal::run(rehearsal.as_mut()).await
 }
 
 /// Read-only checks of a deployed lab: it answers, and runs the buggy build.
-async fn inspect(scenario: &Scenario, target: &Target) -> Result<Vec<Verdict>, StageError> {
+async fn inspect(target: &Target) -> Result<Vec<Verdict>, StageError> {
     let health = target.get("/health").await?;
-    let mut verdicts = vec![Verdict::new(
-        "reproduced",
-        health.status == 200,
-        format!("/health {} (read-only rehearsal)", health.status),
-    )];
-    for step in &STEPS[1..] {
-        verdicts.push(Verdict::not_applicable(step, "changes the lab's state: pass --allow-reset"));
+    let mut verdicts = vec![Verdict {
+        step: Step::Reproduced,
+        ok: Some(health.status == 200),
+        detail: format!("/health {} (read-only rehearsal)", health.status),
+    }];
+    for step in &Step::ALL[1..] {
+        let detail = "changes the lab's state: pass --allow-reset".to_string();
+        verdicts.push(Verdict { step: *step, ok: None, detail });
     }
-    let _ = scenario;
     Ok(verdicts)
 }
 
@@ -181,17 +143,21 @@ pub async fn rehearse(args: &RehearseArgs) -> Result<Vec<Row>, StageError> {
                 if args.allow_reset {
                     let token = admin_token(args.token.as_deref(), &args.data_dir, scenario.lab)?;
                     let redis = std::env::var("REDIS_URL").ok();
-                    rehearse_one(scenario, &target, &token, redis.as_deref(), None).await
+                    rehearse_one(scenario, RehearsalContext { target, token, redis, services: Vec::new() }).await
                 } else {
-                    inspect(scenario, &target).await
+                    inspect(&target).await
                 }
             }
             None => {
                 let local = start_local(LabName::of(scenario)).await?;
-                let target = Target::new(&local.url, scenario.lab)?;
-                let outcome =
-                    rehearse_one(scenario, &target, &local.token, local.redis_url.as_deref(), local.shop_urls.as_ref())
-                        .await;
+                let url = local.services.first().map(|(_, url)| url.clone()).unwrap_or_default();
+                let context = RehearsalContext {
+                    target: Target::new(&url, scenario.lab)?,
+                    token: local.token.clone(),
+                    redis: local.redis_url.clone(),
+                    services: local.services.clone(),
+                };
+                let outcome = rehearse_one(scenario, context).await;
                 local.shutdown.cancel();
                 let _ = tokio::time::timeout(Duration::from_secs(5), local.server).await;
                 outcome
@@ -215,7 +181,7 @@ pub async fn run(args: RehearseArgs) -> Result<u8, StageError> {
         "scenario", "reproduced", "symptom", "check fails", "fixed", "reset", "seconds"
     );
     for row in &rows {
-        let cell = |step: &str| match row.verdicts.iter().find(|v| v.step == step).map(|v| v.ok) {
+        let cell = |step: Step| match row.verdicts.iter().find(|v| v.step == step).map(|v| v.ok) {
             Some(Some(true)) => style.good("✓"),
             Some(Some(false)) => style.bad("✗"),
             Some(None) => "–".to_string(),
@@ -226,11 +192,11 @@ pub async fn run(args: RehearseArgs) -> Result<u8, StageError> {
         println!(
             "{:<22} {} {} {} {} {} {:>7.1}",
             row.scenario,
-            pad(cell("reproduced"), 11),
-            pad(cell("symptom"), 8),
-            pad(cell("check fails"), 12),
-            pad(cell("fixed"), 6),
-            pad(cell("reset"), 6),
+            pad(cell(Step::Reproduced), 11),
+            pad(cell(Step::Symptom), 8),
+            pad(cell(Step::CheckFails), 12),
+            pad(cell(Step::Fixed), 6),
+            pad(cell(Step::Reset), 6),
             row.seconds
         );
     }
@@ -250,7 +216,7 @@ pub async fn run(args: RehearseArgs) -> Result<u8, StageError> {
             if verdict.ok == Some(false) {
                 failed = true;
             }
-            println!("  {mark} {:<22} {:<12} {}", row.scenario, verdict.step, verdict.detail);
+            println!("  {mark} {:<22} {:<12} {}", row.scenario, verdict.step.as_str(), verdict.detail);
         }
     }
     if failed {
@@ -268,7 +234,7 @@ pub fn list(args: &ScenariosArgs) -> String {
         return markdown();
     }
     let mut out = String::new();
-    for s in SCENARIOS {
+    for s in scenarios() {
         out.push_str(&format!("{:<22} {:<9} {} (rehearsal: {})\n", s.name, s.lab, s.title, s.rehearsal));
     }
     out
@@ -282,17 +248,17 @@ pub fn markdown() -> String {
          fails when this file is stale. `breakroom rehearse` proves each of them before a talk.\n\n\
          | scenario | lab | title | rehearsal |\n|---|---|---|---|\n",
     );
-    for s in SCENARIOS {
+    for s in scenarios() {
         out.push_str(&format!("| `{}` | `{}` | {} | {} |\n", s.name, s.lab, s.title, s.rehearsal));
     }
-    for s in SCENARIOS {
+    for s in scenarios() {
         out.push_str(&format!("\n## `{}`\n\n{}\n\n", s.name, s.story));
         out.push_str(&format!("- **Trigger:** {}\n", s.trigger));
         out.push_str(&format!("- **Symptom:** {}\n", s.symptom));
         out.push_str(&format!("- **Fix:** {}\n", s.fix));
         out.push_str(&format!("- **Check:** {}\n", s.check));
         out.push_str(&format!("- **Reset:** {}\n", s.reset));
-        let bug = LabName::of(s).bugs().iter().find(|b| b.name == s.bug);
+        let bug = LabName::of(s).lab().bugs().iter().find(|b| b.name == s.bug);
         if let Some(bug) = bug {
             out.push_str(&format!("- **Where:** {}\n", bug.location));
         }

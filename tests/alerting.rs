@@ -37,7 +37,7 @@ async fn ready(url: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn referral_cache_exhausted_pages_for_the_buggy_build_only() {
     let buggy = spawn_app(Backend::Embedded, |_| {}).await;
-    let fixed = spawn_app(Backend::Embedded, |c| c.fixed = vec!["referral".into()]).await;
+    let fixed = spawn_app(Backend::Embedded, |c| c.platform.fixed = vec!["referral".into()]).await;
     let target = |app: &common::TestApp| app.url.trim_start_matches("http://").to_string();
 
     // The webhook receiver standing in for Slack.

@@ -15,7 +15,7 @@ async fn the_pages_work_in_headless_chromium() {
         std::path::Path::new(dir).join("node_modules/playwright-core").exists(),
         "playwright-core is not installed: run `npm ci` in tests/browser (.ci/run does)"
     );
-    let app = spawn_app(Backend::Embedded, |c| c.conference = Some("sreday".into())).await;
+    let app = spawn_app(Backend::Embedded, |c| c.platform.conference = Some("sreday".into())).await;
     let shots = tempfile::tempdir().unwrap();
     let shots_dir = std::env::var("BREAKROOM_SCREENSHOTS")
         .map(|d| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(d))

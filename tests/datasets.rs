@@ -12,7 +12,7 @@ const PRIVATE_GENOMES: &str = "5f8e2c1a-9b7d-4c3e-8a6f-1d2e3f4a5b6c";
 async fn spawn(backend: Backend, fixed: bool) -> common::TestApp {
     spawn_lab(LabName::Datasets, backend, |c| {
         if fixed {
-            c.fixed = vec!["stats-cache".into()];
+            c.platform.fixed = vec!["stats-cache".into()];
         }
     })
     .await
@@ -242,8 +242,8 @@ async fn the_statistics_are_cached_in_redis_under_the_exact_key() {
     let redis = PrivateRedis::start();
     let url = redis.url();
     let app = spawn_lab(LabName::Datasets, Backend::Services, |c| {
-        c.backend.redis_url = Some(url);
-        c.backend.redis_prefix = String::new();
+        c.platform.backend.redis_url = Some(url);
+        c.platform.backend.redis_prefix = String::new();
     })
     .await;
     dashboard(&app).await;

@@ -48,8 +48,8 @@ async fn redis_killed_mid_burst_loses_no_vote() {
     let mut redis = PrivateRedis::start();
     let url = redis.url();
     let app = spawn_app(Backend::Services, |c| {
-        c.backend.redis_url = Some(url.clone());
-        c.vote.vote_rate_limit = 1_000_000.0; // one test client sends the whole burst
+        c.platform.backend.redis_url = Some(url.clone());
+        c.settings.vote.vote_rate_limit = 1_000_000.0; // one test client sends the whole burst
     })
     .await;
     let mut viewer = Events::open(&app, "/stream").await;
@@ -195,8 +195,8 @@ async fn postgres_restarted_mid_burst_acknowledges_only_stored_votes() {
     let postgres = common::PrivatePostgres::start();
     let url = postgres.url();
     let app = spawn_app(Backend::Services, |c| {
-        c.backend.database_url = Some(url.clone());
-        c.vote.vote_rate_limit = 1_000_000.0;
+        c.platform.backend.database_url = Some(url.clone());
+        c.settings.vote.vote_rate_limit = 1_000_000.0;
     })
     .await;
     let counters: Arc<[AtomicU64; 3]> = Arc::new(Default::default()); // acknowledged, 503 + Retry-After, other
@@ -294,7 +294,7 @@ async fn items_writes_survive_a_redis_kill() {
     let mut redis = PrivateRedis::start();
     let url = redis.url();
     let app = common::spawn_lab(breakroom::labs::LabName::Items, Backend::Services, |c| {
-        c.backend.redis_url = Some(url.clone());
+        c.platform.backend.redis_url = Some(url.clone());
     })
     .await;
     let (client, base) = (app.client.clone(), app.url.clone());
@@ -317,7 +317,7 @@ async fn datasets_downloads_survive_a_redis_kill() {
     let mut redis = PrivateRedis::start();
     let url = redis.url();
     let app = common::spawn_lab(breakroom::labs::LabName::Datasets, Backend::Services, |c| {
-        c.backend.redis_url = Some(url.clone());
+        c.platform.backend.redis_url = Some(url.clone());
     })
     .await;
     let before = app.sql_count("SELECT COUNT(*) FROM audit_logs").await as u64;

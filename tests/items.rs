@@ -260,8 +260,8 @@ async fn item_metrics_are_exported(backend: Backend) {
 async fn with_private_redis(redis: &PrivateRedis) -> common::TestApp {
     let url = redis.url();
     spawn_lab(LabName::Items, Backend::Services, |c| {
-        c.backend.redis_url = Some(url);
-        c.redis_timeout = Duration::from_millis(150);
+        c.platform.backend.redis_url = Some(url);
+        c.platform.redis_timeout = Duration::from_millis(150);
     })
     .await
 }
@@ -337,7 +337,7 @@ async fn no_stale_read_after_an_outage() {
     let app = with_private_redis(&redis).await;
     let (_, created) = json_of(app.post_json("/items", &json!({ "name": "Before", "price": 1 })).await).await;
     let id = created["id"].as_str().unwrap().to_string();
-    let key = format!("{}item:{id}", app.config.backend.redis_prefix);
+    let key = format!("{}item:{id}", app.config.platform.backend.redis_prefix);
     assert!(redis.get(&key).unwrap().contains("Before"), "written through");
 
     redis.pause(1_500);

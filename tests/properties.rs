@@ -126,11 +126,11 @@ fn run(lab: LabName, backend: Backend, cases: &[(reqwest::Method, &str, BoxedStr
     // Inside the runtime, so what the server leaves behind can be dropped.
     let _guard = runtime.enter();
     let app = runtime.block_on(spawn_lab(lab, backend, |c| {
-        c.vote.vote_rate_limit = 1_000_000.0;
+        c.settings.vote.vote_rate_limit = 1_000_000.0;
         // The planted bug answers 503 by design once ten referrals were checked; the
         // property is about input handling, so it runs on the fixed build.
         if lab == LabName::Vote {
-            c.fixed = vec!["referral".into()];
+            c.platform.fixed = vec!["referral".into()];
         }
     }));
     for (method, path, strategy) in cases {

@@ -72,7 +72,7 @@ async fn a_deployed_lab_is_rehearsed_without_changes_unless_allowed() {
 /// the bug does not reproduce and its check never fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scenario_that_does_not_reproduce_fails_the_rehearsal() {
-    let app = common::spawn_app(common::Backend::Embedded, |c| c.fixed = vec!["referral".into()]).await;
+    let app = common::spawn_app(common::Backend::Embedded, |c| c.platform.fixed = vec!["referral".into()]).await;
     // A reset restores the start mode, which is fixed here.
     let (code, out) =
         breakroom(&["rehearse", "vote/referral", "--url", &app.url, "--allow-reset", "--token", common::ADMIN_TOKEN])

@@ -342,7 +342,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 async fn trace_context_reaches_catalog_and_cart(backend: Backend) {
     let (endpoint, received) = collector().await;
-    let mut shop = spawn_shop(backend, PRODUCTS, |c| c.otlp_endpoint = Some(endpoint.clone())).await;
+    let mut shop = spawn_shop(backend, PRODUCTS, |c| c.platform.otlp_endpoint = Some(endpoint.clone())).await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let response = shop
         .client

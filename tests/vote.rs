@@ -34,7 +34,7 @@ on_both_backends!(
 );
 
 async fn a_burst_of_concurrent_votes_is_counted_exactly(backend: Backend) {
-    let app = spawn_app(backend, |c| c.vote.vote_rate_limit = 1_000_000.0).await;
+    let app = spawn_app(backend, |c| c.settings.vote.vote_rate_limit = 1_000_000.0).await;
     let mut tasks = Vec::new();
     for worker in 0..32usize {
         let (client, base) = (app.client.clone(), app.url.clone());
@@ -118,7 +118,7 @@ async fn pages_carry_a_strict_content_security_policy(backend: Backend) {
 }
 
 async fn one_address_cannot_flood_the_poll(backend: Backend) {
-    let app = spawn_app(backend, |c| c.vote.vote_rate_limit = 2.0).await;
+    let app = spawn_app(backend, |c| c.settings.vote.vote_rate_limit = 2.0).await;
     // A burst of twice the rate passes, then 429 with a Retry-After.
     for i in 0..4 {
         assert_eq!(app.vote("ai", None).await.0, 200, "vote {i} of the burst");
@@ -141,8 +141,8 @@ async fn one_address_cannot_flood_the_poll(backend: Backend) {
 
     // Behind a trusted proxy, each forwarded address has its own bucket.
     let proxied = spawn_app(backend, |c| {
-        c.vote.vote_rate_limit = 1.0;
-        c.vote.trust_proxy = true;
+        c.settings.vote.vote_rate_limit = 1.0;
+        c.settings.vote.trust_proxy = true;
     })
     .await;
     let vote_from = |ip: &'static str| {
@@ -161,7 +161,7 @@ async fn one_address_cannot_flood_the_poll(backend: Backend) {
 }
 
 async fn live_viewers_are_capped(backend: Backend) {
-    let app = spawn_app(backend, |c| c.vote.max_viewers = 2).await;
+    let app = spawn_app(backend, |c| c.settings.vote.max_viewers = 2).await;
     let mut first = Events::open(&app, "/stream").await;
     let mut second = Events::open(&app, "/stream").await;
     first.next("votes", Duration::from_secs(5)).await.expect("first viewer connected");
@@ -177,7 +177,7 @@ async fn live_viewers_are_capped(backend: Backend) {
 }
 
 async fn the_presenter_gets_qr_codes_and_the_lab_state(backend: Backend) {
-    let app = spawn_app(backend, |c| c.public_url = Some("https://vote.example.org".into())).await;
+    let app = spawn_app(backend, |c| c.platform.public_url = Some("https://vote.example.org".into())).await;
     let page = app.get("/presenter").await.text().await.unwrap();
     assert!(
         page.contains("https://vote.example.org/?referral=conf-partner-2026"),
@@ -343,7 +343,7 @@ async fn invalid_codes_fill_the_buggy_cache_too(backend: Backend) {
 }
 
 async fn the_fix_accepts_every_referral_vote(backend: Backend) {
-    let app = spawn_app(backend, |c| c.fixed = vec!["referral".into()]).await;
+    let app = spawn_app(backend, |c| c.platform.fixed = vec!["referral".into()]).await;
     for i in 1..=20 {
         assert_eq!(app.vote("ai", Some(PARTNER)).await.0, 200, "vote {i}");
     }
@@ -496,7 +496,7 @@ async fn metrics_report_what_happened(backend: Backend) {
 }
 
 async fn pages_are_served_with_branding_and_embedded_assets(backend: Backend) {
-    let app = spawn_app(backend, |c| c.conference = Some("sreday".into())).await;
+    let app = spawn_app(backend, |c| c.platform.conference = Some("sreday".into())).await;
     let vote = app.get("/").await;
     assert_eq!(vote.status(), 200);
     assert!(vote.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
@@ -539,8 +539,8 @@ async fn pages_are_served_with_branding_and_embedded_assets(backend: Backend) {
 
 async fn readiness_and_version_describe_the_running_lab(backend: Backend) {
     let app = spawn_app(backend, |c| {
-        c.app_version = "v1.13.0".into();
-        c.conference = Some("kubecon".into());
+        c.platform.app_version = "v1.13.0".into();
+        c.platform.conference = Some("kubecon".into());
     })
     .await;
     let ready = app.get("/ready").await;
@@ -555,7 +555,7 @@ async fn readiness_and_version_describe_the_running_lab(backend: Backend) {
 }
 
 async fn partners_are_seeded_once(backend: Backend) {
-    let app = spawn_app(backend, |c| c.vote.seed_partners = 300).await;
+    let app = spawn_app(backend, |c| c.settings.vote.seed_partners = 300).await;
     assert_eq!(app.sql_count("SELECT COUNT(*) FROM referral_partners").await, 301);
     assert_eq!(
         app.sql_count("SELECT COUNT(*) FROM referral_partners WHERE code = 'conf-partner-2026' AND name = 'SREDay Conference Partner'").await,
@@ -671,7 +671,7 @@ async fn a_lab_on_a_new_database_does_not_show_the_old_counts_redis_kept() {
     let kept: Option<i64> = redis::cmd("HGET").arg(&hash).arg("ai").query_async(&mut redis).await.unwrap();
     assert_eq!(kept, Some(3), "the hash holds the old database's votes");
     // A fresh database, the same Redis keys.
-    let new = spawn_app(Backend::Services, |c| c.backend.redis_prefix = prefix.clone()).await;
+    let new = spawn_app(Backend::Services, |c| c.platform.backend.redis_prefix = prefix.clone()).await;
     assert_eq!(new.sql_count("SELECT COUNT(*) FROM votes").await, 0);
     assert_eq!(new.count_of("ai").await, 0, "counts come from the database the lab runs on");
     assert_eq!(new.vote("ai", None).await.0, 200);
@@ -709,7 +709,7 @@ async fn stage_commands_tell_a_buggy_server_from_a_fixed_one(backend: Backend) {
     assert!(out.contains("Ready for the next talk. votes: 0   referral cache entries: 0"), "{out}");
     assert_eq!(buggy.vote("ai", Some(PARTNER)).await.0, 200, "the reset emptied the cache");
 
-    let fixed = spawn_app(backend, |c| c.fixed = vec!["vote:referral".into()]).await;
+    let fixed = spawn_app(backend, |c| c.platform.fixed = vec!["vote:referral".into()]).await;
     let (code, out) = breakroom(&["check", "vote", "--url", &fixed.url, "--interval-ms", "0"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("SUCCESS: all 15 referral votes were accepted."), "{out}");
@@ -757,7 +757,7 @@ async fn an_unknown_fixed_bug_name_stops_the_server_with_the_known_names() {
 /// the truth), counts come from the database, and `/ready` names the culprit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_votes_still_count_and_ready_names_redis() {
-    let app = spawn_app(Backend::Services, |c| c.backend.redis_url = Some("redis://127.0.0.1:1".into())).await;
+    let app = spawn_app(Backend::Services, |c| c.platform.backend.redis_url = Some("redis://127.0.0.1:1".into())).await;
     assert_eq!(app.vote("ai", None).await.0, 200);
     assert_eq!(app.vote("ai", Some(PARTNER)).await.0, 200);
     assert_eq!(app.count_of("ai").await, 2);
@@ -791,7 +791,7 @@ async fn referral_mode_is(app: &common::TestApp, mode: &str) -> bool {
 async fn counts_and_viewers_survive_a_redis_restart() {
     let mut redis = common::PrivateRedis::start();
     let url = redis.url();
-    let a = spawn_app(Backend::Services, |c| c.backend.redis_url = Some(url.clone())).await;
+    let a = spawn_app(Backend::Services, |c| c.platform.backend.redis_url = Some(url.clone())).await;
     let b = a.replica().await;
     for _ in 0..3 {
         assert_eq!(a.vote("print", None).await.0, 200);

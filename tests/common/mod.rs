@@ -115,10 +115,10 @@ pub async fn spawn_app(backend: Backend, adjust: impl FnOnce(&mut ServeConfig)) 
 pub async fn spawn_lab(lab: LabName, backend: Backend, adjust: impl FnOnce(&mut ServeConfig)) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temporary data directory");
     let mut config = ServeConfig::embedded(lab, data_dir.path().to_path_buf());
-    config.vote.seed_partners = 50;
-    config.admin_token = Some(ADMIN_TOKEN.into());
+    config.settings.vote.seed_partners = 50;
+    config.platform.admin_token = Some(ADMIN_TOKEN.into());
     // Live viewers must get changes pushed; the periodic re-read would hide a lost push.
-    config.feed_refresh = Duration::from_secs(3600);
+    config.platform.feed_refresh = Duration::from_secs(3600);
     let mut resources = Resources { data_dir, database: None, database_url: None, redis_prefix: None };
     if backend == Backend::Services {
         use_services(&mut config, &mut resources).await;
@@ -133,11 +133,11 @@ async fn use_services(config: &mut ServeConfig, resources: &mut Resources) {
     resources.database = Some(name.clone());
     resources.database_url = Some(url.clone());
     resources.redis_prefix = Some(format!("{name}:"));
-    config.backend.database_url = Some(url);
-    config.backend.redis_url = Some(redis_url());
-    config.backend.redis_prefix = format!("{name}:");
+    config.platform.backend.database_url = Some(url);
+    config.platform.backend.redis_url = Some(redis_url());
+    config.platform.backend.redis_prefix = format!("{name}:");
     // Parallel tests on two cores: allow Redis a little more than production.
-    config.redis_timeout = Duration::from_millis(500);
+    config.platform.redis_timeout = Duration::from_millis(500);
 }
 
 /// A fresh, empty PostgreSQL database: (name, URL). Dropped with the test's
@@ -174,10 +174,10 @@ fn database_url_for(admin: &str, database: &str) -> String {
 
 async fn start(backend: Backend, config: ServeConfig, resources: Arc<Resources>) -> TestApp {
     let shutdown = CancellationToken::new();
-    let app = breakroom::build(config.clone(), shutdown.clone()).await.expect("the lab starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(breakroom::serve(app, listener));
+    let listeners = breakroom::local_listeners(&config).await.unwrap();
+    let app = breakroom::build(config.clone(), shutdown.clone(), listeners).await.expect("the lab starts");
+    let url = app.urls()[0].1.clone();
+    let server = tokio::spawn(breakroom::serve(app));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     TestApp { url, client, backend, config, shutdown, server: Some(server), resources }
 }

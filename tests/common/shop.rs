@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use breakroom::config::{ServeConfig, ShopService};
+use breakroom::config::ServeConfig;
 use breakroom::labs::LabName;
 use serde_json::Value;
 use sqlx::Connection;
@@ -26,22 +26,19 @@ pub struct TestShop {
 pub async fn spawn_shop(backend: Backend, products: u64, adjust: impl FnOnce(&mut ServeConfig)) -> TestShop {
     let data_dir = tempfile::tempdir().expect("temporary data directory");
     let mut config = ServeConfig::embedded(LabName::Shop, data_dir.path().to_path_buf());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.shop_data.products = products;
+    config.platform.admin_token = Some(ADMIN_TOKEN.into());
+    config.settings.shop_data.products = products;
     let mut resources = Resources { data_dir, database: None, database_url: None, redis_prefix: None };
     if backend == Backend::Services {
         super::use_services(&mut config, &mut resources).await;
     }
     adjust(&mut config);
-    let mut listeners = Vec::new();
-    for service in [ShopService::Catalog, ShopService::Cart, ShopService::Checkout] {
-        listeners.push((service, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()));
-    }
-    let url = |i: usize| format!("http://{}", listeners[i].1.local_addr().unwrap());
-    let (catalog, cart, checkout) = (url(0), url(1), url(2));
+    let listeners = breakroom::local_listeners(&config).await.unwrap();
     let shutdown = CancellationToken::new();
-    let server = breakroom::build_shop(config, shutdown.clone(), listeners).await.expect("the shop starts");
-    let server = tokio::spawn(breakroom::serve_shop(server));
+    let server = breakroom::build(config, shutdown.clone(), listeners).await.expect("the shop starts");
+    let url = |name: &str| server.urls().into_iter().find(|(n, _)| *n == name).map(|(_, url)| url).unwrap();
+    let (catalog, cart, checkout) = (url("product-catalog"), url("cart"), url("checkout"));
+    let server = tokio::spawn(breakroom::serve(server));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     TestShop {
         catalog,

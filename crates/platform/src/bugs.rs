@@ -179,9 +179,11 @@ fn state(switch: &BugSwitch) -> BugState {
     }
 }
 
-#[derive(Deserialize)]
+/// `{"fixed": true}` runs a planted bug's fixed implementation; `false` the buggy one.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = FlipBody)]
 pub struct FlipRequest {
-    fixed: bool,
+    pub fixed: bool,
 }
 
 /// `GET /admin/bugs`: each planted bug and which implementation runs.
@@ -195,8 +197,8 @@ pub struct FlipRequest {
         (status = 401, description = "Admin token missing or wrong", body = crate::openapi::ErrorBody),
     )
 )]
-pub async fn list(State(bugs): State<Bugs>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "bugs": bugs.states() }))
+pub async fn list(State(bugs): State<Bugs>) -> Json<crate::openapi::BugsBody> {
+    Json(crate::openapi::BugsBody { bugs: bugs.states() })
 }
 
 /// `POST /admin/bugs/{name}` with `{"fixed": true|false}`: every replica switches.
@@ -206,7 +208,7 @@ pub async fn list(State(bugs): State<Bugs>) -> Json<serde_json::Value> {
     tag = "admin",
     security(("admin_token" = [])),
     params(("name" = String, Path, description = "A planted bug's name, e.g. referral")),
-    request_body = crate::openapi::FlipBody,
+    request_body = FlipRequest,
     responses(
         (status = 200, description = "The bug's new state", body = BugState),
         (status = 401, description = "Admin token missing or wrong", body = crate::openapi::ErrorBody),

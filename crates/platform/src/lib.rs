@@ -8,8 +8,10 @@ pub mod config;
 pub mod db;
 pub mod feed;
 pub mod http;
+pub mod lab;
 pub mod limit;
 pub mod openapi;
+pub mod rehearsal;
 pub mod stage;
 pub mod telemetry;
 
@@ -191,6 +193,12 @@ struct Scrape {
 }
 
 /// `GET /metrics`: Prometheus/OpenMetrics text.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "platform",
+    responses((status = 200, description = "Prometheus/OpenMetrics text", content_type = "application/openmetrics-text", body = String))
+)]
 async fn metrics(State(scrape): State<Scrape>) -> Result<impl IntoResponse, ApiError> {
     if let Some(db) = &scrape.db {
         db.sample_pool();

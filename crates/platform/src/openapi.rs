@@ -5,9 +5,12 @@
 use std::sync::Arc;
 
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
+use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 /// Every error: `{"detail": "…"}`, saying what went wrong and what to do.
 #[derive(Serialize, ToSchema)]
@@ -25,57 +28,39 @@ impl Modify for AdminAuth {
     }
 }
 
-/// `{"fixed": true}` runs a planted bug's fixed implementation; `false` the buggy one.
-#[derive(Deserialize, ToSchema)]
-pub struct FlipBody {
-    pub fixed: bool,
-}
-
-/// `?confirm=yes`, which every destructive admin action requires.
+/// `?confirm=yes`'s one value.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
 pub enum Confirm {
     Yes,
 }
 
-/// `?confirm=yes`, as every `/admin/reset` takes it.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct ConfirmQuery {
-    /// yes: the reset is meant
-    confirm: Confirm,
-}
+/// What every `/admin/reset` refuses with, before it changes anything: without
+/// `?confirm=yes` ([`Confirmed`](crate::http::Confirmed)) and without the admin token
+/// ([`require_admin`](crate::http::require_admin)).
+pub struct ResetRefusals;
 
-/// What every `/admin/reset` refuses with, before it changes anything.
-#[derive(IntoResponses)]
-#[allow(dead_code)]
-pub enum ResetRefusals {
-    #[response(status = 400, description = "Without ?confirm=yes nothing is reset")]
-    Unconfirmed(ErrorBody),
-    #[response(status = 401, description = "Admin token missing or wrong")]
-    Unauthorized(ErrorBody),
+impl IntoResponses for ResetRefusals {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let refusal = |description: &str| {
+            let content = Content::new(Some(Ref::from_schema_name("ErrorBody")));
+            RefOr::T(ResponseBuilder::new().description(description).content("application/json", content).build())
+        };
+        BTreeMap::from([
+            ("400".to_string(), refusal("Without ?confirm=yes nothing is reset")),
+            ("401".to_string(), refusal("Admin token missing or wrong")),
+        ])
+    }
 }
 
 /// The platform's own routes, in every lab.
 #[derive(OpenApi)]
 #[openapi(
-    paths(metrics, crate::bugs::list, crate::bugs::flip),
-    components(schemas(ErrorBody, FlipBody, BugsBody, Confirm, ResetBody, crate::bugs::BugState)),
+    paths(crate::metrics, crate::bugs::list, crate::bugs::flip),
+    components(schemas(ErrorBody, crate::bugs::FlipRequest, BugsBody, Confirm, ResetBody, crate::bugs::BugState)),
     modifiers(&AdminAuth)
 )]
 pub struct PlatformApi;
-
-/// `GET /metrics`: Prometheus text (documented here; served by the platform).
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "platform",
-    responses((status = 200, description = "Prometheus/OpenMetrics text", content_type = "application/openmetrics-text", body = String))
-)]
-#[allow(dead_code)]
-fn metrics() {}
 
 /// A lab's document with the platform's routes merged in.
 pub fn document(mut lab: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
@@ -95,11 +80,18 @@ pub fn route<S: Clone + Send + Sync + 'static>(doc: utoipa::openapi::OpenApi) ->
     )
 }
 
-/// `POST /admin/reset?confirm=yes`'s answer, in every lab that documents it.
+/// `POST /admin/reset?confirm=yes`'s answer.
 #[derive(Serialize, ToSchema)]
 pub struct ResetBody {
-    pub status: String,
-    pub message: String,
+    pub status: &'static str,
+    pub message: &'static str,
+}
+
+impl ResetBody {
+    /// `{"status": "success", "message": …}`.
+    pub fn success(message: &'static str) -> axum::Json<ResetBody> {
+        axum::Json(ResetBody { status: "success", message })
+    }
 }
 
 /// `GET /admin/bugs`'s answer.

@@ -45,6 +45,20 @@ impl Reply {
         serde_json::from_str(&self.body).ok()
     }
 
+    /// A reset's `message`, or the `detail` of a refusal.
+    pub fn message(&self) -> String {
+        self.json().and_then(|v| v["message"].as_str().map(str::to_owned)).unwrap_or_else(|| self.detail())
+    }
+
+    /// The JSON body of a successful answer to `what`; anything else is an error
+    /// naming it.
+    pub fn expect_json(self, what: &str) -> Result<serde_json::Value, StageError> {
+        if !self.is_success() {
+            return Err(StageError(format!("{what} answered {}: {}", self.status, self.detail())));
+        }
+        self.json().ok_or_else(|| StageError(format!("{what} did not answer JSON: {}", self.body)))
+    }
+
     /// The `detail` of a JSON error body, or the body itself.
     pub fn detail(&self) -> String {
         self.json()
@@ -192,8 +206,9 @@ pub async fn admin_call(
     }
 }
 
-/// `POST /admin/reset?confirm=yes` with the admin token, printing the lab's message.
-pub async fn reset_lab(target: &Target, token: Option<&str>, data_dir: &Path, lab: &str) -> Result<u8, StageError> {
+/// `POST /admin/reset?confirm=yes` with the admin token; a refusal is an error that
+/// says why.
+pub async fn post_reset(target: &Target, token: Option<&str>, data_dir: &Path, lab: &str) -> Result<Reply, StageError> {
     let token = admin_token(token, data_dir, lab)?;
     let reply = target.post_admin("/admin/reset?confirm=yes", &token).await?;
     if reply.status == 401 {
@@ -202,8 +217,13 @@ pub async fn reset_lab(target: &Target, token: Option<&str>, data_dir: &Path, la
     if !reply.is_success() {
         return Err(StageError(format!("Reset failed with {}: {}", reply.status, reply.detail())));
     }
-    let message = reply.json().and_then(|v| v["message"].as_str().map(str::to_owned)).unwrap_or_else(|| reply.detail());
-    println!("{message}");
+    Ok(reply)
+}
+
+/// [`post_reset`], printing the lab's message.
+pub async fn reset_lab(target: &Target, token: Option<&str>, data_dir: &Path, lab: &str) -> Result<u8, StageError> {
+    let reply = post_reset(target, token, data_dir, lab).await?;
+    println!("{}", reply.message());
     Ok(0)
 }
 
@@ -307,24 +327,6 @@ pub struct Scenario {
     pub reset: &'static str,
     /// How long a rehearsal of it takes, roughly.
     pub rehearsal: &'static str,
-}
-
-/// One step of a rehearsal: passed, failed, or not applicable here (and why).
-#[derive(Debug, Clone)]
-pub struct Verdict {
-    pub step: &'static str,
-    pub ok: Option<bool>,
-    pub detail: String,
-}
-
-impl Verdict {
-    pub fn new(step: &'static str, ok: bool, detail: impl Into<String>) -> Verdict {
-        Verdict { step, ok: Some(ok), detail: detail.into() }
-    }
-
-    pub fn not_applicable(step: &'static str, why: impl Into<String>) -> Verdict {
-        Verdict { step, ok: None, detail: why.into() }
-    }
 }
 
 /// What a stage command does; each lab implements the ones its story has.

@@ -2,6 +2,7 @@
 //! download (seed 004). The bug is in `downloads.rs`.
 
 mod downloads;
+pub mod lab;
 mod openapi;
 pub mod stage;
 mod store;
@@ -15,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
-use serde_json::json;
 
 use downloads::Downloads;
 use platform::Platform;
@@ -26,6 +26,7 @@ use platform::stage::Scenario;
 use store::{DatasetStore, User};
 
 pub use downloads::{reference_fix, stats_key};
+pub use lab::DatasetsLab;
 pub use store::{ATTENDEES, FLAGSHIP_ID, FLAGSHIP_NAME, SEEDED_DOWNLOADS, USERS, attendee};
 
 pub const BUGS: &[BugInfo] = &[BugInfo {
@@ -50,13 +51,13 @@ pub const SCENARIO: Scenario = Scenario {
     rehearsal: "about 1 s",
 };
 
-struct DatasetsLab {
+struct DatasetsApp {
     platform: Platform,
     store: DatasetStore,
     downloads: Downloads,
 }
 
-type Lab = State<Arc<DatasetsLab>>;
+type Lab = State<Arc<DatasetsApp>>;
 
 pub async fn seed(db: &platform::db::Db) -> anyhow::Result<()> {
     Ok(DatasetStore::new(db.clone()).seed().await?)
@@ -67,7 +68,7 @@ pub async fn build(platform: &Platform, _registry: &mut Registry) -> anyhow::Res
     store.seed().await?;
     let cache = Cache::new(platform.redis.clone(), platform.shutdown.clone());
     let downloads = Downloads { store: store.clone(), cache, fix: platform.bugs.switch("stats-cache") };
-    let lab = Arc::new(DatasetsLab { platform: platform.clone(), store, downloads });
+    let lab = Arc::new(DatasetsApp { platform: platform.clone(), store, downloads });
     let admin = platform.admin_only(
         Router::new()
             .route("/admin/reset", post(reset))
@@ -90,7 +91,7 @@ pub async fn build(platform: &Platform, _registry: &mut Registry) -> anyhow::Res
 }
 
 /// `Authorization: Token <token>`, the Django REST framework convention.
-async fn authenticate(lab: &DatasetsLab, headers: &HeaderMap) -> Result<User, ApiError> {
+async fn authenticate(lab: &DatasetsApp, headers: &HeaderMap) -> Result<User, ApiError> {
     let unauthorized = |detail: &'static str| ApiError::new(StatusCode::UNAUTHORIZED, detail);
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let token = match value.map(str::trim).and_then(|v| v.strip_prefix("Token ")) {
@@ -109,8 +110,13 @@ fn with_token_challenge(error: ApiError) -> Response {
     response
 }
 
-fn dataset_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::try_parse(raw).map(|id| id.hyphenated().to_string()).map_err(|_| {
+/// A dataset's id: a UUID.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+struct DatasetId(String);
+
+fn dataset_id(raw: &str) -> Result<DatasetId, ApiError> {
+    uuid::Uuid::try_parse(raw).map(|id| DatasetId(id.hyphenated().to_string())).map_err(|_| {
         ApiError::unprocessable(format!("Invalid dataset id '{raw}': expected a UUID such as {FLAGSHIP_ID}"))
     })
 }
@@ -135,7 +141,7 @@ async fn list(State(lab): Lab, headers: HeaderMap) -> Response {
     let result = async {
         let user = authenticate(&lab, &headers).await?;
         let datasets = lab.store.visible(&user).await?;
-        Ok::<_, ApiError>(Json(json!({ "count": datasets.len(), "results": datasets })))
+        Ok::<_, ApiError>(Json(openapi::DatasetList { count: datasets.len(), results: datasets }))
     };
     result.await.map_or_else(with_token_challenge, IntoResponse::into_response)
 }
@@ -146,7 +152,7 @@ async fn list(State(lab): Lab, headers: HeaderMap) -> Response {
     path = "/api/datasets/{id}/",
     tag = "datasets",
     security(("user_token" = [])),
-    params(("id" = openapi::DatasetId, Path, description = "The dataset's UUID")),
+    params(("id" = DatasetId, Path, description = "The dataset's UUID")),
     responses(
         (status = 200, description = "The dataset (the view is audited)", body = store::Dataset),
         (status = 401, description = "No token, or not a user's token", body = platform::openapi::ErrorBody),
@@ -158,7 +164,7 @@ async fn list(State(lab): Lab, headers: HeaderMap) -> Response {
 async fn detail(State(lab): Lab, PathParam(id): PathParam<String>, headers: HeaderMap) -> Response {
     let result = async {
         let user = authenticate(&lab, &headers).await?;
-        let id = dataset_id(&id)?;
+        let DatasetId(id) = dataset_id(&id)?;
         let dataset = lab.store.find_visible(&user, &id).await?.ok_or_else(not_found)?;
         lab.store.record(&user.id, "view", &id, None).await?;
         Ok::<_, ApiError>(Json(dataset))
@@ -172,7 +178,7 @@ async fn detail(State(lab): Lab, PathParam(id): PathParam<String>, headers: Head
     path = "/api/datasets/{id}/download/",
     tag = "datasets",
     security(("user_token" = [])),
-    params(("id" = openapi::DatasetId, Path, description = "The dataset's UUID")),
+    params(("id" = DatasetId, Path, description = "The dataset's UUID")),
     responses(
         (status = 200, description = "The file; the download is in the audit log", content_type = "text/csv", body = String),
         (status = 401, description = "No token, or not a user's token", body = platform::openapi::ErrorBody),
@@ -189,7 +195,7 @@ async fn download(
 ) -> Response {
     let result = async {
         let user = authenticate(&lab, &headers).await?;
-        let id = dataset_id(&id)?;
+        let DatasetId(id) = dataset_id(&id)?;
         let dataset = lab.store.find_visible(&user, &id).await?.ok_or_else(not_found)?;
         lab.downloads.record_download(&user, &id, Some(&peer.ip().to_string())).await?;
         tracing::info!(user = %user.username, dataset = %id, "dataset_downloaded");
@@ -229,7 +235,7 @@ fn sample_csv(id: &str) -> String {
     path = "/api/datasets/{id}/statistics/",
     tag = "datasets",
     security(("user_token" = [])),
-    params(("id" = openapi::DatasetId, Path, description = "The dataset's UUID")),
+    params(("id" = DatasetId, Path, description = "The dataset's UUID")),
     responses(
         (status = 200, description = "Downloads, users, last access (cached: the planted bug)", body = store::Statistics),
         (status = 401, description = "No token, or not a user's token", body = platform::openapi::ErrorBody),
@@ -241,7 +247,7 @@ fn sample_csv(id: &str) -> String {
 async fn statistics(State(lab): Lab, PathParam(id): PathParam<String>, headers: HeaderMap) -> Response {
     let result = async {
         let user = authenticate(&lab, &headers).await?;
-        let id = dataset_id(&id)?;
+        let DatasetId(id) = dataset_id(&id)?;
         lab.store.find_visible(&user, &id).await?.ok_or_else(not_found)?;
         Ok::<_, ApiError>(Json(lab.downloads.statistics(&id).await?))
     };
@@ -255,7 +261,7 @@ async fn statistics(State(lab): Lab, PathParam(id): PathParam<String>, headers: 
     path = "/admin/datasets/{id}/statistics",
     tag = "admin",
     security(("admin_token" = [])),
-    params(("id" = openapi::DatasetId, Path, description = "The dataset's UUID")),
+    params(("id" = DatasetId, Path, description = "The dataset's UUID")),
     responses(
         (status = 200, description = "The statistics straight from the audit log", body = store::Statistics),
         (status = 401, description = "Admin token missing or wrong", body = platform::openapi::ErrorBody),
@@ -264,7 +270,7 @@ async fn statistics(State(lab): Lab, PathParam(id): PathParam<String>, headers: 
     )
 )]
 async fn database_statistics(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Response, ApiError> {
-    let id = dataset_id(&id)?;
+    let DatasetId(id) = dataset_id(&id)?;
     Ok(Json(lab.store.statistics(&id).await?).into_response())
 }
 
@@ -276,9 +282,9 @@ async fn database_statistics(State(lab): Lab, PathParam(id): PathParam<String>) 
         (status = 200, description = "ok, or degraded when the database does not answer", body = openapi::HealthBody),
     )
 )]
-async fn health(State(lab): Lab) -> Json<serde_json::Value> {
+async fn health(State(lab): Lab) -> Json<openapi::HealthBody> {
     let up = lab.platform.database_up().await;
-    Json(json!({ "status": if up { "ok" } else { "degraded" }, "service": "datasets" }))
+    Json(openapi::HealthBody { status: if up { "ok" } else { "degraded" }, service: "datasets" })
 }
 
 /// `POST /admin/reset?confirm=yes`: the seeded audit log, no cached statistics, and the
@@ -288,14 +294,14 @@ async fn health(State(lab): Lab) -> Json<serde_json::Value> {
     path = "/admin/reset",
     tag = "admin",
     security(("admin_token" = [])),
-    params(platform::openapi::ConfirmQuery),
+    params(platform::http::Confirmed),
     responses(
         (status = 200, description = "Reset", body = platform::openapi::ResetBody),
         platform::openapi::ResetRefusals,
         (status = 503, description = "The reset could not complete; try again", body = platform::openapi::ErrorBody),
     )
 )]
-async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>, ApiError> {
+async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<platform::openapi::ResetBody>, ApiError> {
     // The database first: statistics cached from it before the clear are cleared too.
     lab.store.restore_seed().await?;
     lab.downloads.cache.clear("dataset_stats_").await.map_err(|e| {
@@ -306,7 +312,5 @@ async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>,
     })?;
     lab.platform.bugs.restore_everywhere().await;
     tracing::warn!("lab_reset");
-    Ok(Json(
-        json!({ "status": "success", "message": "Datasets reset to the seeded state: 15 downloads, no cached statistics." }),
-    ))
+    Ok(platform::openapi::ResetBody::success("Datasets reset to the seeded state: 15 downloads, no cached statistics."))
 }

@@ -20,24 +20,18 @@ impl Modify for UserToken {
     }
 }
 
-/// A dataset's id: a UUID.
-#[derive(ToSchema)]
-#[schema(value_type = String, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
-#[allow(dead_code)]
-pub struct DatasetId(String);
-
 /// `GET /api/datasets/`.
 #[derive(Serialize, ToSchema)]
 pub struct DatasetList {
-    count: i64,
-    results: Vec<Dataset>,
+    pub count: usize,
+    pub results: Vec<Dataset>,
 }
 
 /// `GET /health`.
 #[derive(Serialize, ToSchema)]
 pub struct HealthBody {
-    status: String,
-    service: String,
+    pub status: &'static str,
+    pub service: &'static str,
 }
 
 #[derive(OpenApi)]
@@ -47,7 +41,7 @@ pub struct HealthBody {
         description = "Research datasets whose dashboard statistics are cached and never invalidated on download."
     ),
     paths(super::list, super::detail, super::download, super::statistics, super::database_statistics, super::health, super::reset),
-    components(schemas(ErrorBody, DatasetId, Dataset, DatasetList, Statistics, HealthBody, ResetBody)),
+    components(schemas(ErrorBody, super::DatasetId, Dataset, DatasetList, Statistics, HealthBody, ResetBody)),
     modifiers(&AdminAuth, &UserToken)
 )]
 pub struct DatasetsApi;

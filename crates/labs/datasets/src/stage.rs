@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use super::{ATTENDEES, FLAGSHIP_ID, SEEDED_DOWNLOADS, attendee, reference_fix, stats_key};
-use platform::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_token};
+use platform::lab::Boxed;
+use platform::rehearsal::{Judgement, Rehearsal};
+use platform::stage::{EXIT_FAILED, StageError, Style, Target, admin_call, admin_token};
 
 /// The CEO reads the dashboard as alice, the flagship's owner.
 const CEO_TOKEN: &str = "alice-token";
@@ -22,7 +24,7 @@ impl Researcher<'_> {
         let reply =
             self.target.get_with_token(&format!("/api/datasets/{FLAGSHIP_ID}/statistics/"), &self.token).await?;
         let took = started.elapsed();
-        Ok((expect_json(reply, "GET statistics")?, took))
+        Ok((reply.expect_json("GET statistics")?, took))
     }
 
     async fn download(&self) -> Result<(), StageError> {
@@ -35,13 +37,6 @@ impl Researcher<'_> {
     }
 }
 
-fn expect_json(reply: Reply, what: &str) -> Result<serde_json::Value, StageError> {
-    if !reply.is_success() {
-        return Err(StageError(format!("{what} answered {}: {}", reply.status, reply.detail())));
-    }
-    reply.json().ok_or_else(|| StageError(format!("{what} did not answer JSON: {}", reply.body)))
-}
-
 fn count(stats: &serde_json::Value, field: &str) -> i64 {
     stats[field].as_i64().unwrap_or(-1)
 }
@@ -49,13 +44,9 @@ fn count(stats: &serde_json::Value, field: &str) -> i64 {
 /// `cache_demonstrate_problem.py`, done through the real download endpoint and idempotent.
 pub async fn demonstrate(target: &Target, token: Option<&str>, data_dir: &std::path::Path) -> Result<u8, StageError> {
     let style = Style::detect();
-    let admin = admin_token(token, data_dir, "datasets")?;
     println!("{}", style.heading("📊 DEMONSTRATION: CEO's Dashboard Disaster"));
-    let reset = target.post_admin("/admin/reset?confirm=yes", &admin).await?;
-    if reset.status == 401 {
-        return Err(StageError(format!("The server refused the admin token: {}", reset.detail())));
-    }
-    expect_json(reset, "POST /admin/reset")?;
+    let admin = admin_token(token, data_dir, "datasets")?;
+    platform::stage::post_reset(target, Some(&admin), data_dir, "datasets").await?;
     println!("Restored the seeded state: {SEEDED_DOWNLOADS} downloads of the Research Analytics Dataset.");
 
     let ceo = Researcher { target, token: CEO_TOKEN.into() };
@@ -67,10 +58,10 @@ pub async fn demonstrate(target: &Target, token: Option<&str>, data_dir: &std::p
         Researcher { target, token }.download().await?;
     }
     let (dashboard, _) = ceo.statistics().await?;
-    let truth = expect_json(
-        target.get_admin(&format!("/admin/datasets/{FLAGSHIP_ID}/statistics"), &admin).await?,
-        "GET the database's statistics",
-    )?;
+    let truth = target
+        .get_admin(&format!("/admin/datasets/{FLAGSHIP_ID}/statistics"), &admin)
+        .await?
+        .expect_json("GET the database's statistics")?;
     let (shown, actual) = (count(&dashboard, "total_downloads"), count(&truth, "total_downloads"));
     println!("10:00 Board meeting. The CEO presents the dashboard.\n");
     println!("{}", style.heading("📊 DISCREPANCY ANALYSIS:"));
@@ -169,48 +160,94 @@ async fn one_more_download(target: &Target) -> Result<(i64, i64, Duration), Stag
     Ok((before, count(&after, "total_downloads"), recompute))
 }
 
-/// The rehearsal of `datasets/stats-cache`.
-pub async fn rehearse(target: &Target, admin: &str) -> Result<Vec<platform::stage::Verdict>, StageError> {
-    use platform::stage::Verdict;
-    use platform::stage::admin_call;
-    let mut verdicts = Vec::new();
-    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
-    let ceo = Researcher { target, token: CEO_TOKEN.into() };
-    ceo.statistics().await?;
-    for i in 0..CONFERENCE_DOWNLOADS {
-        let (_, _, token) = attendee(i % ATTENDEES + 1);
-        Researcher { target, token }.download().await?;
+/// The rehearsal of `datasets/stats-cache`: twenty downloads the dashboard does not
+/// show, a check that catches it, the fix and a reset that brings the bug back.
+pub struct Rehearse {
+    target: Target,
+    admin: String,
+    shown: i64,
+    actual: i64,
+}
+
+impl Rehearse {
+    pub fn new(target: Target, admin: String) -> Rehearse {
+        Rehearse { target, admin, shown: 0, actual: 0 }
     }
-    let shown = count(&ceo.statistics().await?.0, "total_downloads");
-    let truth = expect_json(
-        target.get_admin(&format!("/admin/datasets/{FLAGSHIP_ID}/statistics"), admin).await?,
-        "database statistics",
-    )?;
-    let actual = count(&truth, "total_downloads");
-    verdicts.push(Verdict::new(
-        "reproduced",
-        shown == 15 && actual == 35,
-        format!("dashboard {shown}, database {actual}"),
-    ));
-    let hidden = (actual - shown) as f64 * 100.0 / actual.max(1) as f64;
-    verdicts.push(Verdict::new(
-        "symptom",
-        hidden > 50.0,
-        format!("{hidden:.1}% of downloads hidden for up to an hour"),
-    ));
-    let (before, after, _) = one_more_download(target).await?;
-    verdicts.push(Verdict::new("check fails", after != before + 1, format!("before {before}, after {after}")));
-    admin_call(target, "/admin/bugs/stats-cache", admin, Some(serde_json::json!({ "fixed": true }))).await?;
-    let (before, after, _) = one_more_download(target).await?;
-    verdicts.push(Verdict::new("fixed", after == before + 1, format!("before {before}, after {after}")));
-    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
-    let dashboard = count(&ceo.statistics().await?.0, "total_downloads");
-    let (before, after, _) = one_more_download(target).await?;
-    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
-    verdicts.push(Verdict::new(
-        "reset",
-        dashboard == SEEDED_DOWNLOADS as i64 && after == before,
-        format!("dashboard {dashboard}, and stale again after a download (the buggy build is back)"),
-    ));
-    Ok(verdicts)
+
+    fn ceo(&self) -> Researcher<'_> {
+        Researcher { target: &self.target, token: CEO_TOKEN.into() }
+    }
+}
+
+type Judged<'a> = Boxed<'a, Result<Judgement, StageError>>;
+
+impl Rehearsal for Rehearse {
+    fn prepare(&mut self) -> Boxed<'_, Result<(), StageError>> {
+        Box::pin(async move {
+            admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            Ok(())
+        })
+    }
+
+    fn reproduce(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let target = &self.target;
+            self.ceo().statistics().await?;
+            for i in 0..CONFERENCE_DOWNLOADS {
+                let (_, _, token) = attendee(i % ATTENDEES + 1);
+                Researcher { target, token }.download().await?;
+            }
+            let shown = count(&self.ceo().statistics().await?.0, "total_downloads");
+            let truth = target
+                .get_admin(&format!("/admin/datasets/{FLAGSHIP_ID}/statistics"), &self.admin)
+                .await?
+                .expect_json("database statistics")?;
+            let actual = count(&truth, "total_downloads");
+            (self.shown, self.actual) = (shown, actual);
+            Ok(Judgement::new(shown == 15 && actual == 35, format!("dashboard {shown}, database {actual}")))
+        })
+    }
+
+    fn symptom(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let hidden = (self.actual - self.shown) as f64 * 100.0 / self.actual.max(1) as f64;
+            Ok(Judgement::new(hidden > 50.0, format!("{hidden:.1}% of downloads hidden for up to an hour")))
+        })
+    }
+
+    fn check_fails(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let (before, after, _) = one_more_download(&self.target).await?;
+            Ok(Judgement::new(after != before + 1, format!("before {before}, after {after}")))
+        })
+    }
+
+    fn fix(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let fixed = Some(serde_json::json!({ "fixed": true }));
+            admin_call(&self.target, "/admin/bugs/stats-cache", &self.admin, fixed).await?;
+            let (before, after, _) = one_more_download(&self.target).await?;
+            Ok(Judgement::new(after == before + 1, format!("before {before}, after {after}")))
+        })
+    }
+
+    fn reset(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let target = &self.target;
+            admin_call(target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            let dashboard = count(&self.ceo().statistics().await?.0, "total_downloads");
+            let (before, after, _) = one_more_download(target).await?;
+            admin_call(target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            Ok(Judgement::new(
+                dashboard == SEEDED_DOWNLOADS as i64 && after == before,
+                format!("dashboard {dashboard}, and stale again after a download (the buggy build is back)"),
+            ))
+        })
+    }
+
+    fn recover(&mut self) -> Boxed<'_, ()> {
+        Box::pin(async move {
+            let _ = admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await;
+        })
+    }
 }

@@ -4,6 +4,7 @@
 //! degrades gracefully — reads from the database, writes still succeed, `/health`
 //! says `degraded` — then recovers by itself, without serving anything stale.
 
+pub mod lab;
 mod openapi;
 pub mod settings;
 pub mod stage;
@@ -18,7 +19,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use serde_json::json;
 
 use platform::Platform;
 use platform::bugs::BugInfo;
@@ -28,6 +28,7 @@ use platform::stage::Scenario;
 use store::{ItemFields, ItemStore};
 use write_through::{CacheStats, WriteThrough};
 
+pub use lab::ItemsLab;
 pub use store::SEED_ITEMS;
 
 /// The outage is a fault injected from outside (Redis stops), not a planted bug.
@@ -53,13 +54,13 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_DESCRIPTION_CHARS: usize = 2_000;
 const MAX_PRICE: f64 = 1_000_000_000.0;
 
-struct ItemsLab {
+struct ItemsApp {
     platform: Platform,
     store: ItemStore,
     items: WriteThrough,
 }
 
-type Lab = State<Arc<ItemsLab>>;
+type Lab = State<Arc<ItemsApp>>;
 
 pub async fn seed(db: &platform::db::Db) -> anyhow::Result<u64> {
     Ok(ItemStore::new(db.clone()).seed().await?)
@@ -75,7 +76,7 @@ pub async fn build(
     let cache = Cache::new(platform.redis.clone(), platform.shutdown.clone());
     let ttl = Duration::from_secs(settings.cache_ttl_seconds.max(1));
     let items = WriteThrough::new(store.clone(), cache, ttl, registry);
-    let lab = Arc::new(ItemsLab { platform: platform.clone(), store, items });
+    let lab = Arc::new(ItemsApp { platform: platform.clone(), store, items });
     let admin = platform.admin_only(Router::new().route("/admin/reset", post(reset)));
     Ok(Router::new()
         .route("/items", get(list).post(create))
@@ -88,15 +89,20 @@ pub async fn build(
         .with_state(lab))
 }
 
-#[derive(Deserialize)]
-struct ItemBody {
+/// What a client sends to create or replace an item.
+#[derive(Deserialize, utoipa::ToSchema)]
+struct ItemInput {
+    /// Not blank, no NUL characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*\S[^\u0000]*$", example = "Widget A")]
     name: String,
     #[serde(default)]
+    #[schema(nullable, max_length = 2000, pattern = r"^[^\u0000]*$")]
     description: Option<String>,
+    #[schema(minimum = 0.0, maximum = 1000000000.0, example = 29.99)]
     price: f64,
 }
 
-impl ItemBody {
+impl ItemInput {
     fn parse(self) -> Result<ItemFields, ApiError> {
         if self.name.trim().is_empty() {
             return Err(ApiError::unprocessable("name must not be empty"));
@@ -124,15 +130,20 @@ impl ItemBody {
     }
 }
 
+/// An item's id: a hyphenated UUID.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+struct ItemId(String);
+
 /// An item id: a UUID in its usual hyphenated form.
-fn item_id(raw: &str) -> Result<String, ApiError> {
+fn item_id(raw: &str) -> Result<ItemId, ApiError> {
     // Only the hyphenated form the API hands out (uuid would also take braces or urn:).
     let hyphenated = raw.len() == 36 && raw.bytes().filter(|b| *b == b'-').count() == 4;
     hyphenated
         .then(|| uuid::Uuid::try_parse(raw).ok())
         .flatten()
         .ok_or(())
-        .map(|id| id.hyphenated().to_string())
+        .map(|id| ItemId(id.hyphenated().to_string()))
         .map_err(|_| {
             ApiError::unprocessable(format!("Invalid item id '{raw}': expected a UUID such as {}", SEED_ITEMS[0].0))
         })
@@ -158,13 +169,13 @@ struct ListQuery {
 async fn list(
     State(lab): Lab,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<openapi::ItemList>, ApiError> {
     let limit = query.limit.unwrap_or(10);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::unprocessable("limit must be between 1 and 100"));
     }
     let items = lab.items.list(limit).await?;
-    Ok(Json(json!({ "count": items.len(), "items": items })))
+    Ok(Json(openapi::ItemList { count: items.len(), items }))
 }
 
 /// `POST /items`
@@ -172,15 +183,15 @@ async fn list(
     post,
     path = "/items",
     tag = "items",
-    request_body = openapi::ItemInput,
+    request_body = ItemInput,
     responses(
-        (status = 200, description = "Created: in the database, then in the cache", body = openapi::ItemBody),
+        (status = 200, description = "Created: in the database, then in the cache", body = store::Item),
         (status = 413, description = "Body over 64 KiB", body = platform::openapi::ErrorBody),
         (status = 422, description = "Not a valid item", body = platform::openapi::ErrorBody),
         (status = 503, description = "The database is unavailable", body = platform::openapi::ErrorBody),
     )
 )]
-async fn create(State(lab): Lab, JsonBody(body): JsonBody<ItemBody>) -> Result<Json<store::Item>, ApiError> {
+async fn create(State(lab): Lab, JsonBody(body): JsonBody<ItemInput>) -> Result<Json<store::Item>, ApiError> {
     let fields = body.parse()?;
     Ok(Json(lab.items.create(&fields).await?))
 }
@@ -190,16 +201,16 @@ async fn create(State(lab): Lab, JsonBody(body): JsonBody<ItemBody>) -> Result<J
     get,
     path = "/items/{id}",
     tag = "items",
-    params(("id" = openapi::ItemId, Path, description = "The item's UUID, hyphenated")),
+    params(("id" = ItemId, Path, description = "The item's UUID, hyphenated")),
     responses(
-        (status = 200, description = "The item, from the cache or the database", body = openapi::ItemBody),
+        (status = 200, description = "The item, from the cache or the database", body = store::Item),
         (status = 404, description = "No such item", body = platform::openapi::ErrorBody),
         (status = 422, description = "Not a UUID", body = platform::openapi::ErrorBody),
         (status = 503, description = "The database is unavailable", body = platform::openapi::ErrorBody),
     )
 )]
 async fn read(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<store::Item>, ApiError> {
-    let id = item_id(&id)?;
+    let ItemId(id) = item_id(&id)?;
     lab.items.read(&id).await?.map(Json).ok_or_else(|| ApiError::not_found("Item not found"))
 }
 
@@ -208,10 +219,10 @@ async fn read(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<
     put,
     path = "/items/{id}",
     tag = "items",
-    params(("id" = openapi::ItemId, Path, description = "The item's UUID, hyphenated")),
-    request_body = openapi::ItemInput,
+    params(("id" = ItemId, Path, description = "The item's UUID, hyphenated")),
+    request_body = ItemInput,
     responses(
-        (status = 200, description = "Replaced", body = openapi::ItemBody),
+        (status = 200, description = "Replaced", body = store::Item),
         (status = 404, description = "No such item", body = platform::openapi::ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = platform::openapi::ErrorBody),
         (status = 422, description = "Not a UUID, or not a valid item", body = platform::openapi::ErrorBody),
@@ -221,9 +232,9 @@ async fn read(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<
 async fn replace(
     State(lab): Lab,
     PathParam(id): PathParam<String>,
-    JsonBody(body): JsonBody<ItemBody>,
+    JsonBody(body): JsonBody<ItemInput>,
 ) -> Result<Json<store::Item>, ApiError> {
-    let id = item_id(&id)?;
+    let ItemId(id) = item_id(&id)?;
     let fields = body.parse()?;
     lab.items.replace(&id, &fields).await?.map(Json).ok_or_else(|| ApiError::not_found("Item not found"))
 }
@@ -233,7 +244,7 @@ async fn replace(
     delete,
     path = "/items/{id}",
     tag = "items",
-    params(("id" = openapi::ItemId, Path, description = "The item's UUID, hyphenated")),
+    params(("id" = ItemId, Path, description = "The item's UUID, hyphenated")),
     responses(
         (status = 200, description = "Deleted from the database and the cache", body = openapi::Deleted),
         (status = 404, description = "No such item", body = platform::openapi::ErrorBody),
@@ -241,12 +252,12 @@ async fn replace(
         (status = 503, description = "The database is unavailable", body = platform::openapi::ErrorBody),
     )
 )]
-async fn remove(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = item_id(&id)?;
+async fn remove(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<openapi::Deleted>, ApiError> {
+    let ItemId(id) = item_id(&id)?;
     if !lab.items.remove(&id).await? {
         return Err(ApiError::not_found("Item not found"));
     }
-    Ok(Json(json!({ "status": "deleted", "id": id })))
+    Ok(Json(openapi::Deleted { status: "deleted", id }))
 }
 
 /// `GET /cache/stats`
@@ -275,11 +286,11 @@ async fn stats(State(lab): Lab) -> Json<CacheStats> {
         (status = 503, description = "The cache is unreachable; nothing was cleared", body = platform::openapi::ErrorBody),
     )
 )]
-async fn clear(State(lab): Lab) -> Result<Json<serde_json::Value>, ApiError> {
+async fn clear(State(lab): Lab) -> Result<Json<openapi::Cleared>, ApiError> {
     let deleted = lab.items.cache().clear(write_through::KEY_PREFIX).await.map_err(|e| {
         ApiError::unavailable(format!("Cache unavailable, nothing was cleared: {e}")).with_retry_after(1)
     })?;
-    Ok(Json(json!({ "status": "cleared", "keys_deleted": deleted })))
+    Ok(Json(openapi::Cleared { status: "cleared", keys_deleted: deleted }))
 }
 
 /// `GET /health`: always 200; `degraded` names the dependency that is down. The keys
@@ -293,7 +304,7 @@ async fn clear(State(lab): Lab) -> Result<Json<serde_json::Value>, ApiError> {
         (status = 200, description = "ok, or degraded naming what is down", body = openapi::HealthBody),
     )
 )]
-async fn health(State(lab): Lab) -> Json<serde_json::Value> {
+async fn health(State(lab): Lab) -> Json<openapi::HealthBody> {
     let database_up = lab.platform.database_up().await;
     let cache_up = lab.items.cache().is_up();
     let word = |up: bool| if up { "ok" } else { "down" };
@@ -303,14 +314,12 @@ async fn health(State(lab): Lab) -> Json<serde_json::Value> {
         "redis" => "redis",
         _ => "in-process cache",
     };
-    let mut dependencies = serde_json::Map::new();
-    dependencies.insert(cache.into(), word(cache_up).into());
-    dependencies.insert(lab.platform.db.backend_name().into(), word(database_up).into());
-    Json(json!({
-        "status": if database_up && cache_up { "ok" } else { "degraded" },
-        "service": "api",
-        "dependencies": dependencies,
-    }))
+    let database = lab.platform.db.backend_name();
+    Json(openapi::HealthBody {
+        status: if database_up && cache_up { "ok" } else { "degraded" },
+        service: "api",
+        dependencies: openapi::Dependencies(vec![(cache, word(cache_up)), (database, word(database_up))]),
+    })
 }
 
 /// `POST /admin/reset?confirm=yes`: the three seed items, an empty cache, zero stats.
@@ -319,14 +328,14 @@ async fn health(State(lab): Lab) -> Json<serde_json::Value> {
     path = "/admin/reset",
     tag = "items",
     security(("admin_token" = [])),
-    params(platform::openapi::ConfirmQuery),
+    params(platform::http::Confirmed),
     responses(
         (status = 200, description = "Reset", body = platform::openapi::ResetBody),
         platform::openapi::ResetRefusals,
         (status = 503, description = "The cache is unreachable: nothing changed", body = platform::openapi::ErrorBody),
     )
 )]
-async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>, ApiError> {
+async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<platform::openapi::ResetBody>, ApiError> {
     // With the cache unreachable its old entries could not be removed and would be
     // served again once it returns: refuse, and change nothing.
     if !lab.items.cache().is_up() {
@@ -343,5 +352,5 @@ async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>,
     })?;
     lab.items.reset_stats();
     tracing::warn!("lab_reset");
-    Ok(Json(json!({ "status": "success", "message": "Lab reset: the three seed items, an empty cache, zero stats." })))
+    Ok(platform::openapi::ResetBody::success("Lab reset: the three seed items, an empty cache, zero stats."))
 }

@@ -5,70 +5,49 @@ use utoipa::{OpenApi, ToSchema};
 
 use platform::openapi::{AdminAuth, ErrorBody, ResetBody};
 
-/// An item's id: a hyphenated UUID.
-#[derive(ToSchema)]
-#[schema(value_type = String, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
-#[allow(dead_code)]
-pub struct ItemId(String);
-
-/// What a client sends to create or replace an item.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ItemInput {
-    /// Not blank, no NUL characters.
-    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*\S[^\u0000]*$", example = "Widget A")]
-    name: String,
-    #[schema(nullable, max_length = 2000, pattern = r"^[^\u0000]*$")]
-    description: Option<String>,
-    #[schema(minimum = 0.0, maximum = 1000000000.0, example = 29.99)]
-    price: f64,
-}
-
-/// An item as stored and cached.
-#[derive(Serialize, ToSchema)]
-pub struct ItemBody {
-    id: String,
-    name: String,
-    #[schema(nullable)]
-    description: Option<String>,
-    price: f64,
-    created_at: String,
-    updated_at: String,
-}
+use super::store::Item;
 
 /// `GET /items`.
 #[derive(Serialize, ToSchema)]
 pub struct ItemList {
-    count: i64,
-    items: Vec<ItemBody>,
+    pub count: usize,
+    pub items: Vec<Item>,
 }
 
 /// `DELETE /items/{id}`.
 #[derive(Serialize, ToSchema)]
 pub struct Deleted {
-    status: String,
-    id: String,
+    pub status: &'static str,
+    pub id: String,
 }
 
 /// `POST /cache/clear`.
 #[derive(Serialize, ToSchema)]
 pub struct Cleared {
-    status: String,
-    keys_deleted: i64,
+    pub status: &'static str,
+    pub keys_deleted: u64,
 }
 
 /// `GET /health`: always 200; `degraded` names the dependency that is down.
 #[derive(Serialize, ToSchema)]
 pub struct HealthBody {
-    status: String,
-    service: String,
-    dependencies: Dependencies,
+    pub status: &'static str,
+    pub service: &'static str,
+    pub dependencies: Dependencies,
 }
 
 /// Each dependency that runs, by name (`redis` and `postgres`, or `in-process cache`
-/// and `sqlite` on the embedded default): `ok` or `down`.
-#[derive(Serialize, ToSchema)]
-pub struct Dependencies(std::collections::BTreeMap<String, String>);
+/// and `sqlite` on the embedded default): `ok` or `down`. The cache comes first, as
+/// in seed 002.
+#[derive(ToSchema)]
+#[schema(value_type = std::collections::BTreeMap<String, String>)]
+pub struct Dependencies(pub Vec<(&'static str, &'static str)>);
+
+impl Serialize for Dependencies {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().copied())
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -89,9 +68,9 @@ pub struct Dependencies(std::collections::BTreeMap<String, String>);
     ),
     components(schemas(
         ErrorBody,
-        ItemId,
-        ItemInput,
-        ItemBody,
+        super::ItemId,
+        super::ItemInput,
+        Item,
         ItemList,
         Deleted,
         Cleared,

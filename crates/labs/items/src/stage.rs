@@ -4,22 +4,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use platform::stage::{EXIT_FAILED, Reply, StageError, Style, Target};
+use platform::lab::Boxed;
+use platform::rehearsal::{Judgement, Rehearsal};
+use platform::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_call};
 
 async fn create(target: &Target, name: &str, price: f64) -> Result<Value, StageError> {
     let body = json!({ "name": name, "description": "Created by breakroom", "price": price });
-    expect_json(target.post_json("/items", &body).await?, "POST /items")
-}
-
-fn expect_json(reply: Reply, what: &str) -> Result<Value, StageError> {
-    if !reply.is_success() {
-        return Err(StageError(format!("{what} answered {}: {}", reply.status, reply.detail())));
-    }
-    reply.json().ok_or_else(|| StageError(format!("{what} did not answer JSON: {}", reply.body)))
+    target.post_json("/items", &body).await?.expect_json("POST /items")
 }
 
 async fn stats(target: &Target) -> Result<Value, StageError> {
-    expect_json(target.get("/cache/stats").await?, "GET /cache/stats")
+    target.get("/cache/stats").await?.expect_json("GET /cache/stats")
 }
 
 async fn timed_get(target: &Target, path: &str) -> Result<(Reply, Duration), StageError> {
@@ -50,7 +45,7 @@ pub async fn demonstrate(target: &Target) -> Result<u8, StageError> {
     let style = Style::detect();
     let mut kept = true;
     println!("{}", style.heading("=== Part 3: the write-through pattern ==="));
-    let listed = expect_json(target.get("/items").await?, "GET /items")?;
+    let listed = target.get("/items").await?.expect_json("GET /items")?;
     println!("Items in the database: {}", listed["count"]);
     let created = create(target, "Demo Widget", 42.99).await?;
     let id = created["id"].as_str().unwrap_or_default().to_string();
@@ -79,7 +74,7 @@ pub async fn demonstrate(target: &Target) -> Result<u8, StageError> {
         reads.push(took);
         println!("  Read {i}: {} (cache hit)", ms(took));
     }
-    let cleared = expect_json(target.post_json("/cache/clear", &json!({})).await?, "POST /cache/clear")?;
+    let cleared = target.post_json("/cache/clear", &json!({})).await?.expect_json("POST /cache/clear")?;
     println!("Cache cleared: {} keys", cleared["keys_deleted"]);
     let (_, miss) = timed_get(target, &format!("/items/{id}")).await?;
     let (_, hit) = timed_get(target, &format!("/items/{id}")).await?;
@@ -98,8 +93,8 @@ async fn read_your_writes(target: &Target, style: &Style) -> Result<bool, StageE
     let created = create(target, "Original Name", 10.00).await?;
     let id = created["id"].as_str().unwrap_or_default().to_string();
     let update = json!({ "name": "Updated Name", "price": 99.99 });
-    expect_json(target.put_json(&format!("/items/{id}"), &update).await?, "PUT /items/{id}")?;
-    let read = expect_json(target.get(&format!("/items/{id}")).await?, "GET /items/{id}")?;
+    target.put_json(&format!("/items/{id}"), &update).await?.expect_json("PUT /items/{id}")?;
+    let read = target.get(&format!("/items/{id}")).await?.expect_json("GET /items/{id}")?;
     let fresh = read["name"] == "Updated Name" && read["price"] == json!(99.99);
     Ok(promise(
         style,
@@ -192,7 +187,7 @@ async fn outage(target: &Target, redis_url: &str, style: &Style) -> Result<bool,
             paused_at.elapsed().as_secs_f64()
         ),
     );
-    let read = expect_json(target.get(&format!("/items/{id}")).await?, "GET /items/{id}")?;
+    let read = target.get(&format!("/items/{id}")).await?.expect_json("GET /items/{id}")?;
     kept &= promise(
         style,
         read["name"] == "Written During Outage",
@@ -225,35 +220,46 @@ pub async fn reset(target: &Target, token: Option<&str>, data_dir: &std::path::P
 
 /// The rehearsal of `items/redis-outage`. Without a Redis URL only the write-through
 /// promises and the reset can be rehearsed: the outage is Redis stopping.
-pub async fn rehearse(
-    target: &Target,
-    admin: &str,
-    redis_url: Option<&str>,
-) -> Result<Vec<platform::stage::Verdict>, StageError> {
-    use platform::stage::Verdict;
-    use platform::stage::admin_call;
-    let mut verdicts = Vec::new();
-    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
-    match redis_url {
-        None => {
-            for step in ["reproduced", "symptom", "check fails"] {
-                verdicts.push(Verdict::not_applicable(step, "needs REDIS_URL: the outage is Redis stopping"));
-            }
-            let created = create(target, "Rehearsal", 1.0).await?;
-            let id = created["id"].as_str().unwrap_or_default().to_string();
-            let before = hits(&stats(target).await?);
-            target.get(&format!("/items/{id}")).await?;
-            let hit = hits(&stats(target).await?) == before + 1;
-            verdicts.push(Verdict::new(
-                "fixed",
-                hit && read_your_writes_quiet(target).await?,
-                "write-through and read-your-writes hold",
-            ));
-        }
-        Some(url) => {
-            let created = create(target, "Rehearsal", 1.0).await?;
-            let id = created["id"].as_str().unwrap_or_default().to_string();
-            target.get(&format!("/items/{id}")).await?;
+const NEEDS_REDIS: &str = "needs REDIS_URL: the outage is Redis stopping";
+
+pub struct Rehearse {
+    target: Target,
+    admin: String,
+    redis_url: Option<String>,
+    /// The connection that paused Redis, while it is paused.
+    paused: Option<redis::aio::MultiplexedConnection>,
+    /// The item written through before the outage.
+    id: String,
+}
+
+impl Rehearse {
+    pub fn new(target: Target, admin: String, redis_url: Option<String>) -> Rehearse {
+        Rehearse { target, admin, redis_url, paused: None, id: String::new() }
+    }
+
+    fn without_redis(&self) -> Option<Judgement> {
+        self.redis_url.is_none().then(|| Judgement::not_applicable(NEEDS_REDIS))
+    }
+}
+
+type Judged<'a> = Boxed<'a, Result<Judgement, StageError>>;
+
+impl Rehearsal for Rehearse {
+    fn prepare(&mut self) -> Boxed<'_, Result<(), StageError>> {
+        Box::pin(async move {
+            admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            let created = create(&self.target, "Rehearsal", 1.0).await?;
+            self.id = created["id"].as_str().unwrap_or_default().to_string();
+            self.target.get(&format!("/items/{}", self.id)).await?;
+            Ok(())
+        })
+    }
+
+    fn reproduce(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let Some(url) = self.redis_url.as_deref() else {
+                return Ok(Judgement::not_applicable(NEEDS_REDIS));
+            };
             let client = redis::Client::open(url).map_err(|e| StageError(format!("REDIS_URL: {e}")))?;
             let mut redis =
                 client.get_multiplexed_async_connection().await.map_err(|e| StageError(format!("Redis: {e}")))?;
@@ -264,58 +270,101 @@ pub async fn rehearse(
                 .query_async::<()>(&mut redis)
                 .await
                 .map_err(|e| StageError(format!("CLIENT PAUSE: {e}")))?;
-            let degraded = wait_for_health(target, "degraded", Duration::from_millis(1500)).await?;
-            verdicts.push(Verdict::new(
-                "reproduced",
+            self.paused = Some(redis);
+            let degraded = wait_for_health(&self.target, "degraded", Duration::from_millis(1500)).await?;
+            Ok(Judgement::new(
                 degraded.is_some(),
                 format!("/health degraded after {}", degraded.map_or("never".into(), ms)),
-            ));
+            ))
+        })
+    }
+
+    fn symptom(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            if let Some(skipped) = self.without_redis() {
+                return Ok(skipped);
+            }
+            let (target, id) = (&self.target, &self.id);
             let started = Instant::now();
             let written = target.put_json(&format!("/items/{id}"), &json!({ "name": "During", "price": 2.0 })).await?;
             let read = target.get(&format!("/items/{id}")).await?;
             let took = started.elapsed();
             let fell_back = written.is_success() && read.json().is_some_and(|v| v["name"] == "During");
-            verdicts.push(Verdict::new(
-                "symptom",
-                fell_back,
-                format!("write + read from the database in {}", ms(took)),
-            ));
+            Ok(Judgement::new(fell_back, format!("write + read from the database in {}", ms(took))))
+        })
+    }
+
+    fn check_fails(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            if let Some(skipped) = self.without_redis() {
+                return Ok(skipped);
+            }
+            let target = &self.target;
             let fresh = create(target, "Not cached", 1.0).await?;
             let before = hits(&stats(target).await?);
             target.get(&format!("/items/{}", fresh["id"].as_str().unwrap_or_default())).await?;
             let missed = hits(&stats(target).await?) == before;
-            verdicts.push(Verdict::new("check fails", missed, "write-through is broken while Redis is down"));
+            Ok(Judgement::new(missed, "write-through is broken while Redis is down"))
+        })
+    }
+
+    fn fix(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let target = &self.target;
+            let Some(mut redis) = self.paused.take() else {
+                let created = create(target, "Rehearsal", 1.0).await?;
+                let id = created["id"].as_str().unwrap_or_default().to_string();
+                let before = hits(&stats(target).await?);
+                target.get(&format!("/items/{id}")).await?;
+                let hit = hits(&stats(target).await?) == before + 1;
+                return Ok(Judgement::new(
+                    hit && read_your_writes_quiet(target).await?,
+                    "write-through and read-your-writes hold",
+                ));
+            };
             let _ = redis::cmd("CLIENT").arg("UNPAUSE").query_async::<()>(&mut redis).await;
             let recovered = wait_for_health(target, "ok", Duration::from_secs(5)).await?;
-            let read = expect_json(target.get(&format!("/items/{id}")).await?, "GET /items/{id}")?;
+            let id = &self.id;
+            let read = target.get(&format!("/items/{id}")).await?.expect_json("GET /items/{id}")?;
             let before = hits(&stats(target).await?);
             target.get(&format!("/items/{id}")).await?;
             let hit = hits(&stats(target).await?) == before + 1;
-            verdicts.push(Verdict::new(
-                "fixed",
+            Ok(Judgement::new(
                 recovered.is_some() && read["name"] == "During" && hit,
                 format!("Redis back: /health ok, read {} (no stale value), cache used again", read["name"]),
-            ));
-        }
+            ))
+        })
     }
-    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
-    let listed = expect_json(target.get("/items").await?, "GET /items")?;
-    let stats = stats(target).await?;
-    verdicts.push(Verdict::new(
-        "reset",
-        listed["count"] == 3 && hits(&stats) == 0,
-        format!("{} items, {} hits", listed["count"], hits(&stats)),
-    ));
-    Ok(verdicts)
+
+    fn reset(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let target = &self.target;
+            admin_call(target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            let listed = target.get("/items").await?.expect_json("GET /items")?;
+            let stats = stats(target).await?;
+            Ok(Judgement::new(
+                listed["count"] == 3 && hits(&stats) == 0,
+                format!("{} items, {} hits", listed["count"], hits(&stats)),
+            ))
+        })
+    }
+
+    fn recover(&mut self) -> Boxed<'_, ()> {
+        Box::pin(async move {
+            if let Some(mut redis) = self.paused.take() {
+                let _ = redis::cmd("CLIENT").arg("UNPAUSE").query_async::<()>(&mut redis).await;
+            }
+        })
+    }
 }
 
 async fn read_your_writes_quiet(target: &Target) -> Result<bool, StageError> {
     let created = create(target, "Original Name", 10.00).await?;
     let id = created["id"].as_str().unwrap_or_default().to_string();
-    expect_json(
-        target.put_json(&format!("/items/{id}"), &json!({ "name": "Updated Name", "price": 99.99 })).await?,
-        "PUT",
-    )?;
-    let read = expect_json(target.get(&format!("/items/{id}")).await?, "GET")?;
+    target
+        .put_json(&format!("/items/{id}"), &json!({ "name": "Updated Name", "price": 99.99 }))
+        .await?
+        .expect_json("PUT")?;
+    let read = target.get(&format!("/items/{id}")).await?.expect_json("GET")?;
     Ok(read["name"] == "Updated Name")
 }

@@ -14,12 +14,15 @@ pub const SEED_ITEMS: [(&str, &str, i64, &str); 3] = [
 ];
 
 /// An item as the API shows it (and as it is cached).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = ItemBody)]
 pub struct Item {
     pub id: String,
     pub name: String,
+    #[schema(nullable)]
     pub description: Option<String>,
     #[serde(rename = "price", serialize_with = "price_from_cents", deserialize_with = "cents_from_price")]
+    #[schema(value_type = f64)]
     pub price_cents: i64,
     pub created_at: String,
     pub updated_at: String,

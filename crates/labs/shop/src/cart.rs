@@ -2,17 +2,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
-
+use super::openapi::{CartBody, ShopId};
 use super::store::{CartLine, ShopStore};
 use super::trace::ServiceTrace;
 use super::{bad_request, db_error};
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use platform::Platform;
 use platform::http::{ApiError, Confirmed, JsonBody, PathParam};
+use serde::Deserialize;
 
 struct Cart {
     platform: Platform,
@@ -38,25 +37,25 @@ pub fn valid_id(raw: &str) -> bool {
     !raw.is_empty() && raw.len() <= 64 && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn cart_id(raw: String) -> Result<String, ApiError> {
-    if valid_id(&raw) { Ok(raw) } else { Err(bad_request("cart_id: 1 to 64 letters, digits, '-' or '_'")) }
+fn cart_id(raw: String) -> Result<ShopId, ApiError> {
+    if valid_id(&raw) { Ok(ShopId(raw)) } else { Err(bad_request("cart_id: 1 to 64 letters, digits, '-' or '_'")) }
 }
 
-#[derive(Deserialize)]
-struct AddBody {
+/// `POST /cart/{cart_id}/add`. The numbers are read by the handler, so a wrong one is
+/// a 400 in the shop's own words.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = AddInput)]
+pub struct AddBody {
+    #[schema(value_type = i64, minimum = 1, maximum = 9007199254740991_i64, example = 42)]
     product_id: Option<serde_json::Value>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100, nullable, example = 1)]
     quantity: Option<serde_json::Value>,
 }
 
-fn cart_json(cart_id: &str, lines: Vec<CartLine>) -> Value {
+fn cart_body(cart_id: String, lines: Vec<CartLine>) -> CartBody {
     let item_count: i64 = lines.iter().map(|l| i64::from(l.quantity)).sum();
     let total: f64 = lines.iter().map(|l| l.price * f64::from(l.quantity)).sum();
-    json!({
-        "cart_id": cart_id,
-        "items": lines,
-        "item_count": item_count,
-        "total": (total * 100.0).round() / 100.0,
-    })
+    CartBody { cart_id, items: lines, item_count, total: (total * 100.0).round() / 100.0 }
 }
 
 /// `POST /cart/{cart_id}/add` `{"product_id": 42, "quantity": 1}`
@@ -64,10 +63,10 @@ fn cart_json(cart_id: &str, lines: Vec<CartLine>) -> Value {
     post,
     path = "/cart/{cart_id}/add",
     tag = "cart",
-    params(("cart_id" = super::openapi::ShopId, Path, description = "The cart")),
-    request_body = super::openapi::AddInput,
+    params(("cart_id" = ShopId, Path, description = "The cart")),
+    request_body = AddBody,
     responses(
-        (status = 200, description = "The cart with the product added", body = super::openapi::CartBody),
+        (status = 200, description = "The cart with the product added", body = CartBody),
         (status = 400, description = "A bad cart id, product id or quantity", body = super::openapi::ShopError),
         (status = 404, description = "No such product", body = super::openapi::ShopError),
         (status = 413, description = "Body over 64 KiB", body = super::openapi::ShopError),
@@ -79,8 +78,8 @@ async fn add(
     State(lab): Lab,
     PathParam(raw): PathParam<String>,
     JsonBody(body): JsonBody<AddBody>,
-) -> Result<Json<Value>, ApiError> {
-    let cart_id = cart_id(raw)?;
+) -> Result<Json<CartBody>, ApiError> {
+    let ShopId(cart_id) = cart_id(raw)?;
     let product_id = body
         .product_id
         .as_ref()
@@ -92,7 +91,7 @@ async fn add(
         return Err(ApiError::not_found(format!("Product {product_id} not found")).as_error_field());
     }
     let lines = lab.store.cart(&cart_id).await.map_err(db_error)?;
-    Ok(Json(cart_json(&cart_id, lines)))
+    Ok(Json(cart_body(cart_id, lines)))
 }
 
 /// `GET /cart/{cart_id}`: an unknown cart is an empty one.
@@ -100,17 +99,17 @@ async fn add(
     get,
     path = "/cart/{cart_id}",
     tag = "cart",
-    params(("cart_id" = super::openapi::ShopId, Path, description = "The cart")),
+    params(("cart_id" = ShopId, Path, description = "The cart")),
     responses(
-        (status = 200, description = "The cart (empty when unknown)", body = super::openapi::CartBody),
+        (status = 200, description = "The cart (empty when unknown)", body = CartBody),
         (status = 400, description = "A bad cart id", body = super::openapi::ShopError),
         (status = 503, description = "The database is unavailable or busy", body = super::openapi::ShopError),
     )
 )]
-async fn show(State(lab): Lab, PathParam(raw): PathParam<String>) -> Result<Json<Value>, ApiError> {
-    let cart_id = cart_id(raw)?;
+async fn show(State(lab): Lab, PathParam(raw): PathParam<String>) -> Result<Json<CartBody>, ApiError> {
+    let ShopId(cart_id) = cart_id(raw)?;
     let lines = lab.store.cart(&cart_id).await.map_err(db_error)?;
-    Ok(Json(cart_json(&cart_id, lines)))
+    Ok(Json(cart_body(cart_id, lines)))
 }
 
 /// `GET /health`
@@ -120,11 +119,10 @@ async fn show(State(lab): Lab, PathParam(raw): PathParam<String>) -> Result<Json
     tag = "probes",
     responses((status = 200, description = "ok, or degraded when the database does not answer", body = super::openapi::ServiceHealth))
 )]
-async fn health(State(lab): Lab) -> Json<Value> {
+async fn health(State(lab): Lab) -> Json<super::openapi::ServiceHealth> {
     let up = lab.platform.database_up().await;
-    Json(
-        json!({ "status": if up { "ok" } else { "degraded" }, "service": "cart", "database": if up { "ok" } else { "down" } }),
-    )
+    let (status, database) = if up { ("ok", "ok") } else { ("degraded", "down") };
+    Json(super::openapi::ServiceHealth { status, service: "cart", database })
 }
 
 /// `POST /admin/reset?confirm=yes`: every cart emptied.
@@ -133,14 +131,14 @@ async fn health(State(lab): Lab) -> Json<Value> {
     path = "/admin/reset",
     tag = "admin",
     security(("admin_token" = [])),
-    params(platform::openapi::ConfirmQuery),
+    params(platform::http::Confirmed),
     responses(
-        (status = 200, description = "Every cart emptied", body = super::openapi::AdminBody),
+        (status = 200, description = "Every cart emptied", body = super::openapi::CartsEmptied),
         platform::openapi::ResetRefusals,
         (status = 503, description = "The database is unavailable or busy", body = super::openapi::ShopError),
     )
 )]
-async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<Value>, ApiError> {
+async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<super::openapi::CartsEmptied>, ApiError> {
     let removed = lab.store.clear_carts().await.map_err(db_error)?;
-    Ok(Json(json!({ "status": "success", "cart_lines_removed": removed })))
+    Ok(Json(super::openapi::CartsEmptied { status: "success", cart_lines_removed: removed }))
 }

@@ -4,6 +4,8 @@
 //! scan that keeps the connection — and the product's row lock — for its whole
 //! length; with the pool cut to 20 and a 5 s acquire timeout, the rest wait and fail.
 
+pub(crate) mod admin;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::cart::valid_id;
 use super::pool::{CheckoutPool, Conn, Exhausted, PoolSettings, on_conn};
@@ -28,7 +30,7 @@ use super::trace::{RequestTrace, ServiceTrace, inject};
 use super::{Peers, QueryMetrics, bad_request, db_error, timed_query};
 use platform::Platform;
 use platform::clock;
-use platform::http::{ApiError, Confirmed, JsonBody};
+use platform::http::{ApiError, JsonBody};
 
 /// How long checkout waits for the catalog or the cart.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,7 +92,9 @@ pub fn router(
     let checkout =
         Arc::new(Checkout { platform: platform.clone(), store, pool, peers, client, trace, queries, metrics });
     let admin = platform.admin_only(
-        Router::new().route("/admin/pool", get(pool_status).post(resize)).route("/admin/reset", post(reset)),
+        Router::new()
+            .route("/admin/pool", get(admin::pool_status).post(admin::resize))
+            .route("/admin/reset", post(admin::reset)),
     );
     Router::new()
         .route("/orders/create", post(create))
@@ -101,10 +105,18 @@ pub fn router(
         .with_state(checkout)
 }
 
-#[derive(Deserialize)]
-struct CreateBody {
+/// `POST /orders/create`. Read by the handler, so a wrong value is a 400 in the
+/// shop's own words.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = OrderInput)]
+pub struct CreateBody {
+    /// Letters, digits, `-` and `_`, not starting with `history-` (the generated order
+    /// history's users); or an integer, taken as its digits.
+    #[schema(schema_with = super::openapi::user_id_schema)]
     user_id: Option<Value>,
+    #[schema(value_type = i64, minimum = 1, maximum = 9007199254740991_i64, example = 42)]
     product_id: Option<Value>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100, nullable, example = 1)]
     quantity: Option<Value>,
 }
 
@@ -197,7 +209,7 @@ fn user_id(value: &Value) -> Result<String, ApiError> {
     post,
     path = "/orders/create",
     tag = "checkout",
-    request_body = super::openapi::OrderInput,
+    request_body = CreateBody,
     responses(
         (status = 201, description = "The order is placed and the stock taken", body = super::openapi::OrderBody),
         (status = 400, description = "A bad user id, product id or quantity", body = super::openapi::ShopError),
@@ -213,7 +225,7 @@ async fn create(
     State(lab): Lab,
     Extension(request): Extension<RequestTrace>,
     JsonBody(body): JsonBody<CreateBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<super::openapi::OrderBody>), ApiError> {
     let (Some(raw_user), Some(raw_product)) = (&body.user_id, &body.product_id) else {
         return Err(bad_request("user_id and product_id required"));
     };
@@ -335,15 +347,15 @@ async fn create(
             lab.metrics.checkouts.get_or_create(&vec![("outcome".into(), "success".into())]).inc();
             Ok((
                 StatusCode::CREATED,
-                Json(json!({
-                    "success": true,
-                    "order_id": order_id,
-                    "user_id": user_id,
-                    "product_id": product_id,
-                    "quantity": quantity,
-                    "total": total,
-                    "order_date": order_date,
-                })),
+                Json(super::openapi::OrderBody {
+                    success: true,
+                    order_id,
+                    user_id,
+                    product_id,
+                    quantity,
+                    total,
+                    order_date,
+                }),
             ))
         }
         Err(failed) => {
@@ -460,11 +472,14 @@ fn log_exhausted(exhausted: &Exhausted, request: &RequestTrace) {
     path = "/orders/popular-products",
     tag = "checkout",
     responses(
-        (status = 200, description = "The ten most ordered products", body = super::openapi::ProductList),
+        (status = 200, description = "The ten most ordered products", body = super::openapi::Bestsellers),
         (status = 503, description = "Checkout's connection pool is exhausted or the database busy", body = super::openapi::ShopError),
     )
 )]
-async fn popular(State(lab): Lab, Extension(request): Extension<RequestTrace>) -> Result<Json<Value>, ApiError> {
+async fn popular(
+    State(lab): Lab,
+    Extension(request): Extension<RequestTrace>,
+) -> Result<Json<super::openapi::Bestsellers>, ApiError> {
     let mut conn = acquire(&lab, &request).await?;
     let rows: Vec<super::store::Popular> = on_conn!(&mut conn, |c| {
         sqlx::query_as(
@@ -477,7 +492,7 @@ async fn popular(State(lab): Lab, Extension(request): Extension<RequestTrace>) -
         .await
     })
     .map_err(db_error)?;
-    Ok(Json(json!({ "products": rows })))
+    Ok(Json(super::openapi::Bestsellers { products: rows }))
 }
 
 /// `GET /health`: the database and checkout's pool.
@@ -485,110 +500,21 @@ async fn popular(State(lab): Lab, Extension(request): Extension<RequestTrace>) -
     get,
     path = "/health",
     tag = "probes",
-    responses((status = 200, description = "ok, or degraded when the database does not answer; the pool's settings and use", body = super::openapi::ServiceHealth))
+    responses((status = 200, description = "ok, or degraded when the database does not answer; the pool's settings and use", body = super::openapi::CheckoutHealth))
 )]
-async fn health(State(lab): Lab) -> Json<Value> {
+async fn health(State(lab): Lab) -> Json<super::openapi::CheckoutHealth> {
     let up = lab.platform.database_up().await;
-    Json(json!({
-        "status": if up { "ok" } else { "degraded" },
-        "service": "checkout",
-        "database": if up { "ok" } else { "down" },
-        "pool": pool_json(&lab.pool),
-    }))
+    let (status, database) = if up { ("ok", "ok") } else { ("degraded", "down") };
+    Json(super::openapi::CheckoutHealth { status, service: "checkout", database, pool: pool_report(&lab.pool) })
 }
 
-fn pool_json(pool: &CheckoutPool) -> Value {
+fn pool_report(pool: &CheckoutPool) -> super::openapi::PoolReport {
     let settings = pool.settings();
-    json!({
-        "max_connections": settings.max_connections,
-        "acquire_timeout_ms": settings.acquire_timeout_ms,
-        "in_use": pool.in_use(),
-        "rejected": pool.rejected(),
-        "normal": pool.normal(),
-    })
-}
-
-/// `GET /admin/pool`
-#[utoipa::path(
-    get,
-    path = "/admin/pool",
-    tag = "admin",
-    security(("admin_token" = [])),
-    responses(
-        (status = 200, description = "The pool's settings and use", body = super::openapi::Report),
-        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
-    )
-)]
-async fn pool_status(State(lab): Lab) -> Json<Value> {
-    Json(pool_json(&lab.pool))
-}
-
-#[derive(Deserialize)]
-struct ResizeBody {
-    max_connections: Option<Value>,
-    acquire_timeout_ms: Option<Value>,
-}
-
-/// `POST /admin/pool {"max_connections": 20, "acquire_timeout_ms": 5000}`
-#[utoipa::path(
-    post,
-    path = "/admin/pool",
-    tag = "admin",
-    security(("admin_token" = [])),
-    request_body = super::openapi::PoolInput,
-    responses(
-        (status = 200, description = "Checkout runs on a new pool of this size", body = super::openapi::AdminBody),
-        (status = 400, description = "A size or wait out of range", body = super::openapi::ShopError),
-        (status = 401, description = "Admin token missing or wrong", body = super::openapi::ShopError),
-        (status = 413, description = "Body over 64 KiB", body = super::openapi::ShopError),
-        (status = 422, description = "Not a JSON object", body = super::openapi::ShopError),
-        (status = 503, description = "The new pool could not be opened", body = super::openapi::ShopError),
-    )
-)]
-async fn resize(State(lab): Lab, JsonBody(body): JsonBody<ResizeBody>) -> Result<Json<Value>, ApiError> {
-    let size = body
-        .max_connections
-        .as_ref()
-        .and_then(super::json_integer)
-        .filter(|n| (1..=200).contains(n))
-        .ok_or_else(|| bad_request("max_connections required: an integer from 1 to 200"))? as u32;
-    let timeout = super::optional_integer(
-        body.acquire_timeout_ms.as_ref(),
-        50..=60_000,
-        5_000,
-        "acquire_timeout_ms must be an integer from 50 to 60000",
-    )?;
-    apply(&lab, PoolSettings { max_connections: size, acquire_timeout_ms: timeout as u64 }).await
-}
-
-async fn apply(lab: &Checkout, settings: PoolSettings) -> Result<Json<Value>, ApiError> {
-    let previous = lab.pool.resize(settings).await.map_err(|e| {
-        ApiError::unavailable(format!("could not open a pool of {}: {e:#}", settings.max_connections)).as_error_field()
-    })?;
-    lab.metrics.pool_size.set(i64::from(settings.max_connections));
-    tracing::warn!(
-        max_connections = settings.max_connections,
-        acquire_timeout_ms = settings.acquire_timeout_ms,
-        previous_max_connections = previous.max_connections,
-        "checkout_pool_resized"
-    );
-    Ok(Json(json!({ "status": "resized", "pool": settings, "previous": previous })))
-}
-
-/// `POST /admin/reset?confirm=yes`: checkout's normal pool.
-#[utoipa::path(
-    post,
-    path = "/admin/reset",
-    tag = "admin",
-    security(("admin_token" = [])),
-    params(platform::openapi::ConfirmQuery),
-    responses(
-        (status = 200, description = "Checkout's normal pool again", body = super::openapi::AdminBody),
-        platform::openapi::ResetRefusals,
-        (status = 503, description = "The pool could not be opened", body = super::openapi::ShopError),
-    )
-)]
-async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<Value>, ApiError> {
-    let normal = lab.pool.normal();
-    apply(&lab, normal).await
+    super::openapi::PoolReport {
+        max_connections: settings.max_connections,
+        acquire_timeout_ms: settings.acquire_timeout_ms,
+        in_use: pool.in_use(),
+        rejected: pool.rejected(),
+        normal: pool.normal(),
+    }
 }

@@ -10,6 +10,7 @@
 mod cart;
 mod catalog;
 mod checkout;
+pub mod lab;
 pub mod loadgen;
 mod openapi;
 pub mod pool;
@@ -72,6 +73,8 @@ const SLOW_QUERY: Duration = Duration::from_millis(1000);
 const NORMAL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(25);
 /// Catalog and cart share a pool of this size; waits are bounded by the request timeout.
 const CATALOG_POOL: u32 = 10;
+
+pub use lab::ShopLab;
 
 pub fn service_name(service: ShopService) -> &'static str {
     match service {

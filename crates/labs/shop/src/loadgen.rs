@@ -17,7 +17,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -111,6 +111,8 @@ mod openapi {
 
     use platform::openapi::AdminAuth;
 
+    pub use crate::timeline::DemoStatus;
+
     /// An error: `{"error": …}` from the load generator, `{"detail": …}` from the platform.
     #[derive(Serialize, ToSchema)]
     #[schema(min_properties = 1)]
@@ -119,44 +121,41 @@ mod openapi {
         detail: Option<String>,
     }
 
-    /// `POST /admin/start-demo`: every field optional.
-    #[derive(ToSchema)]
-    #[allow(dead_code)]
-    pub struct StartInput {
-        #[schema(nullable, pattern = "^blackfriday$", example = "blackfriday")]
-        scenario: Option<String>,
-        #[schema(nullable, minimum = 5.0, maximum = 240.0, example = 30.0)]
-        duration_minutes: Option<f64>,
-        /// Journeys a minute at the peak; without it, sized to the database at hand.
-        #[schema(nullable, minimum = 1.0, maximum = 100000.0, example = 120.0)]
-        peak_rpm: Option<f64>,
-        #[schema(nullable, minimum = 0.1, maximum = 1000.0, example = 1.0)]
-        speedup: Option<f64>,
-        /// Checkout's pool after the cut at minute 20.
-        #[schema(nullable, minimum = 1, maximum = 200, example = 20)]
-        pool_size: Option<u32>,
-    }
-
-    /// What the timeline is doing (or `idle`).
+    /// `POST /admin/start-demo`'s answer.
     #[derive(Serialize, ToSchema)]
-    pub struct DemoStatus {
-        running: bool,
-        phase: String,
-        elapsed_minutes: f64,
-        requests_sent: u64,
-        errors: u64,
+    pub struct DemoStarted {
+        pub status: &'static str,
+        pub scenario: &'static str,
+        pub duration_minutes: f64,
+        pub peak_rpm: f64,
+        pub speedup: f64,
+        pub start_timestamp: u64,
+        pub start_time_iso: String,
     }
 
-    /// An admin action's answer.
+    /// `POST /admin/stop-demo`'s answer: the run's last status, when one ran.
     #[derive(Serialize, ToSchema)]
     pub struct DemoAction {
-        status: String,
+        pub status: &'static str,
+        #[serde(rename = "final", skip_serializing_if = "Option::is_none")]
+        pub last: Option<DemoStatus>,
     }
 
+    /// Where the traffic goes.
+    #[derive(Serialize, ToSchema)]
+    pub struct ShopTargets {
+        pub catalog: String,
+        pub cart: String,
+        pub checkout: String,
+    }
+
+    /// `GET /health`.
     #[derive(Serialize, ToSchema)]
     pub struct LoadgenHealth {
-        status: String,
-        service: String,
+        pub status: &'static str,
+        pub service: &'static str,
+        pub demo_running: bool,
+        pub shop: ShopTargets,
     }
 
     #[derive(OpenApi)]
@@ -168,7 +167,7 @@ mod openapi {
                            runbook runs them with `kubectl exec … curl localhost:8010`."
         ),
         paths(super::health, super::start, super::status, super::stop),
-        components(schemas(LoadgenError, StartInput, DemoStatus, DemoAction, LoadgenHealth)),
+        components(schemas(LoadgenError, super::StartBody, DemoStarted, DemoStatus, DemoAction, ShopTargets, LoadgenHealth)),
         modifiers(&AdminAuth)
     )]
     struct LoadgenApi;
@@ -178,12 +177,21 @@ mod openapi {
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /admin/start-demo`: every field optional.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = StartInput)]
 struct StartBody {
+    #[schema(nullable, pattern = "^blackfriday$", example = "blackfriday")]
     scenario: Option<String>,
+    #[schema(nullable, minimum = 5.0, maximum = 240.0, example = 30.0)]
     duration_minutes: Option<f64>,
+    /// Journeys a minute at the peak; without it, sized to the database at hand.
+    #[schema(nullable, minimum = 1.0, maximum = 100000.0, example = 120.0)]
     peak_rpm: Option<f64>,
+    #[schema(nullable, minimum = 0.1, maximum = 1000.0, example = 1.0)]
     speedup: Option<f64>,
+    /// Checkout's pool after the cut at minute 20.
+    #[schema(value_type = Option<u32>, nullable, minimum = 1, maximum = 200, example = 20)]
     pool_size: Option<Value>,
 }
 
@@ -193,9 +201,9 @@ struct StartBody {
     path = "/admin/start-demo",
     tag = "admin",
     security((), ("admin_token" = [])),
-    request_body = openapi::StartInput,
+    request_body = StartBody,
     responses(
-        (status = 200, description = "The timeline started", body = openapi::DemoAction),
+        (status = 200, description = "The timeline started", body = openapi::DemoStarted),
         (status = 400, description = "Unknown scenario or a setting out of range", body = openapi::LoadgenError),
         (status = 409, description = "A demo is already running: stop it first", body = openapi::LoadgenError),
         (status = 401, description = "Admin token missing or wrong (off the pod's loopback)", body = openapi::LoadgenError),
@@ -204,7 +212,7 @@ struct StartBody {
         (status = 503, description = "The shop is not ready or its configured URLs are unusable, or no admin token for it", body = openapi::LoadgenError),
     )
 )]
-async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<Json<Value>, ApiError> {
+async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<Json<openapi::DemoStarted>, ApiError> {
     use axum::http::StatusCode;
     let scenario = body.scenario.as_deref().unwrap_or("blackfriday");
     if scenario != "blackfriday" {
@@ -226,7 +234,7 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
             StatusCode::CONFLICT,
             format!(
                 "A demo is already running (started {}); POST /admin/stop-demo first",
-                running.timeline.status()["start_time_iso"].as_str().unwrap_or("")
+                running.timeline.status().start_time_iso.unwrap_or_default()
             ),
         ));
     }
@@ -262,15 +270,15 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
         running.run(&mut log).await;
         finished.cancel();
     });
-    let started = json!({
-        "status": "demo_started",
-        "scenario": "blackfriday",
-        "duration_minutes": settings.duration_minutes,
-        "peak_rpm": settings.peak_rpm,
-        "speedup": settings.speedup,
-        "start_timestamp": timeline.start_timestamp(),
-        "start_time_iso": timeline.status()["start_time_iso"],
-    });
+    let started = openapi::DemoStarted {
+        status: "demo_started",
+        scenario: "blackfriday",
+        duration_minutes: settings.duration_minutes,
+        peak_rpm: settings.peak_rpm,
+        speedup: settings.speedup,
+        start_timestamp: timeline.start_timestamp(),
+        start_time_iso: timeline.status().start_time_iso.unwrap_or_default(),
+    };
     *demo = Some(Demo { timeline, done });
     Ok(Json(started))
 }
@@ -286,16 +294,9 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
         (status = 401, description = "Admin token missing or wrong (off the pod's loopback)", body = openapi::LoadgenError),
     )
 )]
-async fn status(State(lab): Lab) -> Json<Value> {
+async fn status(State(lab): Lab) -> Json<openapi::DemoStatus> {
     let demo = lab.demo.lock().await;
-    match demo.as_ref() {
-        Some(demo) => Json(demo.timeline.status()),
-        None => Json(json!({
-            "running": false, "elapsed_minutes": 0, "elapsed_seconds": 0, "current_rpm": 0, "phase": "idle",
-            "requests_sent": 0, "errors": 0, "current_error_rate": 0, "checkouts_attempted": 0,
-            "checkouts_failed": 0, "start_timestamp": null, "start_time_iso": null,
-        })),
-    }
+    Json(demo.as_ref().map_or_else(openapi::DemoStatus::idle, |demo| demo.timeline.status()))
 }
 
 /// `POST /admin/stop-demo`: traffic stops, indexes and pool are restored, then it answers.
@@ -309,14 +310,14 @@ async fn status(State(lab): Lab) -> Json<Value> {
         (status = 401, description = "Admin token missing or wrong (off the pod's loopback)", body = openapi::LoadgenError),
     )
 )]
-async fn stop(State(lab): Lab) -> Json<Value> {
-    match stop_running(&lab).await {
-        Some(status) => Json(json!({ "status": "demo_stopped", "final": status })),
-        None => Json(json!({ "status": "not_running" })),
-    }
+async fn stop(State(lab): Lab) -> Json<openapi::DemoAction> {
+    Json(match stop_running(&lab).await {
+        Some(status) => openapi::DemoAction { status: "demo_stopped", last: Some(status) },
+        None => openapi::DemoAction { status: "not_running", last: None },
+    })
 }
 
-async fn stop_running(lab: &Loadgen) -> Option<Value> {
+async fn stop_running(lab: &Loadgen) -> Option<openapi::DemoStatus> {
     // Not holding the lock while the cleanup runs: demo-status keeps answering.
     let (timeline, done) = {
         let demo = lab.demo.lock().await;
@@ -332,9 +333,13 @@ async fn stop_running(lab: &Loadgen) -> Option<Value> {
 
 /// `GET /health`: where it sends the traffic, and whether a demo runs.
 #[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, description = "Always healthy", body = openapi::LoadgenHealth)))]
-async fn health(State(lab): Lab) -> Json<Value> {
+async fn health(State(lab): Lab) -> Json<openapi::LoadgenHealth> {
     let running = lab.demo.lock().await.as_ref().is_some_and(|d| !d.done.is_cancelled());
-    Json(json!({ "status": "ok", "service": "load-generator", "demo_running": running, "shop": {
-        "catalog": lab.config.urls.catalog_url, "cart": lab.config.urls.cart_url, "checkout": lab.config.urls.checkout_url,
-    }}))
+    let urls = &lab.config.urls;
+    let shop = openapi::ShopTargets {
+        catalog: urls.catalog_url.clone(),
+        cart: urls.cart_url.clone(),
+        checkout: urls.checkout_url.clone(),
+    };
+    Json(openapi::LoadgenHealth { status: "ok", service: "load-generator", demo_running: running, shop })
 }

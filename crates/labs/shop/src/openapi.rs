@@ -1,14 +1,21 @@
 //! The shop's OpenAPI documents, one per service (each serves its own at
-//! `/openapi.json`). Errors of the shop's own handlers say `{"error": …}`, as the
-//! original services did; the platform's rejections (unknown path, wrong method,
-//! a body that is not JSON) say `{"detail": …}`.
+//! `/openapi.json`), and the bodies its handlers answer with: the schemas are derived
+//! on the types the handlers return. Errors of the shop's own handlers say
+//! `{"error": …}`, as the original services did; the platform's rejections (unknown
+//! path, wrong method, a body that is not JSON) say `{"detail": …}`.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use platform::openapi::{AdminAuth, ResetBody};
+use platform::openapi::AdminAuth;
 
-/// An error: `{"error": …}` from the shop's handlers, `{"detail": …}` from the platform.
+use super::pool::PoolSettings;
+use super::store::{CATEGORIES, CartLine, Plan, Popular, Product, QueryShape};
+
+/// An error: `{"error": …}` from the shop's handlers, `{"detail": …}` from the
+/// platform (both made by `platform::http::ApiError`).
 #[derive(Serialize, ToSchema)]
 #[schema(min_properties = 1)]
 pub struct ShopError {
@@ -16,35 +23,9 @@ pub struct ShopError {
     detail: Option<String>,
 }
 
-/// A product as the catalog lists it.
-#[derive(Serialize, ToSchema)]
-pub struct ProductBody {
-    id: i64,
-    name: String,
-    category: String,
-    price: f64,
-    description: String,
-    image_url: String,
-    stock_quantity: i64,
-}
-
-/// `GET /products`, `GET /products/popular-with-history`.
-#[derive(Serialize, ToSchema)]
-pub struct ProductList {
-    products: Vec<serde_json::Value>,
-}
-
-/// `GET /products/search`.
-#[derive(Serialize, ToSchema)]
-pub struct SearchResult {
-    query: String,
-    products: Vec<serde_json::Value>,
-}
-
 /// The shop's categories.
-#[derive(ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
 #[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
 pub enum Category {
     Electronics,
     Furniture,
@@ -53,46 +34,171 @@ pub enum Category {
     Kitchen,
 }
 
+impl Category {
+    const ALL: [Category; 5] =
+        [Category::Electronics, Category::Furniture, Category::Appliances, Category::Sports, Category::Kitchen];
+
+    /// Its name in the catalog (`electronics`, …), as the products are stored.
+    pub fn key(self) -> &'static str {
+        CATEGORIES[self as usize]
+    }
+
+    /// A category by its name, any case, spaces around ignored.
+    pub fn parse(raw: &str) -> Option<Category> {
+        let wanted = raw.trim().to_lowercase();
+        Category::ALL.into_iter().find(|c| c.key() == wanted)
+    }
+}
+
 /// A cart or user id: letters, digits, `-` and `_`.
 #[derive(ToSchema)]
 #[schema(value_type = String, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]{1,64}$")]
-#[allow(dead_code)]
-pub struct ShopId(String);
+pub struct ShopId(pub String);
 
-/// `POST /cart/{cart_id}/add`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct AddInput {
-    #[schema(minimum = 1, maximum = 9007199254740991_i64, example = 42)]
-    product_id: i64,
-    #[schema(minimum = 1, maximum = 100, nullable, example = 1)]
-    quantity: Option<i64>,
+/// `GET /products`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProductList)]
+pub struct CatalogPage {
+    pub products: Vec<Product>,
+}
+
+/// `GET /products/popular-with-history`, `GET /orders/popular-products`.
+#[derive(Serialize, ToSchema)]
+pub struct Bestsellers {
+    pub products: Vec<Popular>,
+}
+
+/// `GET /products/search`.
+#[derive(Serialize, ToSchema)]
+pub struct SearchResult {
+    pub query: String,
+    pub products: Vec<Product>,
 }
 
 /// A cart and what it adds up to.
 #[derive(Serialize, ToSchema)]
 pub struct CartBody {
-    cart_id: String,
-    items: Vec<serde_json::Value>,
-    item_count: i64,
-    total: f64,
+    pub cart_id: String,
+    pub items: Vec<CartLine>,
+    pub item_count: i64,
+    pub total: f64,
 }
 
-/// `POST /orders/create`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct OrderInput {
-    /// Letters, digits, `-` and `_`, not starting with `history-` (the generated order
-    /// history's users); or an integer, taken as its digits.
-    #[schema(schema_with = user_id_schema)]
-    user_id: String,
-    #[schema(minimum = 1, maximum = 9007199254740991_i64, example = 42)]
-    product_id: i64,
-    #[schema(minimum = 1, maximum = 100, nullable, example = 1)]
-    quantity: Option<i64>,
+/// A placed order.
+#[derive(Serialize, ToSchema)]
+pub struct OrderBody {
+    pub success: bool,
+    pub order_id: i64,
+    pub user_id: String,
+    pub product_id: i64,
+    pub quantity: i32,
+    pub total: f64,
+    pub order_date: String,
 }
 
-fn user_id_schema() -> utoipa::openapi::schema::Schema {
+/// The cart's `/health`: `ok`, or `degraded` when its database does not answer.
+#[derive(Serialize, ToSchema)]
+pub struct ServiceHealth {
+    pub status: &'static str,
+    pub service: &'static str,
+    pub database: &'static str,
+}
+
+/// The catalog's `/health`: the database, the catalog's size, whether traces are
+/// exported, and each index present or not (unknown when they could not be read).
+#[derive(Serialize, ToSchema)]
+pub struct CatalogHealth {
+    pub status: &'static str,
+    pub service: &'static str,
+    pub database: &'static str,
+    pub products: Option<i64>,
+    pub traces: bool,
+    pub indexes: Option<BTreeMap<&'static str, bool>>,
+}
+
+/// Checkout's `/health`: the database and its pool.
+#[derive(Serialize, ToSchema)]
+pub struct CheckoutHealth {
+    pub status: &'static str,
+    pub service: &'static str,
+    pub database: &'static str,
+    pub pool: PoolReport,
+}
+
+/// Checkout's pool: its settings, its use, and the settings it returns to on reset.
+#[derive(Serialize, ToSchema)]
+pub struct PoolReport {
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub in_use: u32,
+    pub rejected: u64,
+    pub normal: PoolSettings,
+}
+
+/// `POST /admin/pool` and checkout's reset.
+#[derive(Serialize, ToSchema)]
+pub struct Resized {
+    pub status: &'static str,
+    pub pool: PoolSettings,
+    pub previous: PoolSettings,
+}
+
+/// `GET /admin/indexes`.
+#[derive(Serialize, ToSchema)]
+pub struct IndexReport {
+    pub indexes: Vec<IndexPresence>,
+    pub plans: Vec<Plan>,
+}
+
+/// One index, present or dropped.
+#[derive(Serialize, ToSchema)]
+pub struct IndexPresence {
+    pub name: &'static str,
+    pub present: bool,
+}
+
+/// `GET /admin/scan-cost`.
+#[derive(Serialize, ToSchema)]
+pub struct ScanCost {
+    pub products: i64,
+    pub scan_ms: f64,
+    pub scans_per_second: f64,
+}
+
+/// `POST /admin/indexes/drop`.
+#[derive(Serialize, ToSchema)]
+pub struct Dropped {
+    pub status: &'static str,
+    pub dropped: Vec<&'static str>,
+    pub catalog_plan: Plan,
+}
+
+/// `POST /admin/indexes/restore`.
+#[derive(Serialize, ToSchema)]
+pub struct Restored {
+    pub status: &'static str,
+    pub created: Vec<&'static str>,
+    pub catalog_plan: Plan,
+}
+
+/// The catalog's reset.
+#[derive(Serialize, ToSchema)]
+pub struct CatalogReset {
+    pub status: &'static str,
+    pub indexes_created: Vec<&'static str>,
+    pub orders_removed: u64,
+    pub message: &'static str,
+}
+
+/// The cart's reset.
+#[derive(Serialize, ToSchema)]
+pub struct CartsEmptied {
+    pub status: &'static str,
+    pub cart_lines_removed: u64,
+}
+
+/// A user id as checkout takes it: an id, or an integer taken as its digits.
+pub fn user_id_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
     let text = ObjectBuilder::new()
         .schema_type(SchemaType::new(Type::String))
@@ -105,46 +211,6 @@ fn user_id_schema() -> utoipa::openapi::schema::Schema {
         ObjectBuilder::new().schema_type(SchemaType::new(Type::Integer)).minimum(Some(-limit)).maximum(Some(limit));
     utoipa::openapi::schema::Schema::OneOf(OneOfBuilder::new().item(text).item(number).build())
 }
-
-/// A placed order.
-#[derive(Serialize, ToSchema)]
-pub struct OrderBody {
-    success: bool,
-    order_id: i64,
-    user_id: String,
-    product_id: i64,
-    quantity: i64,
-    total: f64,
-    order_date: String,
-}
-
-/// `POST /admin/pool`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PoolInput {
-    #[schema(minimum = 1, maximum = 200, example = 20)]
-    max_connections: i64,
-    #[schema(minimum = 50, maximum = 60000, nullable, example = 5000)]
-    acquire_timeout_ms: Option<i64>,
-}
-
-/// A service's `/health`: `ok`, or `degraded` when its database does not answer.
-#[derive(Serialize, ToSchema)]
-pub struct ServiceHealth {
-    status: String,
-    service: String,
-    database: String,
-}
-
-/// An admin action's answer: what it did, as JSON.
-#[derive(Serialize, ToSchema)]
-pub struct AdminBody {
-    status: Option<String>,
-}
-
-/// Any JSON object.
-#[derive(Serialize, ToSchema)]
-pub struct Report {}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -164,7 +230,10 @@ pub struct Report {}
         super::catalog::restore_indexes,
         super::catalog::reset
     ),
-    components(schemas(ShopError, ProductBody, ProductList, SearchResult, Category, Report, AdminBody, ResetBody)),
+    components(schemas(
+        ShopError, Product, CatalogPage, Bestsellers, SearchResult, Category, CatalogHealth, IndexReport, IndexPresence,
+        Plan, QueryShape, ScanCost, Dropped, Restored, CatalogReset
+    )),
     modifiers(&AdminAuth)
 )]
 struct CatalogApi;
@@ -173,7 +242,7 @@ struct CatalogApi;
 #[openapi(
     info(title = "breakroom — shop lab: cart", description = "Carts: add a product, read a cart."),
     paths(super::cart::show, super::cart::add, super::cart::health, super::cart::reset),
-    components(schemas(ShopError, ShopId, AddInput, CartBody, ServiceHealth, AdminBody)),
+    components(schemas(ShopError, ShopId, super::cart::AddBody, CartBody, CartLine, ServiceHealth, CartsEmptied)),
     modifiers(&AdminAuth)
 )]
 struct CartApi;
@@ -188,11 +257,14 @@ struct CartApi;
         super::checkout::create,
         super::checkout::popular,
         super::checkout::health,
-        super::checkout::pool_status,
-        super::checkout::resize,
-        super::checkout::reset
+        super::checkout::admin::pool_status,
+        super::checkout::admin::resize,
+        super::checkout::admin::reset
     ),
-    components(schemas(ShopError, OrderInput, OrderBody, ProductList, PoolInput, Report, AdminBody)),
+    components(schemas(
+        ShopError, super::checkout::CreateBody, OrderBody, Bestsellers, Popular, super::checkout::admin::ResizeBody, CheckoutHealth,
+        PoolReport, PoolSettings, Resized
+    )),
     modifiers(&AdminAuth)
 )]
 struct CheckoutApi;

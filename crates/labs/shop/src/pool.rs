@@ -30,7 +30,7 @@ macro_rules! on_conn {
 pub(crate) use on_conn;
 
 /// The pool's configuration as the API and the spans show it.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct PoolSettings {
     pub max_connections: u32,
     pub acquire_timeout_ms: u64,

@@ -8,6 +8,8 @@ use crate::timeline::{self, Event, Settings, Shop, Timeline, TimelineArgs};
 use driver::engine::{self, Model, Run};
 use driver::profile;
 use driver::shape::Shape;
+use platform::lab::Boxed;
+use platform::rehearsal::{Judgement, Rehearsal};
 use platform::stage::StageCommand;
 use platform::stage::{EXIT_FAILED, StageError, Style};
 
@@ -338,79 +340,107 @@ async fn catalog_scans(shop: &Shop) -> Result<bool, StageError> {
 
 /// `breakroom rehearse shop/black-friday`: the two faults applied for real on a small
 /// scale, the check failing, the fix passing it, the reset putting everything back.
-pub async fn rehearse(shop: Shop) -> Result<Vec<platform::stage::Verdict>, StageError> {
-    let outcome = rehearse_steps(&shop).await;
-    if outcome.is_err() {
-        // Whatever failed, the lab is not left broken.
-        let _ = shop.restore().await;
+pub struct Rehearse {
+    shop: Shop,
+    products: u64,
+}
+
+impl Rehearse {
+    pub fn new(shop: Shop) -> Rehearse {
+        Rehearse { shop, products: 0 }
     }
-    outcome
 }
 
-async fn rehearse_steps(shop: &Shop) -> Result<Vec<platform::stage::Verdict>, StageError> {
-    use platform::stage::Verdict;
-    let shop = shop.clone();
-    let mut verdicts = Vec::new();
-    shop.drop_indexes().await?;
-    let scans = catalog_scans(&shop).await?;
-    verdicts.push(Verdict::new(
-        "reproduced",
-        scans,
-        if scans {
-            "DROP INDEX: the catalog query is now a full table scan"
-        } else {
-            "the planner still uses an index"
-        },
-    ));
-    // One connection and a short wait: concurrent checkouts queue behind each other's scans.
-    shop.shrink_pool(1, 100).await?;
-    let (created, exhausted) = checkout_burst(&shop, 24).await;
-    verdicts.push(Verdict::new(
-        "symptom",
-        exhausted > 0,
-        format!("24 concurrent checkouts on a 1-connection pool: {created} placed, {exhausted} × 503 pool exhausted"),
-    ));
-    let products = shop.products().await?;
-    let burst = burst(&shop, products, 600.0, 5).await;
-    let missing = catalog_scans(&shop).await?;
-    verdicts.push(Verdict::new(
-        "check fails",
-        missing,
-        format!(
-            "indexes missing → the check fails (burst p95 {:.0} ms, errors {:.1}%)",
-            burst.latency_ms.p95,
-            burst.error_rate * 100.0
-        ),
-    ));
-    shop.restore().await?;
-    let after = burst_verdict(&shop, products).await;
-    verdicts.push(after);
-    let reset = async {
-        platform::stage::admin_call(&shop.catalog, "/admin/reset?confirm=yes", &shop.token, None).await?;
-        platform::stage::admin_call(&shop.checkout, "/admin/reset?confirm=yes", &shop.token, None).await?;
-        platform::stage::admin_call(&shop.cart, "/admin/reset?confirm=yes", &shop.token, None).await?;
-        let pool = shop.checkout.get("/health").await?.json().unwrap_or_default();
-        let normal = pool["pool"]["max_connections"] == pool["pool"]["normal"]["max_connections"];
-        Ok::<_, StageError>(normal && !catalog_scans(&shop).await?)
-    };
-    let ok = reset.await?;
-    verdicts.push(Verdict::new("reset", ok, "indexes present, checkout's normal pool, demo orders removed"));
-    Ok(verdicts)
-}
+type Judged<'a> = Boxed<'a, Result<Judgement, StageError>>;
 
-async fn burst_verdict(shop: &Shop, products: u64) -> platform::stage::Verdict {
-    let report = burst(shop, products, 600.0, 5).await;
-    let ok = report.latency_ms.p95 < 500.0 && report.error_rate < 0.01;
-    platform::stage::Verdict::new(
-        "fixed",
-        ok,
-        format!(
-            "indexes restored, pool normal: {} requests, p95 {:.0} ms, errors {:.2}%",
-            report.requests,
-            report.latency_ms.p95,
-            report.error_rate * 100.0
-        ),
-    )
+impl Rehearsal for Rehearse {
+    fn prepare(&mut self) -> Boxed<'_, Result<(), StageError>> {
+        Box::pin(async move {
+            self.products = self.shop.products().await?;
+            Ok(())
+        })
+    }
+
+    fn reproduce(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            self.shop.drop_indexes().await?;
+            let scans = catalog_scans(&self.shop).await?;
+            Ok(Judgement::new(
+                scans,
+                if scans {
+                    "DROP INDEX: the catalog query is now a full table scan"
+                } else {
+                    "the planner still uses an index"
+                },
+            ))
+        })
+    }
+
+    fn symptom(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            // One connection and a short wait: concurrent checkouts queue behind each other's scans.
+            self.shop.shrink_pool(1, 100).await?;
+            let (created, exhausted) = checkout_burst(&self.shop, 24).await;
+            Ok(Judgement::new(
+                exhausted > 0,
+                format!(
+                    "24 concurrent checkouts on a 1-connection pool: {created} placed, {exhausted} × 503 pool exhausted"
+                ),
+            ))
+        })
+    }
+
+    fn check_fails(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let burst = burst(&self.shop, self.products, 600.0, 5).await;
+            let missing = catalog_scans(&self.shop).await?;
+            Ok(Judgement::new(
+                missing,
+                format!(
+                    "indexes missing → the check fails (burst p95 {:.0} ms, errors {:.1}%)",
+                    burst.latency_ms.p95,
+                    burst.error_rate * 100.0
+                ),
+            ))
+        })
+    }
+
+    fn fix(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            self.shop.restore().await?;
+            let report = burst(&self.shop, self.products, 600.0, 5).await;
+            let ok = report.latency_ms.p95 < 500.0 && report.error_rate < 0.01;
+            Ok(Judgement::new(
+                ok,
+                format!(
+                    "indexes restored, pool normal: {} requests, p95 {:.0} ms, errors {:.2}%",
+                    report.requests,
+                    report.latency_ms.p95,
+                    report.error_rate * 100.0
+                ),
+            ))
+        })
+    }
+
+    fn reset(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let shop = &self.shop;
+            for service in [&shop.catalog, &shop.checkout, &shop.cart] {
+                platform::stage::admin_call(service, "/admin/reset?confirm=yes", &shop.token, None).await?;
+            }
+            let pool = shop.checkout.get("/health").await?.json().unwrap_or_default();
+            let normal = pool["pool"]["max_connections"] == pool["pool"]["normal"]["max_connections"];
+            let ok = normal && !catalog_scans(shop).await?;
+            Ok(Judgement::new(ok, "indexes present, checkout's normal pool, demo orders removed"))
+        })
+    }
+
+    fn recover(&mut self) -> Boxed<'_, ()> {
+        // Whatever failed, the lab is not left broken.
+        Box::pin(async move {
+            let _ = self.shop.restore().await;
+        })
+    }
 }
 
 /// Shoppers at `rpm` journeys a minute for `seconds`, checkout-heavy.

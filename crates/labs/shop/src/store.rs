@@ -28,7 +28,9 @@ pub const REORDER_LEVEL: i32 = 5;
 /// Orders generated with the catalog carry this user prefix; `reset` keeps only them.
 pub const HISTORY_USER_PREFIX: &str = "history-";
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow)]
+/// A product as the catalog lists it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = ProductBody)]
 pub struct Product {
     pub id: i64,
     pub name: String,
@@ -39,7 +41,8 @@ pub struct Product {
     pub stock_quantity: i32,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// One product in a cart.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct CartLine {
     pub product_id: i64,
     pub name: String,
@@ -47,7 +50,8 @@ pub struct CartLine {
     pub quantity: i32,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// A best seller and how much of it was ordered.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Popular {
     pub product_id: i64,
     pub name: String,
@@ -58,7 +62,7 @@ pub struct Popular {
 }
 
 /// The query shapes whose plans the spans report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QueryShape {
     /// `GET /products`: one category in a price band, cheapest first.
@@ -142,7 +146,7 @@ impl IndexDef {
 }
 
 /// What the planner does with a query shape, as the spans report it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Plan {
     pub shape: QueryShape,
     pub full_table_scan: bool,

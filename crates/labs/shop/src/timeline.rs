@@ -93,6 +93,52 @@ pub struct TimelineArgs {
     pub check_seconds: u64,
 }
 
+/// What the timeline is doing: `GET /admin/demo-status` (`idle` before any run).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DemoStatus {
+    pub running: bool,
+    pub elapsed_minutes: f64,
+    pub elapsed_seconds: f64,
+    pub current_rpm: f64,
+    pub phase: String,
+    pub requests_sent: u64,
+    pub errors: u64,
+    pub current_error_rate: f64,
+    pub checkouts_attempted: u64,
+    pub checkouts_failed: u64,
+    pub start_timestamp: Option<u64>,
+    pub start_time_iso: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speedup: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rpm: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_minutes: Option<f64>,
+}
+
+impl DemoStatus {
+    /// No timeline has run yet.
+    pub fn idle() -> DemoStatus {
+        DemoStatus {
+            running: false,
+            elapsed_minutes: 0.0,
+            elapsed_seconds: 0.0,
+            current_rpm: 0.0,
+            phase: "idle".into(),
+            requests_sent: 0,
+            errors: 0,
+            current_error_rate: 0.0,
+            checkouts_attempted: 0,
+            checkouts_failed: 0,
+            start_timestamp: None,
+            start_time_iso: None,
+            speedup: None,
+            peak_rpm: None,
+            duration_minutes: None,
+        }
+    }
+}
+
 /// What a timeline run is set to.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
@@ -335,28 +381,29 @@ impl Timeline {
     }
 
     /// `GET /admin/demo-status`
-    pub fn status(&self) -> serde_json::Value {
+    pub fn status(&self) -> DemoStatus {
         let elapsed = self.run.elapsed().as_secs_f64();
         let snapshot = self.snapshot();
         let progress = self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let target = *self.run.target_rps.lock().unwrap_or_else(|p| p.into_inner());
-        json!({
-            "running": self.is_running(),
-            "elapsed_minutes": ((elapsed / self.settings.minute_seconds()) * 100.0).round() / 100.0,
-            "elapsed_seconds": (elapsed * 10.0).round() / 10.0,
-            "current_rpm": (target * 600.0).round() / 10.0,
-            "phase": progress.phase,
-            "requests_sent": snapshot.requests,
-            "errors": snapshot.errors,
-            "current_error_rate": (progress.last_error_rate * 1000.0).round() / 1000.0,
-            "checkouts_attempted": snapshot.steps.get(CHECKOUT_STEP).map_or(0, |s| s.requests),
-            "checkouts_failed": snapshot.steps.get(CHECKOUT_STEP).map_or(0, |s| s.errors),
-            "start_timestamp": self.start_timestamp(),
-            "start_time_iso": platform::clock::rfc3339(self.started_at),
-            "speedup": self.settings.speedup,
-            "peak_rpm": self.settings.peak_rpm,
-            "duration_minutes": self.settings.duration_minutes,
-        })
+        let checkouts = snapshot.steps.get(CHECKOUT_STEP);
+        DemoStatus {
+            running: self.is_running(),
+            elapsed_minutes: ((elapsed / self.settings.minute_seconds()) * 100.0).round() / 100.0,
+            elapsed_seconds: (elapsed * 10.0).round() / 10.0,
+            current_rpm: (target * 600.0).round() / 10.0,
+            phase: progress.phase.to_string(),
+            requests_sent: snapshot.requests,
+            errors: snapshot.errors,
+            current_error_rate: (progress.last_error_rate * 1000.0).round() / 1000.0,
+            checkouts_attempted: checkouts.map_or(0, |s| s.requests),
+            checkouts_failed: checkouts.map_or(0, |s| s.errors),
+            start_timestamp: Some(self.start_timestamp()),
+            start_time_iso: Some(platform::clock::rfc3339(self.started_at)),
+            speedup: Some(self.settings.speedup),
+            peak_rpm: Some(self.settings.peak_rpm),
+            duration_minutes: Some(self.settings.duration_minutes),
+        }
     }
 
     fn snapshot(&self) -> Snapshot {

@@ -1,10 +1,17 @@
 //! The poll: its question, its five choices in their fixed order, and a tally of them.
 
-use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use utoipa::openapi::schema::{ObjectBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 pub const QUESTION: &str = "What's your go-to debugging strategy?";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One of the five choices, by its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = ChoiceKey)]
 pub enum Choice {
     Print,
     Stare,
@@ -60,18 +67,12 @@ impl Tally {
     }
 }
 
-struct Entry {
+/// One choice's votes.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CountBody)]
+pub struct Entry {
     count: i64,
     label: &'static str,
-}
-
-impl Serialize for Entry {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Entry", 2)?;
-        s.serialize_field("count", &self.count)?;
-        s.serialize_field("label", self.label)?;
-        s.end()
-    }
 }
 
 impl Serialize for Tally {
@@ -81,6 +82,28 @@ impl Serialize for Tally {
             map.serialize_entry(choice.key(), &Entry { count: self.get(choice), label: choice.label() })?;
         }
         map.end()
+    }
+}
+
+/// `GET /votes`: every choice, always, in the ballot's order.
+impl PartialSchema for Tally {
+    fn schema() -> RefOr<Schema> {
+        let mut object =
+            ObjectBuilder::new().description(Some("`GET /votes`: every choice, always, in the ballot's order."));
+        for choice in Choice::ALL {
+            object = object.property(choice.key(), Ref::from_schema_name(Entry::name())).required(choice.key());
+        }
+        RefOr::T(Schema::Object(object.build()))
+    }
+}
+
+impl ToSchema for Tally {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "TallyBody".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((Entry::name().into(), Entry::schema()));
     }
 }
 

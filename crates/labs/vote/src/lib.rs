@@ -6,6 +6,7 @@
 
 mod ballot;
 mod ingest;
+pub mod lab;
 mod live;
 pub(crate) mod openapi;
 mod pages;
@@ -24,7 +25,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use serde_json::json;
 
 use ballot::Choice;
 use live::LiveCounts;
@@ -33,11 +33,13 @@ use platform::bugs::BugInfo;
 use platform::cache::Subscription;
 use platform::feed::Feed;
 use platform::http::{ApiError, Confirmed, JsonBody};
+use platform::openapi::ResetBody;
 use platform::stage::Scenario;
 use referral::{ReferralError, ReferralValidator};
 use settings::VoteArgs;
 use store::VoteStore;
 
+pub use lab::VoteLab;
 pub use presenter::{qr_text, referral_url, vote_url};
 pub use store::KNOWN_PARTNER_CODE;
 
@@ -69,7 +71,7 @@ struct ChoiceLabel {
     choice: &'static str,
 }
 
-struct VoteLab {
+struct VoteApp {
     settings: VoteArgs,
     platform: Platform,
     limiter: platform::limit::RateLimiter,
@@ -81,7 +83,7 @@ struct VoteLab {
     ingest: ingest::Ingest,
 }
 
-type Lab = State<Arc<VoteLab>>;
+type Lab = State<Arc<VoteApp>>;
 
 /// Seeds the referral partners (once) and creates the tables' initial state.
 pub async fn seed(db: &platform::db::Db, partners: u32) -> anyhow::Result<u64> {
@@ -97,7 +99,7 @@ pub async fn build(platform: &Platform, registry: &mut Registry, settings: &Vote
     registry.register("votes", "Votes recorded by this process, by choice", votes_total.clone());
     let initial = serde_json::to_string(&live.snapshot().await?)?;
 
-    let lab = Arc::new_cyclic(|weak: &std::sync::Weak<VoteLab>| {
+    let lab = Arc::new_cyclic(|weak: &std::sync::Weak<VoteApp>| {
         let weak = weak.clone();
         let feed = Feed::spawn("votes", initial, platform.config.feed_refresh, platform.shutdown.clone(), move || {
             let weak = weak.clone();
@@ -110,7 +112,7 @@ pub async fn build(platform: &Platform, registry: &mut Registry, settings: &Vote
         let vote = settings;
         let limiter = platform::limit::RateLimiter::new(vote.vote_rate_limit, vote.vote_rate_limit * 2.0);
         let ingest = ingest::Ingest::start(store.clone(), live.clone(), feed.clone());
-        VoteLab {
+        VoteApp {
             platform: platform.clone(),
             settings: settings.clone(),
             limiter,
@@ -145,7 +147,7 @@ pub async fn build(platform: &Platform, registry: &mut Registry, settings: &Vote
 
 /// With Redis, a vote or a reset on any replica reaches this one's viewers, and a
 /// reset clears this replica's referral cache too.
-fn follow_other_replicas(lab: &Arc<VoteLab>) {
+fn follow_other_replicas(lab: &Arc<VoteApp>) {
     let (Some(redis), Some(channel)) = (lab.platform.redis.as_ref(), lab.live.channel()) else {
         return;
     };
@@ -172,10 +174,17 @@ fn follow_other_replicas(lab: &Arc<VoteLab>) {
     });
 }
 
-#[derive(Deserialize)]
+/// `POST /vote`'s body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = VoteBody)]
 struct VoteRequest {
+    /// Parsed by the handler, so a wrong choice is a 400 that lists the right ones.
+    #[schema(value_type = Choice)]
     choice: String,
+    /// A partner's referral code (the audience's QR code carries conf-partner-2026);
+    /// empty or null for none.
     #[serde(default)]
+    #[schema(nullable, max_length = 64, example = "conf-partner-2026")]
     referral: Option<String>,
 }
 
@@ -184,7 +193,7 @@ struct VoteRequest {
     post,
     path = "/vote",
     tag = "vote",
-    request_body = openapi::VoteBody,
+    request_body = VoteRequest,
     responses(
         (status = 200, description = "The vote is stored and counted", body = openapi::VoteAccepted),
         (status = 400, description = "Not one of the five choices, or not a partner's referral code", body = platform::openapi::ErrorBody),
@@ -199,7 +208,7 @@ async fn vote(
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
     JsonBody(request): JsonBody<VoteRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<openapi::VoteAccepted>, ApiError> {
     let client = platform::limit::client_ip(peer, &headers, lab.settings.trust_proxy);
     if let Err(wait) = lab.limiter.check(client) {
         return Err(ApiError::new(
@@ -217,7 +226,7 @@ async fn vote(
     }
     lab.ingest.submit(choice, referral).await?;
     lab.votes_total.get_or_create(&ChoiceLabel { choice: choice.key() }).inc();
-    Ok(Json(json!({ "status": "ok", "choice": choice.key() })))
+    Ok(Json(openapi::VoteAccepted { status: "ok", choice }))
 }
 
 /// Longest referral code accepted; partner codes are 20 characters.
@@ -237,7 +246,7 @@ fn referral_code(raw: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn referral_error(lab: &VoteLab, error: ReferralError) -> ApiError {
+fn referral_error(lab: &VoteApp, error: ReferralError) -> ApiError {
     match error {
         ReferralError::Invalid => ApiError::bad_request("Invalid referral code"),
         ReferralError::CacheExhausted { entries } => ApiError::unavailable(format!(
@@ -255,7 +264,7 @@ fn referral_error(lab: &VoteLab, error: ReferralError) -> ApiError {
     path = "/votes",
     tag = "vote",
     responses(
-        (status = 200, description = "Every choice's votes", body = openapi::TallyBody),
+        (status = 200, description = "Every choice's votes", body = ballot::Tally),
         (status = 503, description = "The live counts cannot be read", body = platform::openapi::ErrorBody),
     )
 )]
@@ -286,8 +295,8 @@ async fn stream(State(lab): Lab) -> Response {
 /// `GET /health`: the process is up. Deliberately blind to the referral cache, like
 /// the original's — the pod looks healthy while the service is degraded.
 #[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, description = "Always healthy", body = openapi::StatusBody)))]
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "healthy" }))
+async fn health() -> Json<openapi::StatusBody> {
+    Json(openapi::StatusBody { status: "healthy" })
 }
 
 /// `GET /ready`: 503 naming each dependency that does not answer.
@@ -303,27 +312,24 @@ async fn health() -> Json<serde_json::Value> {
 async fn ready(State(lab): Lab) -> Response {
     let down: Vec<&str> = lab.platform.dependencies().await.into_iter().filter(|d| !d.up).map(|d| d.name).collect();
     if down.is_empty() {
-        return Json(json!({ "status": "ready" })).into_response();
+        return Json(openapi::StatusBody { status: "ready" }).into_response();
     }
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "status": "not ready", "detail": format!("Dependency unavailable: {}", down.join(", ")), "down": down })),
-    )
-        .into_response()
+    let detail = format!("Dependency unavailable: {}", down.join(", "));
+    (StatusCode::SERVICE_UNAVAILABLE, Json(openapi::NotReadyBody { status: "not ready", detail, down })).into_response()
 }
 
 /// `GET /version`
 #[utoipa::path(get, path = "/version", tag = "probes", responses((status = 200, description = "Version and configuration", body = openapi::VersionBody)))]
-async fn version(State(lab): Lab) -> Json<serde_json::Value> {
+async fn version(State(lab): Lab) -> Json<openapi::VersionBody> {
     let config = &lab.platform.config;
-    Json(json!({
-        "version": config.app_version,
-        "conference": config.conference,
-        "lab": "vote",
-        "referral": lab.referral.mode(),
-        "backend": lab.platform.db.backend_name(),
-        "live_counts": if lab.platform.redis.is_some() { "redis" } else { "in-process" },
-    }))
+    Json(openapi::VersionBody {
+        version: config.app_version.clone(),
+        conference: config.conference.clone(),
+        lab: "vote",
+        referral: lab.referral.mode(),
+        backend: lab.platform.db.backend_name(),
+        live_counts: if lab.platform.redis.is_some() { "redis" } else { "in-process" },
+    })
 }
 
 /// `POST /admin/reset?confirm=yes`: votes, live counts, referral cache and the bug
@@ -333,14 +339,14 @@ async fn version(State(lab): Lab) -> Json<serde_json::Value> {
     path = "/admin/reset",
     tag = "admin",
     security(("admin_token" = [])),
-    params(platform::openapi::ConfirmQuery),
+    params(platform::http::Confirmed),
     responses(
         (status = 200, description = "Session reset", body = platform::openapi::ResetBody),
         platform::openapi::ResetRefusals,
         (status = 503, description = "The reset could not complete; try again", body = platform::openapi::ErrorBody),
     )
 )]
-async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>, ApiError> {
+async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<ResetBody>, ApiError> {
     let deleted = lab.live.reset().await.map_err(|e| {
         ApiError::unavailable(format!("The session could not be reset completely: {e:#}. Try again."))
             .with_retry_after(1)
@@ -349,5 +355,5 @@ async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<serde_json::Value>,
     lab.platform.bugs.restore_everywhere().await;
     lab.feed.changed();
     tracing::warn!(votes_deleted = deleted, "session_reset");
-    Ok(Json(json!({ "status": "success", "message": "Session reset complete. All votes cleared." })))
+    Ok(ResetBody::success("Session reset complete. All votes cleared."))
 }

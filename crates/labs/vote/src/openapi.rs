@@ -1,93 +1,62 @@
-//! The vote lab's OpenAPI document: `GET /openapi.json`.
+//! The vote lab's OpenAPI document, `GET /openapi.json`, and the bodies its handlers
+//! answer with: the schemas are derived on the types the handlers return.
 
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use platform::openapi::{AdminAuth, ErrorBody, ResetBody};
 
-/// The five answers of the poll.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum ChoiceKey {
-    Print,
-    Stare,
-    Ai,
-    Revert,
-    Restart,
-}
-
-/// Which of the two audience links a QR code carries.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum QrTarget {
-    Vote,
-    Referral,
-}
-
-/// `POST /vote`'s body.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct VoteBody {
-    #[schema(value_type = ChoiceKey)]
-    choice: String,
-    /// A partner's referral code (the audience's QR code carries conf-partner-2026);
-    /// empty or null for none.
-    #[schema(nullable, max_length = 64, example = "conf-partner-2026")]
-    referral: Option<String>,
-}
+use super::ballot::{Choice, Tally};
+use super::presenter::QrTarget;
 
 /// A counted vote.
 #[derive(Serialize, ToSchema)]
 pub struct VoteAccepted {
     #[schema(example = "ok")]
-    status: String,
-    #[schema(value_type = ChoiceKey)]
-    choice: String,
-}
-
-/// One choice's votes.
-#[derive(Serialize, ToSchema)]
-pub struct CountBody {
-    count: i64,
-    label: String,
-}
-
-/// `GET /votes`: every choice, always, in the ballot's order.
-#[derive(Serialize, ToSchema)]
-pub struct TallyBody {
-    print: CountBody,
-    stare: CountBody,
-    ai: CountBody,
-    revert: CountBody,
-    restart: CountBody,
+    pub status: &'static str,
+    pub choice: Choice,
 }
 
 /// A status word.
 #[derive(Serialize, ToSchema)]
 pub struct StatusBody {
-    status: String,
+    pub status: &'static str,
 }
 
 /// `GET /ready` when a dependency is down.
 #[derive(Serialize, ToSchema)]
 pub struct NotReadyBody {
-    status: String,
-    detail: String,
-    down: Vec<String>,
+    pub status: &'static str,
+    pub detail: String,
+    pub down: Vec<&'static str>,
 }
 
 /// `GET /version`.
 #[derive(Serialize, ToSchema)]
 pub struct VersionBody {
-    version: String,
+    pub version: String,
     #[schema(nullable)]
-    conference: Option<String>,
-    lab: String,
-    referral: String,
-    backend: String,
-    live_counts: String,
+    pub conference: Option<String>,
+    pub lab: &'static str,
+    pub referral: &'static str,
+    pub backend: &'static str,
+    pub live_counts: &'static str,
+}
+
+/// `GET /admin/state`: the lab's state for the presenter.
+#[derive(Serialize, ToSchema)]
+pub struct StateBody {
+    pub referral: &'static str,
+    pub referral_cache: CacheFill,
+    pub errors_last_minute: u64,
+    pub viewers: usize,
+}
+
+/// How full the referral cache is.
+#[derive(Serialize, ToSchema)]
+pub struct CacheFill {
+    pub entries: usize,
+    pub capacity: usize,
 }
 
 #[derive(OpenApi)]
@@ -112,7 +81,18 @@ pub struct VersionBody {
         super::presenter::page,
     ),
     components(schemas(
-        ErrorBody, ChoiceKey, QrTarget, VoteBody, VoteAccepted, CountBody, TallyBody, StatusBody, NotReadyBody, VersionBody, ResetBody
+        ErrorBody,
+        Choice,
+        QrTarget,
+        super::VoteRequest,
+        VoteAccepted,
+        Tally,
+        StatusBody,
+        NotReadyBody,
+        VersionBody,
+        StateBody,
+        CacheFill,
+        ResetBody
     )),
     modifiers(&AdminAuth)
 )]

@@ -7,7 +7,7 @@ use askama_web::WebTemplate;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::VoteLab;
+use super::VoteApp;
 use super::ballot::{Choice, QUESTION};
 use platform::http::QueryParams;
 
@@ -59,7 +59,7 @@ pub struct Frame {
 }
 
 impl Frame {
-    pub fn new(lab: &VoteLab, query: &PageQuery) -> Frame {
+    pub fn new(lab: &VoteApp, query: &PageQuery) -> Frame {
         let brand = brand(query.conf.as_deref(), lab.platform.config.conference.as_deref());
         let city = brand.map_or("NYC", |b| b.city);
         Frame {
@@ -119,7 +119,7 @@ pub struct AdminPage {
         (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
     )
 )]
-pub async fn vote(State(lab): State<Arc<VoteLab>>, QueryParams(query): QueryParams<PageQuery>) -> VotePage {
+pub async fn vote(State(lab): State<Arc<VoteApp>>, QueryParams(query): QueryParams<PageQuery>) -> VotePage {
     VotePage { frame: Frame::new(&lab, &query), question: QUESTION, choices: choices() }
 }
 
@@ -133,7 +133,7 @@ pub async fn vote(State(lab): State<Arc<VoteLab>>, QueryParams(query): QueryPara
         (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
     )
 )]
-pub async fn results(State(lab): State<Arc<VoteLab>>, QueryParams(query): QueryParams<PageQuery>) -> ResultsPage {
+pub async fn results(State(lab): State<Arc<VoteApp>>, QueryParams(query): QueryParams<PageQuery>) -> ResultsPage {
     ResultsPage { frame: Frame::new(&lab, &query), question: QUESTION, choices: choices() }
 }
 
@@ -147,7 +147,7 @@ pub async fn results(State(lab): State<Arc<VoteLab>>, QueryParams(query): QueryP
         (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
     )
 )]
-pub async fn admin(State(lab): State<Arc<VoteLab>>, QueryParams(query): QueryParams<PageQuery>) -> AdminPage {
+pub async fn admin(State(lab): State<Arc<VoteApp>>, QueryParams(query): QueryParams<PageQuery>) -> AdminPage {
     AdminPage { frame: Frame::new(&lab, &query) }
 }
 

@@ -10,16 +10,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::VoteLab;
+use super::VoteApp;
 use super::pages::{Frame, PageQuery};
 use super::store::KNOWN_PARTNER_CODE;
 use platform::http::{ApiError, QueryParams};
 
 /// Where the audience reaches the lab: `--public-url`, else this request's Host (and
 /// `X-Forwarded-Proto`); the bool says whether it was configured.
-fn public_base(lab: &VoteLab, headers: &HeaderMap) -> (String, bool) {
+fn public_base(lab: &VoteApp, headers: &HeaderMap) -> (String, bool) {
     if let Some(url) = &lab.platform.config.public_url {
         return (url.clone(), true);
     }
@@ -68,12 +67,31 @@ pub struct QrQuery {
     target: Option<String>,
 }
 
+/// Which link a QR code carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum QrTarget {
+    Vote,
+    Referral,
+}
+
+impl QrTarget {
+    /// `vote` (the default) or `referral`; anything else is a 400 naming both.
+    fn parse(target: Option<&str>) -> Result<QrTarget, ApiError> {
+        match target {
+            Some("vote") | None => Ok(QrTarget::Vote),
+            Some("referral") => Ok(QrTarget::Referral),
+            Some(other) => Err(ApiError::bad_request(format!("Unknown QR target '{other}': use vote or referral"))),
+        }
+    }
+}
+
 /// `GET /qr.svg?target=vote|referral`, for the page and for slides.
 #[utoipa::path(
     get,
     path = "/qr.svg",
     tag = "pages",
-    params(("target" = Option<super::openapi::QrTarget>, Query, description = "vote (default) or referral")),
+    params(("target" = Option<QrTarget>, Query, description = "vote (default) or referral")),
     responses(
         (status = 200, description = "The QR code", content_type = "image/svg+xml", body = String),
         (status = 400, description = "Unknown target", body = platform::openapi::ErrorBody),
@@ -81,15 +99,14 @@ pub struct QrQuery {
     )
 )]
 pub async fn qr(
-    State(lab): State<Arc<VoteLab>>,
+    State(lab): State<Arc<VoteApp>>,
     headers: HeaderMap,
     QueryParams(query): QueryParams<QrQuery>,
 ) -> Result<Response, ApiError> {
     let (base, _) = public_base(&lab, &headers);
-    let url = match query.target.as_deref() {
-        Some("vote") | None => vote_url(&base),
-        Some("referral") => referral_url(&base),
-        Some(other) => return Err(ApiError::bad_request(format!("Unknown QR target '{other}': use vote or referral"))),
+    let url = match QrTarget::parse(query.target.as_deref())? {
+        QrTarget::Vote => vote_url(&base),
+        QrTarget::Referral => referral_url(&base),
     };
     let svg = qr_svg(&url)?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response())
@@ -118,7 +135,7 @@ pub struct PresenterPage {
     )
 )]
 pub async fn page(
-    State(lab): State<Arc<VoteLab>>,
+    State(lab): State<Arc<VoteApp>>,
     headers: HeaderMap,
     QueryParams(query): QueryParams<PageQuery>,
 ) -> PresenterPage {
@@ -141,17 +158,20 @@ pub async fn page(
     tag = "admin",
     security(("admin_token" = [])),
     responses(
-        (status = 200, description = "The lab's state for the presenter", body = Object),
+        (status = 200, description = "The lab's state for the presenter", body = super::openapi::StateBody),
         (status = 401, description = "Admin token missing or wrong", body = platform::openapi::ErrorBody),
     )
 )]
-pub async fn state(State(lab): State<Arc<VoteLab>>) -> Json<serde_json::Value> {
-    Json(json!({
-        "referral": lab.referral.mode(),
-        "referral_cache": { "entries": lab.referral.entries(), "capacity": lab.referral.capacity() },
-        "errors_last_minute": lab.platform.http_metrics.recent_errors.last_minute(),
-        "viewers": lab.feed.viewers(),
-    }))
+pub async fn state(State(lab): State<Arc<VoteApp>>) -> Json<super::openapi::StateBody> {
+    Json(super::openapi::StateBody {
+        referral: lab.referral.mode(),
+        referral_cache: super::openapi::CacheFill {
+            entries: lab.referral.entries(),
+            capacity: lab.referral.capacity(),
+        },
+        errors_last_minute: lab.platform.http_metrics.recent_errors.last_minute(),
+        viewers: lab.feed.viewers(),
+    })
 }
 
 #[cfg(test)]

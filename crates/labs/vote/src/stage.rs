@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::store::KNOWN_PARTNER_CODE;
-use platform::stage::Verdict;
+use platform::lab::Boxed;
+use platform::rehearsal::{Judgement, Rehearsal};
 use platform::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_call, admin_token, ranges};
 
 /// Seed 000 sends fifteen referral votes: ten fill the cache, five show the failure.
@@ -150,57 +151,97 @@ fn detail_or_message(reply: &Reply) -> String {
 
 /// The rehearsal of `vote/referral`: the bug reproduces, shows, the check catches it,
 /// the fix passes the check, and a reset brings back the pre-talk state.
-pub async fn rehearse(target: &Target, admin: &str) -> Result<Vec<Verdict>, StageError> {
-    let mut verdicts = Vec::new();
-    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
-    let exhausted_before = target.metric("referral_cache_exhausted_total").await?.unwrap_or(0.0);
+pub struct Rehearse {
+    target: Target,
+    admin: String,
+    exhausted_before: f64,
+}
 
-    let replies = referral_votes(target, Duration::ZERO, None).await?;
-    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
-    let exhausted = replies[10..].iter().all(|r| r.status == 503 && r.detail().contains("referral cache exhausted"));
-    let reproduced = statuses[..10].iter().all(|s| *s == 200) && exhausted;
-    verdicts.push(Verdict::new("reproduced", reproduced, format!("statuses {}", compact(&statuses))));
+impl Rehearse {
+    pub fn new(target: Target, admin: String) -> Rehearse {
+        Rehearse { target, admin, exhausted_before: 0.0 }
+    }
+}
 
-    let moved = target.metric("referral_cache_exhausted_total").await?.unwrap_or(0.0) - exhausted_before;
-    let health = target.get("/health").await?;
-    // ReferralCacheExhausted fires on increase(referral_cache_exhausted_total[1m]) > 0.
-    verdicts.push(Verdict::new(
-        "symptom",
-        moved > 0.0 && health.status == 200,
-        format!(
-            "referral_cache_exhausted_total +{moved}, so ReferralCacheExhausted's expression holds; /health {}",
-            health.status
-        ),
-    ));
+type Judged<'a> = Boxed<'a, Result<Judgement, StageError>>;
 
-    let check = referral_votes(target, Duration::ZERO, None).await?;
-    let failing = check.iter().filter(|r| !r.is_success()).count();
-    verdicts.push(Verdict::new(
-        "check fails",
-        failing > 0,
-        format!("{failing} of {REFERRAL_VOTES} referral votes refused"),
-    ));
+impl Rehearsal for Rehearse {
+    fn prepare(&mut self) -> Boxed<'_, Result<(), StageError>> {
+        Box::pin(async move {
+            admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            self.exhausted_before = self.target.metric("referral_cache_exhausted_total").await?.unwrap_or(0.0);
+            Ok(())
+        })
+    }
 
-    admin_call(target, "/admin/bugs/referral", admin, Some(json!({ "fixed": true }))).await?;
-    let check = referral_votes(target, Duration::ZERO, None).await?;
-    let passed = check.iter().filter(|r| r.is_success()).count();
-    verdicts.push(Verdict::new(
-        "fixed",
-        passed == REFERRAL_VOTES,
-        format!("{passed} of {REFERRAL_VOTES} referral votes accepted"),
-    ));
+    fn reproduce(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let replies = referral_votes(&self.target, Duration::ZERO, None).await?;
+            let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+            let exhausted =
+                replies[10..].iter().all(|r| r.status == 503 && r.detail().contains("referral cache exhausted"));
+            let reproduced = statuses[..10].iter().all(|s| *s == 200) && exhausted;
+            Ok(Judgement::new(reproduced, format!("statuses {}", compact(&statuses))))
+        })
+    }
 
-    admin_call(target, "/admin/reset?confirm=yes", admin, None).await?;
-    let votes = target.get("/votes").await?.json().unwrap_or_default();
-    let total: i64 = votes.as_object().map(|m| m.values().filter_map(|c| c["count"].as_i64()).sum()).unwrap_or(-1);
-    let entries = target.metric("referral_cache_entries").await?.unwrap_or(-1.0);
-    let mode = target.get("/version").await?.json().map(|v| v["referral"].clone()).unwrap_or_default();
-    verdicts.push(Verdict::new(
-        "reset",
-        total == 0 && entries == 0.0 && mode == "buggy",
-        format!("votes {total}, cache entries {entries}, referral {mode}"),
-    ));
-    Ok(verdicts)
+    fn symptom(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let now = self.target.metric("referral_cache_exhausted_total").await?.unwrap_or(0.0);
+            let moved = now - self.exhausted_before;
+            let health = self.target.get("/health").await?;
+            // ReferralCacheExhausted fires on increase(referral_cache_exhausted_total[1m]) > 0.
+            Ok(Judgement::new(
+                moved > 0.0 && health.status == 200,
+                format!(
+                    "referral_cache_exhausted_total +{moved}, so ReferralCacheExhausted's expression holds; /health {}",
+                    health.status
+                ),
+            ))
+        })
+    }
+
+    fn check_fails(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let check = referral_votes(&self.target, Duration::ZERO, None).await?;
+            let failing = check.iter().filter(|r| !r.is_success()).count();
+            Ok(Judgement::new(failing > 0, format!("{failing} of {REFERRAL_VOTES} referral votes refused")))
+        })
+    }
+
+    fn fix(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            admin_call(&self.target, "/admin/bugs/referral", &self.admin, Some(json!({ "fixed": true }))).await?;
+            let check = referral_votes(&self.target, Duration::ZERO, None).await?;
+            let passed = check.iter().filter(|r| r.is_success()).count();
+            Ok(Judgement::new(
+                passed == REFERRAL_VOTES,
+                format!("{passed} of {REFERRAL_VOTES} referral votes accepted"),
+            ))
+        })
+    }
+
+    fn reset(&mut self) -> Judged<'_> {
+        Box::pin(async move {
+            let target = &self.target;
+            admin_call(target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            let votes = target.get("/votes").await?.json().unwrap_or_default();
+            let total: i64 =
+                votes.as_object().map(|m| m.values().filter_map(|c| c["count"].as_i64()).sum()).unwrap_or(-1);
+            let entries = target.metric("referral_cache_entries").await?.unwrap_or(-1.0);
+            let mode = target.get("/version").await?.json().map(|v| v["referral"].clone()).unwrap_or_default();
+            Ok(Judgement::new(
+                total == 0 && entries == 0.0 && mode == "buggy",
+                format!("votes {total}, cache entries {entries}, referral {mode}"),
+            ))
+        })
+    }
+
+    fn recover(&mut self) -> Boxed<'_, ()> {
+        Box::pin(async move {
+            let _ = admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await;
+        })
+    }
 }
 
 /// `200×10 503×5`

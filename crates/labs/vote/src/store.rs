@@ -160,7 +160,8 @@ impl VoteStore {
 
 /// `total` generated partners in batches of `batch` (codes, names), logging progress.
 fn generated_partners(total: u32, batch: u32) -> impl Iterator<Item = (Vec<String>, Vec<String>)> {
-    let mut rng = rand::rng();
+    // A seeded generator of its own: the iterator lives across awaits on any thread.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng());
     (0..total).step_by(batch as usize).map(move |start| {
         let end = (start + batch).min(total);
         let rows = (start..end).map(|i| {

@@ -142,14 +142,23 @@ where
 }
 
 /// `?confirm=yes`, required by destructive admin actions so a stray click or a
-/// replayed request without it changes nothing.
-pub struct Confirmed;
+/// replayed request without it changes nothing. Also the parameter's contract.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Confirmed {
+    /// yes: the reset is meant
+    pub confirm: crate::openapi::Confirm,
+}
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Confirmed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
         let confirmed = parts.uri.query().unwrap_or("").split('&').any(|pair| pair == "confirm=yes");
-        if confirmed { Ok(Confirmed) } else { Err(ApiError::bad_request("Add ?confirm=yes to reset the session")) }
+        if confirmed {
+            Ok(Confirmed { confirm: crate::openapi::Confirm::Yes })
+        } else {
+            Err(ApiError::bad_request("Add ?confirm=yes to reset the session"))
+        }
     }
 }

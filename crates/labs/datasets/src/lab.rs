@@ -1,0 +1,86 @@
+//! The datasets lab under the [`platform::lab::Lab`] contract.
+
+use prometheus_client::registry::Registry;
+
+use platform::Platform;
+use platform::bugs::BugInfo;
+use platform::db::Db;
+use platform::lab::{Boxed, Built, Lab, RehearsalContext, ServiceSpec, StageContext};
+use platform::rehearsal::Rehearsal;
+use platform::stage::{Scenario, StageCommand, StageError};
+
+use crate::{BUGS, FLAGSHIP_ID, SCENARIO, stage};
+
+/// The port the datasets lab listens on unless told otherwise.
+pub const PORT: u16 = 8000;
+const NAME: &str = "datasets";
+
+/// The datasets lab: it has no settings of its own.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetsLab;
+
+impl Lab for DatasetsLab {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn bugs(&self) -> &'static [BugInfo] {
+        BUGS
+    }
+
+    fn scenarios(&self) -> &'static [Scenario] {
+        &[SCENARIO]
+    }
+
+    fn services(&self) -> Vec<ServiceSpec> {
+        vec![ServiceSpec { name: NAME, port: PORT }]
+    }
+
+    fn build<'a>(
+        &'a self,
+        platform: &'a Platform,
+        _: &'a [(&'static str, String)],
+    ) -> Boxed<'a, anyhow::Result<Built>> {
+        Box::pin(async move {
+            let mut registry = Registry::default();
+            let router = crate::build(platform, &mut registry).await?;
+            Ok(Built::one(NAME, platform.assemble(router, registry)))
+        })
+    }
+
+    fn seed<'a>(&'a self, db: &'a Db) -> Boxed<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            crate::seed(db).await?;
+            Ok("datasets: users, datasets and the flagship's 15 downloads are seeded".into())
+        })
+    }
+
+    fn banner(&self, services: &[(&'static str, String)], audience: &str) -> Vec<String> {
+        let base = services.first().map(|(_, url)| url.as_str()).unwrap_or(audience);
+        vec![
+            format!("  datasets       {base}/api/datasets/   (Authorization: Token alice-token)"),
+            format!("  statistics     {base}/api/datasets/{FLAGSHIP_ID}/statistics/"),
+        ]
+    }
+
+    fn stage<'a>(&'a self, command: StageCommand, context: &'a StageContext) -> Boxed<'a, Result<u8, StageError>> {
+        Box::pin(async move {
+            let target = context.target(NAME)?;
+            let token = context.token.as_deref();
+            match command {
+                StageCommand::Demonstrate => stage::demonstrate(&target, token, &context.data_dir).await,
+                StageCommand::Check => stage::check(&target).await,
+                StageCommand::Reset => stage::reset(&target, token, &context.data_dir).await,
+            }
+        })
+    }
+
+    fn rehearsal(&self, _: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError> {
+        Ok(Box::new(stage::Rehearse::new(context.target, context.token)))
+    }
+
+    /// The workshop's answer: the reference fix as compiled into this binary.
+    fn explain(&self) -> String {
+        stage::explain()
+    }
+}

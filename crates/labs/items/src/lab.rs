@@ -1,0 +1,75 @@
+//! The items lab under the [`platform::lab::Lab`] contract.
+
+use prometheus_client::registry::Registry;
+
+use platform::Platform;
+use platform::db::Db;
+use platform::lab::{Boxed, Built, Lab, RehearsalContext, ServiceSpec, StageContext};
+use platform::rehearsal::Rehearsal;
+use platform::stage::{Scenario, StageCommand, StageError};
+
+use crate::settings::ItemsArgs;
+use crate::{SCENARIO, stage};
+
+/// The port the items lab listens on unless told otherwise.
+pub const PORT: u16 = 8000;
+const NAME: &str = "items";
+
+/// The items lab, with its settings.
+#[derive(Debug, Clone, Default)]
+pub struct ItemsLab {
+    pub settings: ItemsArgs,
+}
+
+impl Lab for ItemsLab {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn scenarios(&self) -> &'static [Scenario] {
+        &[SCENARIO]
+    }
+
+    fn services(&self) -> Vec<ServiceSpec> {
+        vec![ServiceSpec { name: NAME, port: PORT }]
+    }
+
+    fn build<'a>(
+        &'a self,
+        platform: &'a Platform,
+        _: &'a [(&'static str, String)],
+    ) -> Boxed<'a, anyhow::Result<Built>> {
+        Box::pin(async move {
+            let mut registry = Registry::default();
+            let router = crate::build(platform, &mut registry, &self.settings).await?;
+            Ok(Built::one(NAME, platform.assemble(router, registry)))
+        })
+    }
+
+    fn seed<'a>(&'a self, db: &'a Db) -> Boxed<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let inserted = crate::seed(db).await?;
+            Ok(format!("items: {inserted} seed items inserted"))
+        })
+    }
+
+    fn banner(&self, services: &[(&'static str, String)], audience: &str) -> Vec<String> {
+        let base = services.first().map(|(_, url)| url.as_str()).unwrap_or(audience);
+        vec![format!("  items          {base}/items"), format!("  cache stats    {base}/cache/stats")]
+    }
+
+    fn stage<'a>(&'a self, command: StageCommand, context: &'a StageContext) -> Boxed<'a, Result<u8, StageError>> {
+        Box::pin(async move {
+            let target = context.target(NAME)?;
+            match command {
+                StageCommand::Demonstrate => stage::demonstrate(&target).await,
+                StageCommand::Check => stage::check(&target, context.redis.as_deref()).await,
+                StageCommand::Reset => stage::reset(&target, context.token.as_deref(), &context.data_dir).await,
+            }
+        })
+    }
+
+    fn rehearsal(&self, _: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError> {
+        Ok(Box::new(stage::Rehearse::new(context.target, context.token, context.redis)))
+    }
+}

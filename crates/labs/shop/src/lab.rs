@@ -1,0 +1,124 @@
+//! The shop lab under the [`platform::lab::Lab`] contract: three services, each with
+//! its own port, which one process runs together or each alone.
+
+use platform::Platform;
+use platform::db::Db;
+use platform::lab::{Boxed, Built, Lab, RehearsalContext, Service, ServiceSpec, StageContext};
+use platform::rehearsal::Rehearsal;
+use platform::stage::{Scenario, StageCommand, StageError};
+
+use crate::settings::{ShopArgs, ShopDataArgs, ShopService};
+use crate::timeline::{Shop, TimelineArgs};
+use crate::{Peers, SCENARIO, service_name, stage};
+
+const NAME: &str = "shop";
+
+/// The shop lab, with its settings; `timeline` is what the stage commands run.
+#[derive(Debug, Clone, Default)]
+pub struct ShopLab {
+    pub settings: ShopArgs,
+    pub data: ShopDataArgs,
+    pub timeline: Option<TimelineArgs>,
+}
+
+impl ShopLab {
+    /// Where checkout finds `service`: on this process's listener when it runs it,
+    /// else at the configured URL, else on this host's port for it.
+    fn peer(&self, local: &[(&'static str, String)], service: ShopService) -> String {
+        let name = service_name(service);
+        let configured = match service {
+            ShopService::Catalog => &self.settings.catalog_url,
+            _ => &self.settings.cart_url,
+        };
+        let port = match service {
+            ShopService::Catalog => self.settings.catalog_port,
+            _ => self.settings.cart_port,
+        };
+        let url = local.iter().find(|(n, _)| *n == name).map(|(_, url)| url.clone());
+        let url = url.or_else(|| configured.clone()).unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+        url.trim_end_matches('/').to_string()
+    }
+}
+
+impl Lab for ShopLab {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn scenarios(&self) -> &'static [Scenario] {
+        &[SCENARIO]
+    }
+
+    fn services(&self) -> Vec<ServiceSpec> {
+        let ports = self.settings.ports().into_iter();
+        ports.map(|(service, port)| ServiceSpec { name: service_name(service), port }).collect()
+    }
+
+    fn build<'a>(
+        &'a self,
+        platform: &'a Platform,
+        local: &'a [(&'static str, String)],
+    ) -> Boxed<'a, anyhow::Result<Built>> {
+        Box::pin(async move {
+            let peers =
+                Peers { catalog: self.peer(local, ShopService::Catalog), cart: self.peer(local, ShopService::Cart) };
+            let mut built = crate::build(platform, &self.settings, self.data.products, peers).await?;
+            let routers = std::mem::take(&mut built.routers);
+            let services = routers.into_iter().map(|(s, router)| Service { name: service_name(s), router }).collect();
+            Ok(Built { services, close: Some(Box::pin(built.close())) })
+        })
+    }
+
+    fn seed<'a>(&'a self, db: &'a Db) -> Boxed<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let generated = crate::seed(db, self.data.products).await?;
+            Ok(if generated == 0 {
+                "shop: the catalog already has products; nothing generated (reset keeps the catalog)".into()
+            } else {
+                format!(
+                    "shop: {generated} products and their order history generated in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                )
+            })
+        })
+    }
+
+    fn traces_per_service(&self) -> bool {
+        true
+    }
+
+    fn banner(&self, services: &[(&'static str, String)], _: &str) -> Vec<String> {
+        let example = |name: &str| match name {
+            "product-catalog" => "/products?category=electronics&price_min=100&price_max=200",
+            "cart" => "/cart/demo-user",
+            _ => "/orders/popular-products",
+        };
+        let mut lines: Vec<String> =
+            services.iter().map(|(name, base)| format!("  {name:<15}{base}{}", example(name))).collect();
+        lines.push("  run the story  breakroom demonstrate shop --speedup 10".into());
+        lines
+    }
+
+    fn stage<'a>(&'a self, command: StageCommand, context: &'a StageContext) -> Boxed<'a, Result<u8, StageError>> {
+        Box::pin(async move {
+            let timeline =
+                self.timeline.as_ref().ok_or_else(|| StageError("the shop's stage needs its timeline".into()))?;
+            stage::run(command, timeline, context.token.as_deref(), &context.data_dir).await
+        })
+    }
+
+    fn rehearsal(&self, _: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError> {
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let url = |service: ShopService, variable: &str, default: String| {
+            let local = context.service_url(service_name(service)).map(str::to_owned);
+            local.or_else(|| from_env(variable)).unwrap_or(default)
+        };
+        let urls = driver::ShopUrls {
+            catalog_url: url(ShopService::Catalog, "SHOP_CATALOG_URL", context.target.url("")),
+            cart_url: url(ShopService::Cart, "SHOP_CART_URL", "http://127.0.0.1:8013".into()),
+            checkout_url: url(ShopService::Checkout, "SHOP_CHECKOUT_URL", "http://127.0.0.1:8016".into()),
+        };
+        Ok(Box::new(stage::Rehearse::new(Shop::new(&urls, context.token)?)))
+    }
+}

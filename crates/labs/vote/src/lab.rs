@@ -1,0 +1,90 @@
+//! The vote lab under the [`platform::lab::Lab`] contract.
+
+use prometheus_client::registry::Registry;
+
+use platform::Platform;
+use platform::bugs::BugInfo;
+use platform::db::Db;
+use platform::lab::{Boxed, Built, Lab, RehearsalContext, ServiceSpec, StageContext};
+use platform::rehearsal::Rehearsal;
+use platform::stage::{Scenario, StageCommand, StageError};
+
+use crate::settings::VoteArgs;
+use crate::{BUGS, SCENARIO, presenter, stage};
+
+/// The port the vote lab listens on unless told otherwise.
+pub const PORT: u16 = 8000;
+const SERVICE: &str = "vote-api";
+
+/// The vote lab, with its settings.
+#[derive(Debug, Clone, Default)]
+pub struct VoteLab {
+    pub settings: VoteArgs,
+}
+
+impl Lab for VoteLab {
+    fn name(&self) -> &'static str {
+        "vote"
+    }
+
+    fn service_name(&self) -> &'static str {
+        SERVICE
+    }
+
+    fn bugs(&self) -> &'static [BugInfo] {
+        BUGS
+    }
+
+    fn scenarios(&self) -> &'static [Scenario] {
+        &[SCENARIO]
+    }
+
+    fn services(&self) -> Vec<ServiceSpec> {
+        vec![ServiceSpec { name: SERVICE, port: PORT }]
+    }
+
+    fn build<'a>(
+        &'a self,
+        platform: &'a Platform,
+        _: &'a [(&'static str, String)],
+    ) -> Boxed<'a, anyhow::Result<Built>> {
+        Box::pin(async move {
+            let mut registry = Registry::default();
+            let router = crate::build(platform, &mut registry, &self.settings).await?;
+            Ok(Built::one(SERVICE, platform.assemble(router, registry)))
+        })
+    }
+
+    fn seed<'a>(&'a self, db: &'a Db) -> Boxed<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let inserted = crate::seed(db, self.settings.seed_partners).await?;
+            Ok(format!("vote: {inserted} referral partners inserted"))
+        })
+    }
+
+    fn banner(&self, services: &[(&'static str, String)], audience: &str) -> Vec<String> {
+        let base = services.first().map(|(_, url)| url.as_str()).unwrap_or(audience);
+        vec![
+            format!("  vote page      {}", presenter::vote_url(audience)),
+            format!("  referral link  {}", presenter::referral_url(audience)),
+            format!("  results        {base}/results"),
+            format!("  presenter      {base}/presenter"),
+            format!("  admin          {base}/admin"),
+        ]
+    }
+
+    fn stage<'a>(&'a self, command: StageCommand, context: &'a StageContext) -> Boxed<'a, Result<u8, StageError>> {
+        Box::pin(async move {
+            let target = context.target(self.name())?;
+            match command {
+                StageCommand::Demonstrate => stage::demonstrate(&target, context.interval).await,
+                StageCommand::Check => stage::check(&target, context.interval).await,
+                StageCommand::Reset => stage::reset(&target, context.token.as_deref(), &context.data_dir).await,
+            }
+        })
+    }
+
+    fn rehearsal(&self, _: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError> {
+        Ok(Box::new(stage::Rehearse::new(context.target, context.token)))
+    }
+}
