@@ -46,7 +46,7 @@ fn cart_id(raw: String) -> Result<ShopId, ApiError> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = AddInput)]
 pub struct AddBody {
-    #[schema(value_type = i64, minimum = 1, maximum = 9007199254740991_i64, example = 42)]
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 9007199254740991_i64, example = 42)]
     product_id: Option<serde_json::Value>,
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 100, nullable, example = 1)]
     quantity: Option<serde_json::Value>,

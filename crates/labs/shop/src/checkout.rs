@@ -112,9 +112,9 @@ pub fn router(
 pub struct CreateBody {
     /// Letters, digits, `-` and `_`, not starting with `history-` (the generated order
     /// history's users); or an integer, taken as its digits.
-    #[schema(schema_with = super::openapi::user_id_schema)]
+    #[schema(schema_with = super::openapi::user_id_schema, required = true)]
     user_id: Option<Value>,
-    #[schema(value_type = i64, minimum = 1, maximum = 9007199254740991_i64, example = 42)]
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 9007199254740991_i64, example = 42)]
     product_id: Option<Value>,
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 100, nullable, example = 1)]
     quantity: Option<Value>,

@@ -30,7 +30,7 @@ pub(super) async fn pool_status(State(lab): Lab) -> Json<PoolReport> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = PoolInput)]
 pub struct ResizeBody {
-    #[schema(value_type = i64, minimum = 1, maximum = 200, example = 20)]
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 200, example = 20)]
     max_connections: Option<Value>,
     #[schema(value_type = Option<i64>, minimum = 50, maximum = 60000, nullable, example = 5000)]
     acquire_timeout_ms: Option<Value>,
