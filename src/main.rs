@@ -214,6 +214,12 @@ fn print_banner(lab: &dyn labs::Lab, app: &breakroom::App, token_file: Option<&s
         config.backend.redis_url.as_deref().map(breakroom::platform::db::redact).unwrap_or_else(|| "in-process".into());
     lines.push(format!("  live state     {live}"));
     lines.push(token_line(platform, token_file));
+    if let Some(reason) = platform.weak_admin_token() {
+        lines.push(format!(
+            "  ⚠ WEAK ADMIN TOKEN: {reason}; anyone in the room could guess it. {}",
+            breakroom::platform::http::STRONG_TOKEN_HINT
+        ));
+    }
     eprintln!("{}", lines.join("\n"));
     // On a terminal, the two audience links as QR codes, to test with a phone at once.
     if name == "vote" && std::io::stderr().is_terminal() {

@@ -117,6 +117,12 @@ fn docker_compose_runs_the_labs_as_the_binary_expects() {
             "loadgen" => &["8010"],
             _ => &["8000"],
         };
+        // No default token: a compose file is public, so its default would be everyone's.
+        let token = env.get("BREAKROOM_ADMIN_TOKEN").and_then(|t| t.as_str()).expect("BREAKROOM_ADMIN_TOKEN");
+        assert!(
+            token.starts_with("${BREAKROOM_ADMIN_TOKEN:?") && token.contains("openssl rand"),
+            "{name}: the admin token must be required, with how to make one: {token}"
+        );
         let port = env.get("PORT").and_then(|p| p.as_str());
         let expected: Vec<&str> = port.map_or(default_ports.to_vec(), |p| vec![p]);
         let ports = service["ports"].as_sequence().unwrap();

@@ -122,7 +122,11 @@ async fn bad_requests_get_clear_client_errors(backend: Backend) {
         (json!({ "name": "x", "price": "10" }), "price"),
         (json!({ "name": "x", "price": 1e300 }), "price must be between"),
         (json!({ "name": "x".repeat(201), "price": 1 }), "name must be at most"),
-        (json!({ "name": "nul\u{0}", "price": 1 }), "NUL"),
+        (json!({ "name": "nul\u{0}", "price": 1 }), "control characters"),
+        (json!({ "name": "\u{0}", "price": 1 }), "control characters"),
+        (json!({ "name": "a\u{1c}", "price": 1 }), "control characters"),
+        (json!({ "name": "tab\tname", "price": 1 }), "control characters"),
+        (json!({ "name": "x", "description": "nul\u{0}", "price": 1 }), "NUL"),
     ] {
         let (status, error) = json_of(app.post_json("/items", &body).await).await;
         assert_eq!(status, 422, "{body}");

@@ -203,6 +203,27 @@ async fn an_item_write_is_traced_to_the_database_and_the_cache() {
 }
 
 #[tokio::test]
+async fn a_weak_admin_token_is_warned_about_on_the_banner_and_the_admin_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url, transcript) =
+        serve(dir.path(), &[("BREAKROOM_ADMIN_TOKEN", "change-me-before-the-talk")]).await;
+    let page = reqwest::get(format!("{url}/admin")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Weak admin token") && page.contains("openssl rand -hex 16"), "{page}");
+    assert!(sigterm(&mut child).await.success());
+    let transcript = transcript.lock().unwrap().clone();
+    assert!(transcript.contains("WEAK ADMIN TOKEN: it is an example value"), "the banner warns:\n{transcript}");
+    assert!(transcript.contains("weak admin token"), "the log warns:\n{transcript}");
+    assert!(!transcript.contains("change-me-before-the-talk"), "the token itself is never printed:\n{transcript}");
+
+    // A strong token: no warning anywhere.
+    let (mut child, url, transcript) = serve(dir.path(), &[("BREAKROOM_ADMIN_TOKEN", "0123456789abcdef0123")]).await;
+    let page = reqwest::get(format!("{url}/admin")).await.unwrap().text().await.unwrap();
+    assert!(!page.contains("Weak admin token"), "{page}");
+    assert!(sigterm(&mut child).await.success());
+    assert!(!transcript.lock().unwrap().to_lowercase().contains("weak admin token"));
+}
+
+#[tokio::test]
 async fn admin_tokens_never_reach_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "s3cret-admin-token-for-the-log-test";

@@ -60,6 +60,8 @@ async fn the_runbook_endpoints_answer(backend: Backend) {
     assert_eq!(cart["item_count"], 2);
     let (_, cart) = shop.get(&shop.cart, "/cart/alice").await;
     assert_eq!(cart["items"][0]["product_id"], 3);
+    let empty = shop.client.get(format!("{}/cart/nobody", shop.cart)).send().await.unwrap().text().await.unwrap();
+    assert!(empty.contains(r#""total":0.0"#), "an empty cart totals 0.0, not -0.0: {empty}");
 
     let stock_before = shop.sql_count("SELECT CAST(stock_quantity AS BIGINT) FROM products WHERE id = 3").await;
     let (status, order) = shop
@@ -101,6 +103,10 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(backend: Backend) {
     assert_eq!(create(json!({ "user_id": "u", "product_id": "x" })).await.0, 400);
     assert_eq!(create(json!({ "user_id": "u", "product_id": 1, "quantity": 0 })).await.0, 400);
     assert_eq!(create(json!({ "user_id": "history-1", "product_id": 1 })).await.0, 400);
+    // Not trimmed into a valid id: " u1" would be stored as "u1", apart from its cart.
+    for padded in ["ai\n", " u1", "u1\t"] {
+        assert_eq!(create(json!({ "user_id": padded, "product_id": 1 })).await.0, 400, "{padded:?}");
+    }
     assert_eq!(create(json!({ "user_id": "u", "product_id": 999_999_999 })).await.0, 404);
     let raw = shop
         .client
@@ -122,6 +128,12 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(backend: Backend) {
         assert!(body["error"].is_string());
     }
     assert_eq!(shop.get(&shop.catalog, "/products/0").await.0, 400);
+    // Blank, control characters (NUL is not whitespace: a schema's `\S` let it through), too long.
+    for q in ["", "%20%20", "%7B%00%08", "a%1Cb", "%09x", &"x".repeat(101), &format!("{}x", "%20".repeat(100))] {
+        let (status, body) = shop.get(&shop.catalog, &format!("/products/search?q={q}")).await;
+        assert_eq!(status, 400, "q={q}: {body}");
+        assert!(body["error"].is_string(), "q={q}: {body}");
+    }
     assert_eq!(shop.post(&shop.cart, "/cart/bad%20id/add", &json!({ "product_id": 1 })).await.0, 400);
     assert_eq!(shop.post(&shop.cart, "/cart/bob/add", &json!({ "product_id": 1, "quantity": 1000 })).await.0, 400);
     assert_eq!(shop.post(&shop.cart, "/cart/bob/add", &json!({ "product_id": 999_999_999 })).await.0, 404);

@@ -86,6 +86,9 @@ impl RehearsalContext {
     }
 }
 
+/// The port a one-service lab listens on unless told otherwise (the seeds' own).
+pub const DEFAULT_PORT: u16 = 8000;
+
 pub trait Lab: Send + Sync {
     /// `vote`, `items`, …: its database file, Redis keys, token file and CLI name.
     fn name(&self) -> &'static str;
@@ -102,8 +105,11 @@ pub trait Lab: Send + Sync {
 
     fn scenarios(&self) -> &'static [Scenario];
 
-    /// The services this process runs, each with its port.
-    fn services(&self) -> Vec<ServiceSpec>;
+    /// The services this process runs, each with its port: by default one, named
+    /// [`service_name`](Self::service_name), on [`DEFAULT_PORT`].
+    fn services(&self) -> Vec<ServiceSpec> {
+        vec![ServiceSpec { name: self.service_name(), port: DEFAULT_PORT }]
+    }
 
     /// Builds the routers of [`services`](Self::services) on a started platform.
     /// `local` holds the base URL of each service this process listens on, so a

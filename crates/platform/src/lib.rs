@@ -82,6 +82,14 @@ impl Platform {
                 Some(token) => (AdminToken::new(token), false),
                 None => (AdminToken::generate(), true),
             };
+        if !admin_token_generated && let Some(reason) = admin.weakness() {
+            tracing::warn!(
+                lab,
+                reason,
+                "weak admin token: anyone on the network could guess it; {}",
+                http::STRONG_TOKEN_HINT
+            );
+        }
         Ok(Platform {
             config: Arc::new(config),
             db,
@@ -92,6 +100,11 @@ impl Platform {
             shutdown,
             http_metrics: HttpMetrics::new(),
         })
+    }
+
+    /// Why the configured admin token is easy to guess, when it is (a generated one never is).
+    pub fn weak_admin_token(&self) -> Option<String> {
+        if self.admin_token_generated { None } else { self.admin.weakness() }
     }
 
     /// Wraps a lab's admin actions so each one requires the admin token.

@@ -5,14 +5,13 @@ use prometheus_client::registry::Registry;
 use platform::Platform;
 use platform::bugs::BugInfo;
 use platform::db::Db;
-use platform::lab::{Boxed, Built, Lab, RehearsalContext, ServiceSpec, StageContext};
+use platform::lab::{Boxed, Built, Lab, RehearsalContext, StageContext};
 use platform::rehearsal::Rehearsal;
 use platform::stage::{Scenario, StageCommand, StageError};
 
 use crate::{BUGS, FLAGSHIP_ID, SCENARIO, stage};
 
 /// The port the datasets lab listens on unless told otherwise.
-pub const PORT: u16 = 8000;
 const NAME: &str = "datasets";
 
 /// The datasets lab: it has no settings of its own.
@@ -30,10 +29,6 @@ impl Lab for DatasetsLab {
 
     fn scenarios(&self) -> &'static [Scenario] {
         &[SCENARIO]
-    }
-
-    fn services(&self) -> Vec<ServiceSpec> {
-        vec![ServiceSpec { name: NAME, port: PORT }]
     }
 
     fn build<'a>(

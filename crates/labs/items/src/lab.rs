@@ -4,7 +4,7 @@ use prometheus_client::registry::Registry;
 
 use platform::Platform;
 use platform::db::Db;
-use platform::lab::{Boxed, Built, Lab, RehearsalContext, ServiceSpec, StageContext};
+use platform::lab::{Boxed, Built, Lab, RehearsalContext, StageContext};
 use platform::rehearsal::Rehearsal;
 use platform::stage::{Scenario, StageCommand, StageError};
 
@@ -12,7 +12,6 @@ use crate::settings::ItemsArgs;
 use crate::{SCENARIO, stage};
 
 /// The port the items lab listens on unless told otherwise.
-pub const PORT: u16 = 8000;
 const NAME: &str = "items";
 
 /// The items lab, with its settings.
@@ -28,10 +27,6 @@ impl Lab for ItemsLab {
 
     fn scenarios(&self) -> &'static [Scenario] {
         &[SCENARIO]
-    }
-
-    fn services(&self) -> Vec<ServiceSpec> {
-        vec![ServiceSpec { name: NAME, port: PORT }]
     }
 
     fn build<'a>(

@@ -92,8 +92,13 @@ pub async fn build(
 /// What a client sends to create or replace an item.
 #[derive(Deserialize, utoipa::ToSchema)]
 struct ItemInput {
-    /// Not blank, no NUL characters.
-    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*\S[^\u0000]*$", example = "Widget A")]
+    /// Not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$",
+        example = "Widget A"
+    )]
     name: String,
     #[serde(default)]
     #[schema(nullable, max_length = 2000, pattern = r"^[^\u0000]*$")]
@@ -118,9 +123,11 @@ impl ItemInput {
         if !(0.0..=MAX_PRICE).contains(&self.price) {
             return Err(ApiError::unprocessable(format!("price must be between 0 and {MAX_PRICE}")));
         }
-        let text_ok = |s: &str| !s.contains('\0');
-        if !text_ok(&self.name) || !self.description.as_deref().is_none_or(text_ok) {
-            return Err(ApiError::unprocessable("name and description must not contain NUL characters"));
+        if self.name.contains(char::is_control) {
+            return Err(ApiError::unprocessable("name must not contain control characters"));
+        }
+        if self.description.as_deref().is_some_and(|d| d.contains('\0')) {
+            return Err(ApiError::unprocessable("description must not contain NUL characters"));
         }
         Ok(ItemFields {
             name: self.name,

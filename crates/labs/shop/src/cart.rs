@@ -54,7 +54,8 @@ pub struct AddBody {
 
 fn cart_body(cart_id: String, lines: Vec<CartLine>) -> CartBody {
     let item_count: i64 = lines.iter().map(|l| i64::from(l.quantity)).sum();
-    let total: f64 = lines.iter().map(|l| l.price * f64::from(l.quantity)).sum();
+    // A fold from +0.0: `sum()` of no f64 is -0.0, which an empty cart would show as `-0.0`.
+    let total = lines.iter().fold(0.0, |total, l| total + l.price * f64::from(l.quantity));
     CartBody { cart_id, items: lines, item_count, total: (total * 100.0).round() / 100.0 }
 }
 

@@ -139,7 +139,7 @@ struct SearchQuery {
     get,
     path = "/products/search",
     tag = "catalog",
-    params(("q" = String, Query, min_length = 1, max_length = 100, pattern = r"^[^\u0000]*\S[^\u0000]*$", description = "Text in the name or description")),
+    params(("q" = String, Query, min_length = 1, max_length = 100, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$", description = "Text in the name or description: not blank, no control characters")),
     responses(
         (status = 200, description = "Matching products", body = super::openapi::SearchResult),
         (status = 400, description = "q missing, blank or too long", body = super::openapi::ShopError),
@@ -152,12 +152,12 @@ async fn search(
     QueryParams(query): QueryParams<SearchQuery>,
 ) -> Result<Json<super::openapi::SearchResult>, ApiError> {
     let q = query.q.unwrap_or_default();
+    if q.chars().count() > 100 || q.contains(char::is_control) {
+        return Err(bad_request("q must be at most 100 characters, without control characters"));
+    }
     let q = q.trim();
     if q.is_empty() {
         return Err(bad_request("Missing required parameter: q"));
-    }
-    if q.chars().count() > 100 || q.contains('\0') {
-        return Err(bad_request("q must be at most 100 characters, without NUL"));
     }
     let products = lab.store.search(&contains_pattern(q)).await.map_err(db_error)?;
     Ok(Json(super::openapi::SearchResult { query: q.to_string(), products }))

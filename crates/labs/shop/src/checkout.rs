@@ -186,7 +186,8 @@ impl Checkout {
 
 fn user_id(value: &Value) -> Result<String, ApiError> {
     let id = match value {
-        Value::String(s) => s.trim().to_string(),
+        // Not trimmed: " u1" would be stored as "u1" and no longer match its cart.
+        Value::String(s) => s.clone(),
         Value::Number(_) => match super::json_integer(value) {
             Some(n) => n.to_string(),
             None => return Err(bad_request("user_id must be a string or an integer")),

@@ -95,7 +95,7 @@ impl Lab for ShopLab {
             _ => "/orders/popular-products",
         };
         let mut lines: Vec<String> =
-            services.iter().map(|(name, base)| format!("  {name:<15}{base}{}", example(name))).collect();
+            services.iter().map(|(name, base)| format!("  {name:<14} {base}{}", example(name))).collect();
         lines.push("  run the story  breakroom demonstrate shop --speedup 10".into());
         lines
     }
@@ -120,5 +120,18 @@ impl Lab for ShopLab {
             checkout_url: url(ShopService::Checkout, "SHOP_CHECKOUT_URL", "http://127.0.0.1:8016".into()),
         };
         Ok(Box::new(stage::Rehearse::new(Shop::new(&urls, context.token)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_banner_keeps_a_space_between_each_service_and_its_url() {
+        let services = [("product-catalog", "http://h:1".to_string()), ("cart", "http://h:2".to_string())];
+        let lines = ShopLab::default().banner(&services, "http://h:1");
+        assert!(lines[0].starts_with("  product-catalog http://h:1/products?"), "{lines:?}");
+        assert!(lines[1].starts_with("  cart           http://h:2/cart/demo-user"), "{lines:?}");
     }
 }

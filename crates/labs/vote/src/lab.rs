@@ -5,7 +5,7 @@ use prometheus_client::registry::Registry;
 use platform::Platform;
 use platform::bugs::BugInfo;
 use platform::db::Db;
-use platform::lab::{Boxed, Built, Lab, RehearsalContext, ServiceSpec, StageContext};
+use platform::lab::{Boxed, Built, Lab, RehearsalContext, StageContext};
 use platform::rehearsal::Rehearsal;
 use platform::stage::{Scenario, StageCommand, StageError};
 
@@ -13,7 +13,6 @@ use crate::settings::VoteArgs;
 use crate::{BUGS, SCENARIO, presenter, stage};
 
 /// The port the vote lab listens on unless told otherwise.
-pub const PORT: u16 = 8000;
 const SERVICE: &str = "vote-api";
 
 /// The vote lab, with its settings.
@@ -37,10 +36,6 @@ impl Lab for VoteLab {
 
     fn scenarios(&self) -> &'static [Scenario] {
         &[SCENARIO]
-    }
-
-    fn services(&self) -> Vec<ServiceSpec> {
-        vec![ServiceSpec { name: SERVICE, port: PORT }]
     }
 
     fn build<'a>(

@@ -107,6 +107,8 @@ pub struct ResultsPage {
 #[template(path = "admin.html")]
 pub struct AdminPage {
     frame: Frame,
+    /// Why the configured admin token is easy to guess, when it is.
+    weak_token: Option<String>,
 }
 
 #[utoipa::path(
@@ -148,7 +150,7 @@ pub async fn results(State(lab): State<Arc<VoteApp>>, QueryParams(query): QueryP
     )
 )]
 pub async fn admin(State(lab): State<Arc<VoteApp>>, QueryParams(query): QueryParams<PageQuery>) -> AdminPage {
-    AdminPage { frame: Frame::new(&lab, &query) }
+    AdminPage { frame: Frame::new(&lab, &query), weak_token: lab.platform.weak_admin_token() }
 }
 
 #[cfg(test)]

@@ -7,6 +7,16 @@ use axum::response::{IntoResponse, Response};
 
 use super::*;
 
+/// Tokens shorter than this are easy to guess from the audience's network.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Values people copy from examples (earlier compose files defaulted to the first).
+const EXAMPLE_TOKENS: &[&str] =
+    &["change-me-before-the-talk", "change-me", "changeme", "secret", "password", "admin", "token", "test"];
+
+/// How to make a token that is not weak.
+pub const STRONG_TOKEN_HINT: &str = "set BREAKROOM_ADMIN_TOKEN=$(openssl rand -hex 16)";
+
 /// The admin token every `/admin/*` action requires.
 #[derive(Clone)]
 pub struct AdminToken(std::sync::Arc<str>);
@@ -22,6 +32,16 @@ impl AdminToken {
         let mut rng = rand::rng();
         let token: String = (0..32).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap()).collect();
         AdminToken(token.into())
+    }
+
+    /// Why this token is easy to guess, when it is: too short, or an example value.
+    pub fn weakness(&self) -> Option<String> {
+        let lowered = self.0.to_ascii_lowercase();
+        if EXAMPLE_TOKENS.contains(&lowered.as_str()) {
+            return Some("it is an example value from documentation".into());
+        }
+        let length = self.0.chars().count();
+        (length < MIN_TOKEN_CHARS).then(|| format!("it has {length} characters, fewer than {MIN_TOKEN_CHARS}"))
     }
 
     pub fn expose(&self) -> &str {
@@ -65,4 +85,19 @@ pub fn refusal(token: &AdminToken, headers: &HeaderMap) -> Option<Response> {
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, error).into_response();
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_example_tokens_are_weak_generated_ones_are_not() {
+        assert!(AdminToken::generate().weakness().is_none());
+        assert!(AdminToken::new("a-long-enough-secret-value").weakness().is_none());
+        let short = AdminToken::new("hunter2").weakness().unwrap();
+        assert!(short.contains("7 characters") && short.contains("16"), "{short}");
+        let example = AdminToken::new("Change-Me-Before-The-Talk").weakness().unwrap();
+        assert!(example.contains("example"), "{example}");
+    }
 }

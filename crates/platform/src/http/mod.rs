@@ -11,7 +11,7 @@ mod serve;
 
 use axum::http::StatusCode;
 
-pub use admin::{AdminToken, refusal, require_admin};
+pub use admin::{AdminToken, MIN_TOKEN_CHARS, STRONG_TOKEN_HINT, refusal, require_admin};
 pub use assets::static_file;
 pub use error::{ApiError, database_failure};
 pub use extract::{BODY_TIMEOUT, Confirmed, JsonBody, PathParam, QueryParams};
