@@ -359,6 +359,32 @@ async fn no_stale_read_after_an_outage() {
     assert_eq!(json_of(app.get(&format!("/items/{doomed}")).await).await.0, 404);
 }
 
+/// The same outage, and breakroom restarted before Redis answers again: the keys to
+/// invalidate were written to the database with the write, so the new process deletes
+/// what Redis kept before it reads from it (in memory only, they died with the process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_read_after_a_restart_during_an_outage() {
+    let redis = PrivateRedis::start();
+    let app = with_private_redis(&redis).await;
+    let (_, created) = json_of(app.post_json("/items", &json!({ "name": "Before", "price": 1 })).await).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let key = format!("{}item:{id}", app.config.platform.backend.redis_prefix);
+    assert!(redis.get(&key).unwrap().contains("Before"), "written through");
+
+    redis.pause(4_000);
+    assert!(eventually(Duration::from_secs(1), || async { health_status(&app).await == "degraded" }).await);
+    let (status, _) =
+        json_of(app.put_json(&format!("/items/{id}"), &json!({ "name": "During", "price": 2 })).await).await;
+    assert_eq!(status, 200);
+    let app = app.restart().await;
+
+    assert!(eventually(Duration::from_secs(8), || async { health_status(&app).await == "ok" }).await);
+    assert!(redis.get(&key).is_none_or(|held| held.contains("During")), "Redis no longer holds the old value");
+    let (_, read) = json_of(app.get(&format!("/items/{id}")).await).await;
+    assert_eq!(read["name"], "During", "the value Redis kept through the outage and the restart was invalidated");
+    assert_eq!(app.sql_count("SELECT COUNT(*) FROM cache_pending").await, 0, "the journal is emptied once done");
+}
+
 /// breakroom starts while Redis is down (the original refused to) and comes up degraded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_degraded_while_redis_is_down_and_recovers() {

@@ -14,6 +14,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod journal;
+use crate::db::Db;
+use journal::Journal;
+
 #[derive(Clone)]
 pub struct Redis {
     client: redis::Client,
@@ -160,6 +164,9 @@ pub enum CacheError {
 /// was down (or in a write that failed) are remembered; on recovery they are deleted
 /// from Redis *before* the cache is used again, so a value Redis kept through the
 /// outage (paused, partitioned) can never be served after the database changed.
+/// With a journal ([`Cache::journaled`]) they are also written to the lab's database
+/// before the write is acknowledged, so a process started during the outage deletes
+/// them too before it uses the cache.
 #[derive(Clone)]
 pub struct Cache {
     inner: Arc<CacheInner>,
@@ -171,6 +178,8 @@ struct CacheInner {
     /// down always gets its key into `pending` before the probe declares recovery.
     up: std::sync::atomic::AtomicBool,
     pending: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The same keys in the database, when the cache has a journal.
+    journal: Option<Journal>,
     /// `cache_up`: 1 while the cache answers, 0 while it is skipped.
     up_gauge: prometheus_client::metrics::gauge::Gauge,
 }
@@ -208,6 +217,25 @@ impl moka::Expiry<String, Entry> for EntryTtl {
 impl Cache {
     /// Redis-backed when `redis` is given; the health probe runs until `shutdown`.
     pub fn new(redis: Option<Redis>, shutdown: CancellationToken) -> Cache {
+        Cache::start(redis, None, true, shutdown)
+    }
+
+    /// [`Cache::new`] with its journal in `db`. When the journal holds keys (an earlier
+    /// process could not delete them), the cache starts down: the probe deletes them
+    /// from Redis before anything is read from it.
+    pub async fn journaled(redis: Option<Redis>, db: Db, shutdown: CancellationToken) -> Cache {
+        if redis.is_none() {
+            return Cache::new(None, shutdown);
+        }
+        let journal = Journal::new(db);
+        let clean = journal.is_empty().await.unwrap_or(false);
+        if !clean {
+            tracing::info!("cache_journal: keys left from an earlier outage are invalidated before the cache is used");
+        }
+        Cache::start(redis, Some(journal), clean, shutdown)
+    }
+
+    fn start(redis: Option<Redis>, journal: Option<Journal>, up: bool, shutdown: CancellationToken) -> Cache {
         use std::sync::atomic::AtomicBool;
         let store = match redis {
             Some(redis) => Store::Redis(redis),
@@ -215,11 +243,12 @@ impl Cache {
         };
         let inner = Arc::new(CacheInner {
             store,
-            up: AtomicBool::new(true),
+            up: AtomicBool::new(up),
             pending: Default::default(),
+            journal,
             up_gauge: Default::default(),
         });
-        inner.up_gauge.set(1);
+        inner.up_gauge.set(i64::from(up));
         if matches!(inner.store, Store::Redis(_)) {
             tokio::spawn(probe(Arc::downgrade(&inner), shutdown));
         }
@@ -297,16 +326,21 @@ impl Cache {
                 Ok(!matches!(outcome, moka::ops::compute::CompResult::Unchanged(_)))
             }
             Store::Redis(redis) => {
-                self.inner.skip_if_down(&[key])?;
-                let mut conn = redis.conn();
-                let result = SET_NEWER
-                    .key(redis.key(key))
-                    .arg(&stored)
-                    .arg(version)
-                    .arg(ttl.as_secs().max(1))
-                    .invoke_async::<i64>(&mut conn)
-                    .await;
-                self.inner.outcome(result, &[key]).map(|set| set == 1)
+                let outcome = match self.inner.skip_if_down(&[key]) {
+                    Err(skipped) => Err(skipped),
+                    Ok(()) => {
+                        let mut conn = redis.conn();
+                        let result = SET_NEWER
+                            .key(redis.key(key))
+                            .arg(&stored)
+                            .arg(version)
+                            .arg(ttl.as_secs().max(1))
+                            .invoke_async::<i64>(&mut conn)
+                            .await;
+                        self.inner.outcome(result, &[key]).map(|set| set == 1)
+                    }
+                };
+                self.inner.journal_if_failed(redis, outcome, &[key]).await
             }
         }
     }
@@ -319,12 +353,17 @@ impl Cache {
                 Ok(())
             }
             Store::Redis(redis) => {
-                self.inner.skip_if_down(&[key])?;
-                let mut command = redis::cmd("SET");
-                command.arg(redis.key(key)).arg(value).arg("EX").arg(ttl.as_secs().max(1));
-                let mut conn = redis.conn();
-                let result = command.query_async::<Option<String>>(&mut conn).await;
-                self.inner.outcome(result, &[key]).map(drop)
+                let outcome = match self.inner.skip_if_down(&[key]) {
+                    Err(skipped) => Err(skipped),
+                    Ok(()) => {
+                        let mut command = redis::cmd("SET");
+                        command.arg(redis.key(key)).arg(value).arg("EX").arg(ttl.as_secs().max(1));
+                        let mut conn = redis.conn();
+                        let result = command.query_async::<Option<String>>(&mut conn).await;
+                        self.inner.outcome(result, &[key]).map(drop)
+                    }
+                };
+                self.inner.journal_if_failed(redis, outcome, &[key]).await
             }
         }
     }
@@ -343,11 +382,16 @@ impl Cache {
                 Ok(deleted)
             }
             Store::Redis(redis) => {
-                self.inner.skip_if_down(keys)?;
-                let mut conn = redis.conn();
-                let full: Vec<String> = keys.iter().map(|k| redis.key(k)).collect();
-                let result = redis::cmd("DEL").arg(full).query_async(&mut conn).await;
-                self.inner.outcome(result, keys)
+                let outcome = match self.inner.skip_if_down(keys) {
+                    Err(skipped) => Err(skipped),
+                    Ok(()) => {
+                        let mut conn = redis.conn();
+                        let full: Vec<String> = keys.iter().map(|k| redis.key(k)).collect();
+                        let result = redis::cmd("DEL").arg(full).query_async(&mut conn).await;
+                        self.inner.outcome(result, keys)
+                    }
+                };
+                self.inner.journal_if_failed(redis, outcome, keys).await
             }
         }
     }
@@ -420,6 +464,25 @@ impl CacheInner {
         Err(CacheError::Skipped)
     }
 
+    /// A write that did not reach Redis: its keys, already remembered in memory, are
+    /// written to the journal too before the caller acknowledges anything.
+    async fn journal_if_failed<T>(
+        &self,
+        redis: &Redis,
+        outcome: Result<T, CacheError>,
+        keys: &[&str],
+    ) -> Result<T, CacheError> {
+        if outcome.is_err()
+            && let Some(journal) = &self.journal
+        {
+            let full: Vec<String> = keys.iter().map(|k| redis.key(k)).collect();
+            if let Err(error) = journal.note(&full).await {
+                tracing::warn!(%error, "cache_journal: keys to invalidate kept in memory only; a restart before Redis answers forgets them");
+            }
+        }
+        outcome
+    }
+
     /// A failed command marks the cache down and remembers the keys it was writing.
     fn outcome<T>(&self, result: redis::RedisResult<T>, written: &[&str]) -> Result<T, CacheError> {
         let error = match result {
@@ -471,9 +534,26 @@ async fn probe(cache: std::sync::Weak<CacheInner>, shutdown: CancellationToken) 
         if cache.is_up() {
             continue;
         }
-        // Redis answers again: invalidate what changed meanwhile, then use it again.
+        // Redis answers again: invalidate what changed meanwhile (remembered here or,
+        // by this process or an earlier one, in the journal), then use it again.
         let keys: Vec<String> = cache.pending.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
-        if !keys.is_empty() && invalidate(redis, &keys).await.is_err() {
+        let journaled = match &cache.journal {
+            Some(journal) => match journal.read().await {
+                Ok(entries) => Some(entries),
+                Err(_) => continue, // the database does not answer: not yet
+            },
+            None => None,
+        };
+        let mut full: Vec<String> = keys.iter().map(|k| redis.key(k)).collect();
+        full.extend(journaled.iter().flat_map(|j| j.keys.iter().cloned()));
+        full.sort_unstable();
+        full.dedup();
+        if !full.is_empty() && invalidate(redis, &full).await.is_err() {
+            continue;
+        }
+        if let (Some(journal), Some(last)) = (&cache.journal, journaled.and_then(|j| j.last))
+            && journal.forget_through(last).await.is_err()
+        {
             continue;
         }
         let mut pending = cache.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -486,22 +566,22 @@ async fn probe(cache: std::sync::Weak<CacheInner>, shutdown: CancellationToken) 
         cache.up.store(true, Ordering::Release);
         cache.up_gauge.set(1);
         drop(pending);
-        tracing::info!(invalidated = keys.len(), "cache_recovered: redis answers again; stale keys invalidated");
-        if !keys.is_empty() {
+        tracing::info!(invalidated = full.len(), "cache_recovered: redis answers again; stale keys invalidated");
+        if !full.is_empty() {
             let redis = redis.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(SECOND_INVALIDATION_DELAY).await;
-                let _ = invalidate(&redis, &keys).await;
+                let _ = invalidate(&redis, &full).await;
             });
         }
     }
 }
 
+/// Deletes `keys`, full Redis keys (the prefix included).
 async fn invalidate(redis: &Redis, keys: &[String]) -> redis::RedisResult<()> {
     let mut conn = redis.conn();
     for chunk in keys.chunks(500) {
-        let full: Vec<String> = chunk.iter().map(|k| redis.key(k)).collect();
-        redis::cmd("DEL").arg(full).query_async::<i64>(&mut conn).await?;
+        redis::cmd("DEL").arg(chunk).query_async::<i64>(&mut conn).await?;
     }
     Ok(())
 }

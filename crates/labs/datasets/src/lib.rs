@@ -66,7 +66,7 @@ pub async fn seed(db: &platform::db::Db) -> anyhow::Result<()> {
 pub async fn build(platform: &Platform, _registry: &mut Registry) -> anyhow::Result<Router> {
     let store = DatasetStore::new(platform.db.clone());
     store.seed().await?;
-    let cache = Cache::new(platform.redis.clone(), platform.shutdown.clone());
+    let cache = Cache::journaled(platform.redis.clone(), platform.db.clone(), platform.shutdown.clone()).await;
     let downloads = Downloads { store: store.clone(), cache, fix: platform.bugs.switch("stats-cache") };
     let lab = Arc::new(DatasetsApp { platform: platform.clone(), store, downloads });
     let admin = platform.admin_only(

@@ -73,7 +73,7 @@ pub async fn build(
 ) -> anyhow::Result<Router> {
     let store = ItemStore::new(platform.db.clone());
     store.seed().await?;
-    let cache = Cache::new(platform.redis.clone(), platform.shutdown.clone());
+    let cache = Cache::journaled(platform.redis.clone(), platform.db.clone(), platform.shutdown.clone()).await;
     let ttl = Duration::from_secs(settings.cache_ttl_seconds.max(1));
     let items = WriteThrough::new(store.clone(), cache, ttl, registry);
     let lab = Arc::new(ItemsApp { platform: platform.clone(), store, items });
