@@ -273,6 +273,51 @@ async fn a_held_lock_exhausts_a_small_pool(backend: Backend) {
     assert_eq!(shop.admin_get(&shop.checkout, "/admin/pool").await.1["max_connections"], 50);
 }
 
+/// A TCP proxy to `upstream` that waits `delay` before it connects each client: a
+/// database whose new connections are slow, as on a busy machine.
+fn slow_to_connect(upstream: String, delay: Duration) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    address
+}
+
+/// The compressed timeline cuts checkout's pool to one connection with a 50 ms wait.
+/// Opening that pool was bounded by the same 50 ms: when a new PostgreSQL connection
+/// took longer (a loaded machine), the cut failed, the pool stayed at 50 and nothing
+/// was exhausted — a demo that did not fail. The wait is the checkouts', not the resize's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_to_a_short_wait_succeeds_while_connecting_is_slow() {
+    let shop = spawn_shop(Backend::Services, PRODUCTS, |c| {
+        let url = c.platform.backend.database_url.take().unwrap();
+        let (scheme_user, rest) = url.split_once('@').unwrap();
+        let (authority, database) = rest.split_once('/').unwrap();
+        let proxy = slow_to_connect(authority.to_string(), Duration::from_millis(200));
+        c.platform.backend.database_url = Some(format!("{scheme_user}@{proxy}/{database}"));
+    })
+    .await;
+    let cut = json!({ "max_connections": 2, "acquire_timeout_ms": 50 });
+    let (status, resized) = shop.admin(&shop.checkout, "/admin/pool", Some(&cut)).await;
+    assert_eq!(status, 200, "the cut is applied although a connection takes 200 ms to open: {resized}");
+    assert_eq!(shop.admin_get(&shop.checkout, "/admin/pool").await.1["max_connections"], 2);
+    // Its connections are open already: a checkout does not pay for a connect.
+    let order = json!({ "user_id": "after-the-cut", "product_id": 2, "quantity": 1 });
+    let (status, body) = shop.post(&shop.checkout, "/orders/create", &order).await;
+    assert_eq!(status, 201, "{body}");
+}
+
 async fn a_resize_does_not_fail_the_checkouts_waiting_for_a_connection(backend: Backend) {
     let shop = Arc::new(spawn_shop(backend, PRODUCTS, |_| {}).await);
     let small = json!({ "max_connections": 1, "acquire_timeout_ms": 4000 });
@@ -476,8 +521,14 @@ async fn the_compressed_timeline_shows_its_effects_in_order(backend: Backend) {
         let checkout = shop.checkout.clone();
         let client = shop.client.clone();
         tokio::spawn(async move {
-            let mut readings = Vec::new();
+            let (mut readings, mut troubles) = (Vec::new(), Vec::new());
             while let Some(event) = receiver.recv().await {
+                if let Event::Milestone(text) | Event::Trouble(text) = &event {
+                    println!("{text}");
+                }
+                if let Event::Trouble(text) = &event {
+                    troubles.push(text.clone());
+                }
                 if let Event::Minute(report) = event {
                     let text = |url: String| {
                         let client = client.clone();
@@ -503,12 +554,13 @@ async fn the_compressed_timeline_shows_its_effects_in_order(backend: Backend) {
                     }
                 }
             }
-            readings
+            (readings, troubles)
         })
     };
     let total = timeline.run(&mut |event| drop(sender.send(event))).await;
     drop(sender);
-    let readings = readings.await.unwrap();
+    let (readings, troubles) = readings.await.unwrap();
+    assert!(troubles.is_empty(), "every fault was applied and undone: {troubles:?}");
     println!("{} requests, {} errors; per minute: {readings:?}", total.requests, total.errors);
     assert!(readings.len() >= 29, "every minute was reported: {}", readings.len());
     let at = |m: u32| readings.iter().find(|r| r.minute == m).copied().unwrap();

@@ -2,6 +2,11 @@
 //! = 20, 5 s timeout" is applied by opening a real pool of that size and swapping it
 //! in. Requests then really wait for a connection, and really give up after the
 //! acquire timeout.
+//!
+//! The acquire timeout is the checkouts' wait, applied here, not the pool's own: a new
+//! pool opens its connections first (a PostgreSQL connection costs a fork and a
+//! handshake, slower still on a busy machine), so a 50 ms timeout meant for checkouts
+//! never fails the resize itself and no checkout pays for a connect.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +16,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use platform::db::{Db, Pool};
+
+/// How long opening a pool's connections may take; also the pool's own backstop wait.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connection checked out of the current pool, on either engine.
 pub enum Conn {
@@ -112,10 +120,15 @@ impl CheckoutPool {
     pub async fn acquire(&self) -> Result<(Conn, Duration, PoolSettings), Result<Exhausted, sqlx::Error>> {
         let current = self.current();
         let started = Instant::now();
-        let conn = match current.db.pool() {
-            Pool::Postgres(p) => p.acquire().await.map(Conn::Postgres),
-            Pool::Sqlite(p) => p.acquire().await.map(Conn::Sqlite),
-        };
+        let wait = Duration::from_millis(current.settings.acquire_timeout_ms);
+        let conn = tokio::time::timeout(wait, async {
+            match current.db.pool() {
+                Pool::Postgres(p) => p.acquire().await.map(Conn::Postgres),
+                Pool::Sqlite(p) => p.acquire().await.map(Conn::Sqlite),
+            }
+        })
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut));
         let waited = started.elapsed();
         match conn {
             Ok(conn) => Ok((conn, waited, current.settings)),
@@ -146,13 +159,16 @@ impl CheckoutPool {
     }
 }
 
+/// A pool of `settings.max_connections`, every connection already open.
 async fn open(database_url: Option<&str>, data_dir: &std::path::Path, settings: PoolSettings) -> anyhow::Result<Db> {
-    Db::connect(
-        database_url,
-        data_dir,
-        "shop",
-        settings.max_connections,
-        Duration::from_millis(settings.acquire_timeout_ms),
-    )
-    .await
+    let db = Db::connect(database_url, data_dir, "shop", settings.max_connections, OPEN_TIMEOUT).await?;
+    let mut opened = Vec::new();
+    for _ in 0..settings.max_connections {
+        let conn = match db.pool() {
+            Pool::Postgres(p) => p.acquire().await.map(Conn::Postgres),
+            Pool::Sqlite(p) => p.acquire().await.map(Conn::Sqlite),
+        };
+        opened.push(conn?);
+    }
+    Ok(db)
 }
