@@ -143,6 +143,11 @@ impl Platform {
         db: Option<Db>,
     ) -> Router {
         http_metrics.register(&mut registry);
+        registry.register(
+            "http_stalled_connections_closed",
+            "Connections closed because the client stopped reading (stalled event-stream viewers), process-wide",
+            http::shed_counter(),
+        );
         if let Some(db) = &db {
             db.register_metrics(&mut registry);
         }

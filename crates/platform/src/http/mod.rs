@@ -8,6 +8,7 @@ mod extract;
 mod headers;
 mod observe;
 mod serve;
+mod stall;
 
 use axum::http::StatusCode;
 
@@ -19,6 +20,7 @@ pub use headers::{BODY_LIMIT_BYTES, HEADER_LIMIT_BYTES, HEADER_LIMIT_COUNT};
 use headers::{add_security_headers, oversized_headers};
 pub use observe::{Observe, Observed, Observing, REQUEST_TIMEOUT};
 pub use serve::{HEADER_READ_TIMEOUT, serve};
+pub use stall::{WRITE_STALL, shed_counter};
 
 pub async fn not_found() -> ApiError {
     ApiError::not_found("Not Found")

@@ -4,7 +4,8 @@
 //! connection and sends its request head a byte a second (slowloris), or never sends
 //! the next request on a kept-alive connection, would hold a socket — and a file
 //! descriptor — for as long as it likes, and enough of them make accept fail for
-//! everyone, `/health` included.
+//! everyone, `/health` included. A client that stops reading is closed too (see
+//! [`super::stall`]).
 
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use axum::extract::{ConnectInfo, Request};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use super::stall::StallGuard;
 
 /// A request head — the first on a connection, or the next on a kept-alive one — must
 /// be complete within this, or the connection is closed. A phone sends its head in one
@@ -48,8 +51,10 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             request.extensions_mut().insert(ConnectInfo(peer));
             request
         });
-        let connection =
-            http.serve_connection(TokioIo::new(stream), hyper_util::service::TowerToHyperService::new(service));
+        let connection = http.serve_connection(
+            TokioIo::new(StallGuard::new(stream)),
+            hyper_util::service::TowerToHyperService::new(service),
+        );
         let (shutdown, open) = (shutdown.clone(), open.clone());
         tokio::spawn(async move {
             let mut connection = std::pin::pin!(connection);
@@ -134,6 +139,47 @@ mod tests {
         let (_, answer) = closed_after(&mut quick, Instant::now()).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_an_endless_stream_is_closed_and_counted() {
+        use futures_util::StreamExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        // An event stream that always has more to send, as a vote feed under load does.
+        let endless = || async {
+            let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+            let chunks = futures_util::stream::repeat(chunk).map(Ok::<_, std::convert::Infallible>);
+            axum::body::Body::from_stream(chunks)
+        };
+        let router = Router::new().route("/stream", axum::routing::get(endless));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router, shutdown.clone()));
+        let shed_before = super::super::stall::shed_counter().get();
+
+        let mut viewer = TcpStream::connect(address).await.unwrap();
+        viewer.write_all(b"GET /stream HTTP/1.1\r\nHost: breakroom\r\n\r\n").await.unwrap();
+        // The viewer reads nothing for longer than a write may wait...
+        tokio::time::sleep(super::super::stall::WRITE_STALL * 2).await;
+        // ...then drains what the kernel had queued: the server has closed the stream.
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut read = 0usize;
+        loop {
+            match viewer.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+            assert!(read < 256 * 1024 * 1024, "still streaming to a client that stopped reading");
+        }
+        assert!(super::super::stall::shed_counter().get() > shed_before, "the closed connection is counted");
+
+        // A client that reads is served as always.
+        let mut quick = TcpStream::connect(address).await.unwrap();
+        quick.write_all(b"GET /missing HTTP/1.1\r\nHost: breakroom\r\nConnection: close\r\n\r\n").await.unwrap();
+        let (_, answer) = closed_after(&mut quick, Instant::now()).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
         shutdown.cancel();
         server.await.unwrap().unwrap();
     }
