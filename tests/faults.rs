@@ -253,6 +253,45 @@ async fn postgres_restarted_mid_burst_acknowledges_only_stored_votes() {
     println!("recovered {:.1} s after PostgreSQL restarted", restarted.elapsed().as_secs_f64());
 }
 
+/// PostgreSQL stops while the lab is idle: votes are refused at once with "database
+/// unavailable", not after the pool's 5 s wait as "pool exhausted", and the pool-timeout
+/// metric stays at zero; once PostgreSQL is back the lab recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_postgres_is_reported_as_unavailable_at_once() {
+    let postgres = common::PrivatePostgres::start();
+    let url = postgres.url();
+    let app = spawn_app(Backend::Services, |c| {
+        c.platform.backend.database_url = Some(url.clone());
+        c.settings.vote.vote_rate_limit = 1_000_000.0;
+    })
+    .await;
+    assert_eq!(app.vote("ai", None).await.0, 200);
+    postgres.stop();
+    // The lab notices on its own, without a request having to wait first.
+    let noticed = common::eventually(Duration::from_secs(5), || async {
+        let metrics = app.metrics().await;
+        app.get("/ready").await.status() == 503 && metrics.contains("db_pool_timeout_total 0")
+    })
+    .await;
+    assert!(noticed, "the stopped database is noticed");
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let (status, body) = app.vote("print", None).await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(status, 503, "{body}");
+        let detail = body["detail"].as_str().unwrap_or_default().to_string();
+        assert!(detail.contains("unavailable") && !detail.contains("exhausted"), "the real cause: {body}");
+    }
+    // Not a benchmark: the pool's wait is 5 s, a refusal that waited for it would show.
+    assert!(slowest < Duration::from_secs(3), "refused without waiting for the pool: {slowest:?}");
+    assert_eq!(common::sample(&app.metrics().await, "db_pool_timeout_total"), Some(0.0), "not a pool timeout");
+
+    postgres.restart();
+    let recovered = common::eventually(Duration::from_secs(15), || async { app.vote("ai", None).await.0 == 200 }).await;
+    assert!(recovered, "the lab recovers by itself once PostgreSQL is back");
+}
+
 /// Sends requests from 4 workers for 900 ms (at most `count`) while Redis is killed
 /// at 100 ms and restarted at 500 ms under them; returns (acknowledged, failed).
 async fn burst_through_a_redis_kill(

@@ -312,7 +312,7 @@ async fn a_cut_to_a_short_wait_succeeds_while_connecting_is_slow() {
     let (status, resized) = shop.admin(&shop.checkout, "/admin/pool", Some(&cut)).await;
     assert_eq!(status, 200, "the cut is applied although a connection takes 200 ms to open: {resized}");
     assert_eq!(shop.admin_get(&shop.checkout, "/admin/pool").await.1["max_connections"], 2);
-    // Its connections are open already: a checkout does not pay for a connect.
+    // Its first connection is open already: the next checkout does not pay for a connect.
     let order = json!({ "user_id": "after-the-cut", "product_id": 2, "quantity": 1 });
     let (status, body) = shop.post(&shop.checkout, "/orders/create", &order).await;
     assert_eq!(status, 201, "{body}");

@@ -18,11 +18,17 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+mod breaker;
+use breaker::Breaker;
+
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// How long a request waits for a pooled connection before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an idle lab checks that PostgreSQL still answers, and how long it waits.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+const WATCH_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub enum Pool {
@@ -46,6 +52,8 @@ macro_rules! on_pool {
 pub struct Db {
     pool: Pool,
     gauges: Arc<PoolGauges>,
+    /// PostgreSQL only: fails requests at once while the server does not answer.
+    breaker: Option<Arc<Breaker>>,
 }
 
 #[derive(Debug, Default)]
@@ -69,7 +77,34 @@ impl Db {
             Pool::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await,
         }
         .context("running the database migrations")?;
+        db.watch();
         Ok(db)
+    }
+
+    /// A trivial query every [`WATCH_INTERVAL`], so a server that stopped while the lab
+    /// was idle is noticed before the next request waits for it. (Checkout's own pools
+    /// go without: they are the shop's story, and a probe would take one of their
+    /// connections.)
+    fn watch(&self) {
+        if self.breaker.is_none() {
+            return;
+        }
+        let db = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(WATCH_INTERVAL).await;
+                if on_pool!(db, |p| p.is_closed()) {
+                    return;
+                }
+                if let Some(breaker) = db.breaker.as_ref().filter(|b| !b.is_open()) {
+                    match tokio::time::timeout(WATCH_TIMEOUT, db.ping()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => breaker.suspect(&error),
+                        Err(_) => breaker.suspect(&sqlx::Error::PoolTimedOut),
+                    }
+                }
+            }
+        });
     }
 
     /// A pool of `max_connections` on the lab's database, without running migrations:
@@ -85,7 +120,11 @@ impl Db {
             Some(url) => Pool::Postgres(connect_postgres(url, max_connections, acquire_timeout).await?),
             None => Pool::Sqlite(open_sqlite(data_dir, lab, max_connections, acquire_timeout).await?),
         };
-        let db = Db { pool, gauges: Arc::default() };
+        let breaker = match &pool {
+            Pool::Postgres(p) => Some(Breaker::new(p.clone())),
+            Pool::Sqlite(_) => None,
+        };
+        let db = Db { pool, gauges: Arc::default(), breaker };
         db.gauges.size.set(i64::from(max_connections));
         Ok(db)
     }
@@ -126,12 +165,34 @@ impl Db {
         self.gauges.checked_out.set(i64::from(size) - idle as i64);
     }
 
-    /// Every database error a lab sees passes through here so pool timeouts are counted.
+    /// Every database error a lab sees passes through here: pool timeouts are counted,
+    /// and an error a stopped server causes makes the breaker check it. While it does
+    /// not answer, every error is "unavailable" — a wait that ran out then is not the
+    /// pool's fault and is not counted as its timeout.
     pub fn observe(&self, error: sqlx::Error) -> sqlx::Error {
+        if let Some(breaker) = &self.breaker {
+            if breaker.is_open() {
+                return breaker::unavailable();
+            }
+            breaker.suspect(&error);
+        }
         if matches!(error, sqlx::Error::PoolTimedOut) {
             self.gauges.timeouts.inc();
         }
         error
+    }
+
+    /// Has the breaker check `error` without counting anything: for a pool that keeps
+    /// its own figures (the shop's checkout).
+    pub fn suspect(&self, error: &sqlx::Error) {
+        if let Some(breaker) = &self.breaker {
+            breaker.suspect(error);
+        }
+    }
+
+    /// Whether the database is known not to answer right now.
+    pub fn is_unavailable(&self) -> bool {
+        self.breaker.as_ref().is_some_and(|b| b.is_open())
     }
 
     /// Runs a statement without parameters; returns the rows it affected.

@@ -4,9 +4,9 @@
 //! acquire timeout.
 //!
 //! The acquire timeout is the checkouts' wait, applied here, not the pool's own: a new
-//! pool opens its connections first (a PostgreSQL connection costs a fork and a
-//! handshake, slower still on a busy machine), so a 50 ms timeout meant for checkouts
-//! never fails the resize itself and no checkout pays for a connect.
+//! pool opens its first connection under a bound of its own (a PostgreSQL connection
+//! costs a fork and a handshake, slower still on a busy machine), so a 50 ms timeout
+//! meant for checkouts never fails the resize itself.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,8 +130,16 @@ impl CheckoutPool {
         .await
         .unwrap_or(Err(sqlx::Error::PoolTimedOut));
         let waited = started.elapsed();
+        if let Err(error) = &conn {
+            current.db.suspect(error);
+        }
         match conn {
             Ok(conn) => Ok((conn, waited, current.settings)),
+            // A database that does not answer is not an exhausted pool.
+            Err(_) if current.db.is_unavailable() => Err(Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the database did not answer",
+            )))),
             Err(sqlx::Error::PoolTimedOut) => {
                 let rejected = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
                 Err(Ok(Exhausted { settings: current.settings, waited, rejected }))
@@ -159,16 +167,9 @@ impl CheckoutPool {
     }
 }
 
-/// A pool of `settings.max_connections`, every connection already open.
+/// A pool of `settings.max_connections`; opening it establishes its first connection
+/// within [`OPEN_TIMEOUT`], and the rest open as checkouts need them. (Opening them all
+/// at once would take 50 of a PostgreSQL's 100 connections for the normal pool alone.)
 async fn open(database_url: Option<&str>, data_dir: &std::path::Path, settings: PoolSettings) -> anyhow::Result<Db> {
-    let db = Db::connect(database_url, data_dir, "shop", settings.max_connections, OPEN_TIMEOUT).await?;
-    let mut opened = Vec::new();
-    for _ in 0..settings.max_connections {
-        let conn = match db.pool() {
-            Pool::Postgres(p) => p.acquire().await.map(Conn::Postgres),
-            Pool::Sqlite(p) => p.acquire().await.map(Conn::Sqlite),
-        };
-        opened.push(conn?);
-    }
-    Ok(db)
+    Db::connect(database_url, data_dir, "shop", settings.max_connections, OPEN_TIMEOUT).await
 }
