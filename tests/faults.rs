@@ -292,6 +292,59 @@ async fn a_stopped_postgres_is_reported_as_unavailable_at_once() {
     assert!(recovered, "the lab recovers by itself once PostgreSQL is back");
 }
 
+/// The talk's "find it" step reads the logs: with PostgreSQL stopped, every failed vote
+/// batch logs its ERROR, and SIGTERM logs `shutting down` — on the server as the
+/// speaker runs it (JSON lines on stdout), on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failed_batch_and_the_shutdown_are_in_the_log() {
+    use tokio::io::AsyncReadExt;
+    let postgres = common::PrivatePostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_breakroom"))
+        .args(["serve", "vote", "--bind", "127.0.0.1", "--port", &port.to_string(), "--seed-partners", "20"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("DATABASE_URL", postgres.url())
+        .env_remove("REDIS_URL")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text).await;
+        text
+    });
+    let client = reqwest::Client::new();
+    let vote = || client.post(format!("{url}/vote")).json(&json!({ "choice": "ai" })).send();
+    assert!(
+        common::eventually(Duration::from_secs(10), || async { vote().await.is_ok_and(|r| r.status() == 200) }).await
+    );
+    postgres.stop();
+    // One vote at a time: each is a batch of its own.
+    let mut refused = 0;
+    for _ in 0..9 {
+        let answer = vote().await.unwrap();
+        if answer.status() == 503 {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 9, "every vote is refused while PostgreSQL is down");
+    let pid = child.id().unwrap().to_string();
+    assert!(tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("exits").unwrap();
+    let log = log.await.unwrap();
+    let batches = log.lines().filter(|l| l.contains("vote batch not stored")).count();
+    assert_eq!(batches, refused, "one ERROR per failed batch:\n{log}");
+    assert!(log.contains("shutting down"), "the shutdown is logged:\n{log}");
+    assert!(status.success(), "{status:?}");
+}
+
 /// Sends requests from 4 workers for 900 ms (at most `count`) while Redis is killed
 /// at 100 ms and restarted at 500 ms under them; returns (acknowledged, failed).
 async fn burst_through_a_redis_kill(

@@ -217,34 +217,44 @@ pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<T
 /// The subscriber [`init`] installs. Without a provider it has the log layer alone: an
 /// absent (`None`) traces layer would still say yes to every span, and each request
 /// would pay for a span nobody reads.
+///
+/// Every filter here is global (a layer of the subscriber), never a per-layer filter
+/// (`Layer::with_filter`). A per-layer filter remembers, per thread, which layers the
+/// last `enabled` question disabled, and forgets it only at the next event: when that
+/// question is asked and no event follows — as `log_enabled!` does, which sqlx calls
+/// around each statement — the next event on that thread whose callsite is always
+/// enabled skipped the log layer. That dropped one `vote batch not stored` ERROR in
+/// three, and `shutting down` lines (tests/faults.rs, every_failed_batch_…).
 fn subscriber(
     directives: &str,
     provider: Option<&SdkTracerProvider>,
 ) -> Box<dyn tracing::Subscriber + Send + Sync + 'static> {
-    use tracing_subscriber::Layer;
-    use tracing_subscriber::filter::FilterExt;
-    let filter = || EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let logs = tracing_subscriber::fmt::layer()
+    let filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    match provider {
+        Some(provider) => {
+            let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer("breakroom"));
+            Box::new(tracing_subscriber::registry().with(filter).with(log_lines()).with(traces))
+        }
+        None => Box::new(tracing_subscriber::registry().with(filter).with(events_only()).with(log_lines())),
+    }
+}
+
+/// One JSON line per event, without span context.
+fn log_lines<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
         .with_target(true)
-        .with_filter(filter().and(events_only()));
-    match provider {
-        Some(provider) => {
-            let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer("breakroom")).with_filter(filter());
-            Box::new(tracing_subscriber::registry().with(logs).with(traces))
-        }
-        None => Box::new(tracing_subscriber::registry().with(logs)),
-    }
 }
 
-/// Events, never spans, decided once per callsite (not per call).
-fn events_only<S>() -> impl tracing_subscriber::layer::Filter<S> {
-    use tracing::subscriber::Interest;
-    tracing_subscriber::filter::DynFilterFn::new(|metadata, _| metadata.is_event())
-        .with_callsite_filter(|metadata| if metadata.is_span() { Interest::never() } else { Interest::always() })
+/// Events, never spans, decided once per callsite (not per call): a global filter.
+fn events_only() -> tracing_subscriber::filter::FilterFn {
+    tracing_subscriber::filter::filter_fn(|metadata| metadata.is_event())
 }
 
 /// Logs only, for the client commands.
