@@ -168,8 +168,14 @@ impl CheckoutPool {
 }
 
 /// A pool of `settings.max_connections`; opening it establishes its first connection
-/// within [`OPEN_TIMEOUT`], and the rest open as checkouts need them. (Opening them all
-/// at once would take 50 of a PostgreSQL's 100 connections for the normal pool alone.)
+/// within [`OPEN_TIMEOUT`] on PostgreSQL, and the rest open as checkouts need them.
+/// (Opening them all at once would take 50 of a PostgreSQL's 100 connections for the
+/// normal pool alone.) On SQLite opening is a file's, and the pool's wait also sets how
+/// long a writer waits for the database's one write lock: the checkouts' wait, as before.
 async fn open(database_url: Option<&str>, data_dir: &std::path::Path, settings: PoolSettings) -> anyhow::Result<Db> {
-    Db::connect(database_url, data_dir, "shop", settings.max_connections, OPEN_TIMEOUT).await
+    let bound = match database_url {
+        Some(_) => OPEN_TIMEOUT,
+        None => Duration::from_millis(settings.acquire_timeout_ms),
+    };
+    Db::connect(database_url, data_dir, "shop", settings.max_connections, bound).await
 }
