@@ -91,6 +91,12 @@ async fn a_failed_batch_refuses_exactly_its_votes(backend: Backend) {
 
 async fn pages_carry_a_strict_content_security_policy(backend: Backend) {
     let app = spawn_app(backend, |_| {}).await;
+    // A path that is not UTF-8 once decoded: a JSON client error, not plain text.
+    for path in ["/static/%c0%af", "/admin/bugs/%c0%af"] {
+        let response = app.get(path).await;
+        assert!(response.status().is_client_error(), "{path}");
+        assert_eq!(response.headers()["content-type"], "application/json", "{path}");
+    }
     for path in ["/", "/results", "/admin", "/presenter", "/qr.svg", "/votes", "/nope", "/metrics", "/static/vote.js"] {
         let response = app.get(path).await;
         let headers = response.headers();

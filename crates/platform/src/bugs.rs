@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::cache::{Redis, Subscription};
-use super::http::{ApiError, JsonBody};
+use super::http::{ApiError, JsonBody, PathParam};
 
 /// A planted bug as a lab declares it.
 #[derive(Debug, Clone, Copy)]
@@ -219,7 +219,7 @@ pub async fn list(State(bugs): State<Bugs>) -> Json<crate::openapi::BugsBody> {
 )]
 pub async fn flip(
     State(bugs): State<Bugs>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
     JsonBody(request): JsonBody<FlipRequest>,
 ) -> Result<Json<BugState>, ApiError> {
     let switch = bugs.find(&name).ok_or_else(|| {

@@ -1,6 +1,5 @@
 //! Pages' files, embedded in the binary so they never wait on a CDN.
 
-use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
@@ -16,7 +15,7 @@ struct StaticFiles;
 struct Fonts;
 
 /// `/static/{*path}`: files embedded in the binary, so pages never wait on a CDN.
-pub async fn static_file(Path(path): Path<String>) -> Response {
+pub async fn static_file(PathParam(path): PathParam<String>) -> Response {
     let file = match path.strip_prefix("fonts/") {
         Some(font) => Fonts::get(font),
         None => StaticFiles::get(&path),

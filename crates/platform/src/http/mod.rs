@@ -3,6 +3,7 @@
 
 mod admin;
 mod assets;
+mod bare;
 mod error;
 mod extract;
 mod headers;

@@ -5,7 +5,7 @@
 //! the next request on a kept-alive connection, would hold a socket — and a file
 //! descriptor — for as long as it likes, and enough of them make accept fail for
 //! everyone, `/health` included. A client that stops reading is closed too (see
-//! [`super::stall`]).
+//! [`super::stall`]), and hyper's own error answers are JSON like the rest ([`super::bare`]).
 
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::bare::JsonErrors;
 use super::stall::StallGuard;
 
 /// A request head — the first on a connection, or the next on a kept-alive one — must
@@ -52,7 +53,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             request
         });
         let connection = http.serve_connection(
-            TokioIo::new(StallGuard::new(stream)),
+            TokioIo::new(JsonErrors::new(StallGuard::new(stream))),
             hyper_util::service::TowerToHyperService::new(service),
         );
         let (shutdown, open) = (shutdown.clone(), open.clone());
@@ -139,6 +140,33 @@ mod tests {
         let (_, answer) = closed_after(&mut quick, Instant::now()).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_answers_hyper_writes_itself_are_json_with_a_detail() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let router = Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router, shutdown.clone()));
+        let many_headers: String = (0..150).map(|i| format!("x-{i}: 1\r\n")).collect();
+        let long_uri = format!("/{}", "a".repeat(70_000));
+        for (request, status) in [
+            (format!("GET /health HTTP/1.1\r\nHost: b\r\n{many_headers}\r\n"), "431"),
+            (format!("GET {long_uri} HTTP/1.1\r\nHost: b\r\n\r\n"), "414"),
+            ("GET /health HTTP/1.1\r\nHost: b\r\nno colon here\r\n\r\n".to_string(), "400"),
+        ] {
+            let mut client = TcpStream::connect(address).await.unwrap();
+            client.write_all(request.as_bytes()).await.unwrap();
+            let (_, answer) = closed_after(&mut client, Instant::now()).await;
+            assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{answer}");
+            assert!(answer.contains("content-type: application/json"), "{answer}");
+            let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+            let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+            assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{answer}");
+        }
         shutdown.cancel();
         server.await.unwrap().unwrap();
     }
