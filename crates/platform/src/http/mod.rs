@@ -10,6 +10,7 @@ mod headers;
 mod observe;
 mod serve;
 mod stall;
+mod waiting;
 
 use axum::http::StatusCode;
 

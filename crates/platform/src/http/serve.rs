@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bare::JsonErrors;
 use super::stall::StallGuard;
+use super::waiting::Waiting;
 
 /// A request head — the first on a connection, or the next on a kept-alive one — must
 /// be complete within this, or the connection is closed. A phone sends its head in one
@@ -35,20 +36,25 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     // Every connection holds a sender; when the last is dropped, all have closed.
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let waiting = std::sync::Arc::new(Waiting::default());
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!(%error, "accept failed; trying again");
+                    let closed = waiting.make_room();
+                    tracing::warn!(%error, closed, "accept failed; closed connections that sent nothing, trying again");
                     tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
             },
         };
         let _ = stream.set_nodelay(true);
+        let ticket = waiting.join();
+        let first_request = ticket.clone();
         let service = tower::ServiceExt::map_request(router.clone(), move |mut request: Request<_>| {
+            first_request.served();
             request.extensions_mut().insert(ConnectInfo(peer));
             request
         });
@@ -65,7 +71,10 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
+                // Never sent a request and the oldest such: closed to make room.
+                _ = ticket.evicted.cancelled() => Ok(()),
             };
+            ticket.closed();
             if let Err(error) = result {
                 // A client that went away or timed out: the connection's own business.
                 tracing::debug!(%error, %peer, "connection closed with an error");
@@ -140,6 +149,42 @@ mod tests {
         let (_, answer) = closed_after(&mut quick, Instant::now()).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn connections_that_send_nothing_give_way_and_health_still_answers() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let router = Router::new().route("/health", axum::routing::get(|| async { "ok" }));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router, shutdown.clone()));
+        // A browser that is served keeps its kept-alive connection through it all.
+        let mut browser = TcpStream::connect(address).await.unwrap();
+        browser.write_all(b"GET /health HTTP/1.1\r\nHost: b\r\n\r\n").await.unwrap();
+        let mut buffer = [0u8; 1024];
+        assert!(browser.read(&mut buffer).await.unwrap() > 0);
+        // 1,100 sockets that send nothing, more than a default descriptor limit allows.
+        let mut idle = Vec::new();
+        for _ in 0..1_100 {
+            idle.push(TcpStream::connect(address).await.unwrap());
+        }
+        // Past their grace, the next connection makes room.
+        tokio::time::sleep(super::super::waiting::GRACE + Duration::from_millis(100)).await;
+        let mut health = TcpStream::connect(address).await.unwrap();
+        health.write_all(b"GET /health HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n").await.unwrap();
+        let (_, answer) = closed_after(&mut health, Instant::now()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // The oldest idle ones were closed at once (long before the header timeout).
+        let mut closed = 0;
+        for socket in &mut idle[..1_100 - super::super::waiting::MAX_WAITING] {
+            let read = tokio::time::timeout(Duration::from_secs(2), socket.read(&mut buffer)).await;
+            closed += usize::from(matches!(read, Ok(Ok(0)) | Ok(Err(_))));
+        }
+        assert_eq!(closed, 1_100 - super::super::waiting::MAX_WAITING, "all but the newest waiting were closed");
+        browser.write_all(b"GET /health HTTP/1.1\r\nHost: b\r\n\r\n").await.unwrap();
+        assert!(browser.read(&mut buffer).await.unwrap() > 0, "the served browser's connection is kept");
         shutdown.cancel();
         server.await.unwrap().unwrap();
     }
