@@ -385,6 +385,65 @@ async fn no_stale_read_after_a_restart_during_an_outage() {
     assert_eq!(app.sql_count("SELECT COUNT(*) FROM cache_pending").await, 0, "the journal is emptied once done");
 }
 
+/// D1 with faults: eight clients PUT one item for 2 s while Redis pauses twice under
+/// them, and in the middle round breakroom restarts during an outage. Every write is
+/// acknowledged, and once Redis answers again a read shows the row, in every round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_through_a_flapping_redis_and_a_restart_leave_the_cache_equal_to_the_row() {
+    let redis = std::sync::Arc::new(PrivateRedis::start());
+    let mut app = std::sync::Arc::new(with_private_redis(&redis).await);
+    let path = format!("/items/{WIDGET_A}");
+    let pause = |ms: u64| {
+        let redis = redis.clone();
+        tokio::task::spawn_blocking(move || redis.pause(ms))
+    };
+    for round in 0..3u32 {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut writers = tokio::task::JoinSet::new();
+        for client in 0..8u32 {
+            let (app, path) = (app.clone(), path.clone());
+            writers.spawn(async move {
+                for i in 0..400u32 {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    let cents = (round * 8 + client) * 1000 + i + 100;
+                    let body = json!({ "name": format!("c{client}-{i}"), "price": f64::from(cents) / 100.0 });
+                    assert_eq!(app.put_json(&path, &body).await.status(), 200, "writes go on through the outage");
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        pause(300).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        pause(300).await.unwrap();
+        while let Some(done) = writers.join_next().await {
+            done.unwrap();
+        }
+        if round == 1 {
+            // One more write while Redis does not answer, then a restart before it does.
+            pause(2_500).await.unwrap();
+            assert!(eventually(Duration::from_secs(2), || async { health_status(&app).await == "degraded" }).await);
+            let body = json!({ "name": "during the restart", "price": 9.99 });
+            assert_eq!(app.put_json(&path, &body).await.status(), 200);
+            let single = std::sync::Arc::try_unwrap(app).unwrap_or_else(|_| panic!("the writers are done"));
+            app = std::sync::Arc::new(single.restart().await);
+        }
+        assert!(eventually(Duration::from_secs(8), || async { health_status(&app).await == "ok" }).await);
+        let row =
+            app.sql_count("SELECT price_cents FROM items WHERE id = '550e8400-e29b-41d4-a716-446655440001'").await;
+        for read in 0..2 {
+            let (status, item) = json_of(app.get(&path).await).await;
+            assert_eq!(status, 200);
+            let served = (item["price"].as_f64().unwrap() * 100.0).round() as i64;
+            assert_eq!(
+                served, row,
+                "round {round}, read {read}: the cache serves {item} while the row holds {row} cents"
+            );
+        }
+    }
+}
+
 /// breakroom starts while Redis is down (the original refused to) and comes up degraded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_degraded_while_redis_is_down_and_recovers() {
