@@ -187,18 +187,23 @@ async fn sigterm_with_votes_in_flight_and_a_thousand_viewers() {
     assert!(stored as u64 >= acknowledged, "no acknowledged vote was lost");
 }
 
+/// A vote lab on a PostgreSQL of the test's own; one test client may send everything.
+async fn vote_lab_on(postgres: &common::PrivatePostgres) -> common::TestApp {
+    let url = postgres.url();
+    spawn_app(Backend::Services, |c| {
+        c.platform.backend.database_url = Some(url);
+        c.settings.vote.vote_rate_limit = 1_000_000.0;
+    })
+    .await
+}
+
 /// PostgreSQL (a cluster of the test's own) stops for 6 s in the middle of a vote burst
 /// and comes back: votes during the outage get a 503 with Retry-After, none is acknowledged
 /// without being stored, and the lab recovers by itself once PostgreSQL is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_mid_burst_acknowledges_only_stored_votes() {
     let postgres = common::PrivatePostgres::start();
-    let url = postgres.url();
-    let app = spawn_app(Backend::Services, |c| {
-        c.platform.backend.database_url = Some(url.clone());
-        c.settings.vote.vote_rate_limit = 1_000_000.0;
-    })
-    .await;
+    let (app, url) = (vote_lab_on(&postgres).await, postgres.url());
     let counters: Arc<[AtomicU64; 3]> = Arc::new(Default::default()); // acknowledged, 503 + Retry-After, other
     // The outage outlasts the pool's 5 s wait for a connection, so votes caught in it
     // are refused rather than merely delayed.
@@ -259,12 +264,7 @@ async fn postgres_restarted_mid_burst_acknowledges_only_stored_votes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_postgres_is_reported_as_unavailable_at_once() {
     let postgres = common::PrivatePostgres::start();
-    let url = postgres.url();
-    let app = spawn_app(Backend::Services, |c| {
-        c.platform.backend.database_url = Some(url.clone());
-        c.settings.vote.vote_rate_limit = 1_000_000.0;
-    })
-    .await;
+    let app = vote_lab_on(&postgres).await;
     assert_eq!(app.vote("ai", None).await.0, 200);
     postgres.stop();
     // The lab notices on its own, without a request having to wait first.

@@ -333,16 +333,22 @@ async fn requests_during_an_outage_pay_a_bounded_price() {
     assert_eq!(health_status(&app).await, "degraded");
 }
 
+/// A new item "Before", written through to `redis`: its id and its Redis key.
+async fn written_through(app: &common::TestApp, redis: &PrivateRedis) -> (String, String) {
+    let (_, created) = json_of(app.post_json("/items", &json!({ "name": "Before", "price": 1 })).await).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let key = format!("{}item:{id}", app.config.platform.backend.redis_prefix);
+    assert!(redis.get(&key).unwrap().contains("Before"), "written through");
+    (id, key)
+}
+
 /// The original's bug: Redis paused (data intact), an item updated meanwhile, and
 /// the old value served again once Redis answers. Ours invalidates on recovery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_stale_read_after_an_outage() {
     let redis = PrivateRedis::start();
     let app = with_private_redis(&redis).await;
-    let (_, created) = json_of(app.post_json("/items", &json!({ "name": "Before", "price": 1 })).await).await;
-    let id = created["id"].as_str().unwrap().to_string();
-    let key = format!("{}item:{id}", app.config.platform.backend.redis_prefix);
-    assert!(redis.get(&key).unwrap().contains("Before"), "written through");
+    let (id, _) = written_through(&app, &redis).await;
 
     redis.pause(1_500);
     assert!(eventually(Duration::from_secs(1), || async { health_status(&app).await == "degraded" }).await);
@@ -366,10 +372,7 @@ async fn no_stale_read_after_an_outage() {
 async fn no_stale_read_after_a_restart_during_an_outage() {
     let redis = PrivateRedis::start();
     let app = with_private_redis(&redis).await;
-    let (_, created) = json_of(app.post_json("/items", &json!({ "name": "Before", "price": 1 })).await).await;
-    let id = created["id"].as_str().unwrap().to_string();
-    let key = format!("{}item:{id}", app.config.platform.backend.redis_prefix);
-    assert!(redis.get(&key).unwrap().contains("Before"), "written through");
+    let (id, key) = written_through(&app, &redis).await;
 
     redis.pause(4_000);
     assert!(eventually(Duration::from_secs(1), || async { health_status(&app).await == "degraded" }).await);

@@ -110,6 +110,20 @@ mod tests {
     use tokio::net::TcpStream;
     use tokio::time::Instant;
 
+    /// `serve` on a port of its own: its address, its shutdown, its task.
+    async fn start(
+        router: Router,
+    ) -> (std::net::SocketAddr, CancellationToken, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        (address, shutdown.clone(), tokio::spawn(serve(listener, router, shutdown)))
+    }
+
+    fn health() -> Router {
+        Router::new().route("/health", axum::routing::get(|| async { "ok" }))
+    }
+
     /// Reads until the server closes the connection; how long that took.
     async fn closed_after(stream: &mut TcpStream, began: Instant) -> (Duration, String) {
         let mut seen = Vec::new();
@@ -124,11 +138,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stalled_request_head_and_an_idle_kept_alive_connection_are_closed_at_the_header_timeout() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let router = Router::new().route("/health", axum::routing::get(|| async { "ok" }));
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, router, shutdown.clone()));
+        let (address, shutdown, server) = start(health()).await;
 
         // Slowloris: part of a head, then nothing.
         let mut slow = TcpStream::connect(address).await.unwrap();
@@ -155,11 +165,7 @@ mod tests {
 
     #[tokio::test]
     async fn connections_that_send_nothing_give_way_and_health_still_answers() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let router = Router::new().route("/health", axum::routing::get(|| async { "ok" }));
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, router, shutdown.clone()));
+        let (address, shutdown, server) = start(health()).await;
         // A browser that is served keeps its kept-alive connection through it all.
         let mut browser = TcpStream::connect(address).await.unwrap();
         browser.write_all(b"GET /health HTTP/1.1\r\nHost: b\r\n\r\n").await.unwrap();
@@ -191,11 +197,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_answers_hyper_writes_itself_are_json_with_a_detail() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let router = Router::new().route("/health", axum::routing::get(|| async { "ok" }));
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, router, shutdown.clone()));
+        let (address, shutdown, server) = start(health()).await;
         let many_headers: String = (0..150).map(|i| format!("x-{i}: 1\r\n")).collect();
         let long_uri = format!("/{}", "a".repeat(70_000));
         for (request, status) in [
@@ -219,17 +221,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_client_that_stops_reading_an_endless_stream_is_closed_and_counted() {
         use futures_util::StreamExt;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
         // An event stream that always has more to send, as a vote feed under load does.
         let endless = || async {
             let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
             let chunks = futures_util::stream::repeat(chunk).map(Ok::<_, std::convert::Infallible>);
             axum::body::Body::from_stream(chunks)
         };
-        let router = Router::new().route("/stream", axum::routing::get(endless));
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, router, shutdown.clone()));
+        let (address, shutdown, server) = start(Router::new().route("/stream", axum::routing::get(endless))).await;
         let shed_before = super::super::stall::shed_counter().get();
 
         let mut viewer = TcpStream::connect(address).await.unwrap();
