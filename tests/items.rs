@@ -168,6 +168,27 @@ async fn health_reports_both_dependencies(backend: Backend) {
     assert_eq!(health, json!({ "status": "ok", "service": "api", "dependencies": dependencies }));
 }
 
+/// Eight clients PUT `path` for about 2 s, each write acknowledged (200) whatever
+/// happens to Redis; every write has its own price, so the row names the one that won.
+fn eight_writers(app: &std::sync::Arc<common::TestApp>, path: &str, round: u32) -> tokio::task::JoinSet<()> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut writers = tokio::task::JoinSet::new();
+    for client in 0..8u32 {
+        let (app, path) = (app.clone(), path.to_string());
+        writers.spawn(async move {
+            for i in 0..400u32 {
+                if Instant::now() > deadline {
+                    break;
+                }
+                let cents = (round * 8 + client) * 1000 + i + 100;
+                let body = json!({ "name": format!("c{client}-{i}"), "price": f64::from(cents) / 100.0 });
+                assert_eq!(app.put_json(&path, &body).await.status(), 200, "every write is acknowledged");
+            }
+        });
+    }
+    writers
+}
+
 /// The fault probe's D1: eight clients PUT one item at once for about 2 s; the database
 /// commits in one order, their cache writes may land in another. Afterwards a read (a
 /// cache hit) must show the row the database holds, in every round.
@@ -175,22 +196,7 @@ async fn concurrent_writes_leave_the_cache_equal_to_the_row(backend: Backend) {
     let app = std::sync::Arc::new(spawn(backend).await);
     let path = format!("/items/{WIDGET_A}");
     for round in 0..3u32 {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut writers = tokio::task::JoinSet::new();
-        for client in 0..8u32 {
-            let (app, path) = (app.clone(), path.clone());
-            writers.spawn(async move {
-                for i in 0..400u32 {
-                    if Instant::now() > deadline {
-                        break;
-                    }
-                    // Every write has its own price, so the row names the write that won.
-                    let cents = (round * 8 + client) * 1000 + i + 100;
-                    let body = json!({ "name": format!("c{client}-{i}"), "price": f64::from(cents) / 100.0 });
-                    assert_eq!(app.put_json(&path, &body).await.status(), 200);
-                }
-            });
-        }
+        let mut writers = eight_writers(&app, &path, round);
         while let Some(done) = writers.join_next().await {
             done.unwrap();
         }
@@ -401,21 +407,7 @@ async fn concurrent_writes_through_a_flapping_redis_and_a_restart_leave_the_cach
         tokio::task::spawn_blocking(move || redis.pause(ms))
     };
     for round in 0..3u32 {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut writers = tokio::task::JoinSet::new();
-        for client in 0..8u32 {
-            let (app, path) = (app.clone(), path.clone());
-            writers.spawn(async move {
-                for i in 0..400u32 {
-                    if Instant::now() > deadline {
-                        break;
-                    }
-                    let cents = (round * 8 + client) * 1000 + i + 100;
-                    let body = json!({ "name": format!("c{client}-{i}"), "price": f64::from(cents) / 100.0 });
-                    assert_eq!(app.put_json(&path, &body).await.status(), 200, "writes go on through the outage");
-                }
-            });
-        }
+        let mut writers = eight_writers(&app, &path, round);
         tokio::time::sleep(Duration::from_millis(300)).await;
         pause(300).await.unwrap();
         tokio::time::sleep(Duration::from_millis(600)).await;
