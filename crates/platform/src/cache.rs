@@ -15,8 +15,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod journal;
+mod probe;
 use crate::db::Db;
 use journal::Journal;
+use probe::probe;
 
 #[derive(Clone)]
 pub struct Redis {
@@ -511,72 +513,6 @@ fn glob_escape(prefix: &str) -> String {
     escaped
 }
 
-/// Watches Redis: marks the cache down when a PING fails, and back up only after the
-/// keys remembered during the outage are deleted.
-async fn probe(cache: std::sync::Weak<CacheInner>, shutdown: CancellationToken) {
-    use std::sync::atomic::Ordering;
-    let mut ticks = tokio::time::interval(PROBE_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        let Some(cache) = cache.upgrade() else { return };
-        let Store::Redis(redis) = &cache.store else { return };
-        if redis.ping().await.is_err() {
-            if cache.up.swap(false, Ordering::AcqRel) {
-                cache.up_gauge.set(0);
-                tracing::warn!("cache_unavailable: redis did not answer a health probe");
-            }
-            continue;
-        }
-        if cache.is_up() {
-            continue;
-        }
-        // Redis answers again: invalidate what changed meanwhile (remembered here or,
-        // by this process or an earlier one, in the journal), then use it again.
-        let keys: Vec<String> = cache.pending.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
-        let journaled = match &cache.journal {
-            Some(journal) => match journal.read().await {
-                Ok(entries) => Some(entries),
-                Err(_) => continue, // the database does not answer: not yet
-            },
-            None => None,
-        };
-        let mut full: Vec<String> = keys.iter().map(|k| redis.key(k)).collect();
-        full.extend(journaled.iter().flat_map(|j| j.keys.iter().cloned()));
-        full.sort_unstable();
-        full.dedup();
-        if !full.is_empty() && invalidate(redis, &full).await.is_err() {
-            continue;
-        }
-        if let (Some(journal), Some(last)) = (&cache.journal, journaled.and_then(|j| j.last))
-            && journal.forget_through(last).await.is_err()
-        {
-            continue;
-        }
-        let mut pending = cache.pending.lock().unwrap_or_else(|p| p.into_inner());
-        for key in &keys {
-            pending.remove(key);
-        }
-        if !pending.is_empty() {
-            continue; // more writes arrived while invalidating; next round
-        }
-        cache.up.store(true, Ordering::Release);
-        cache.up_gauge.set(1);
-        drop(pending);
-        tracing::info!(invalidated = full.len(), "cache_recovered: redis answers again; stale keys invalidated");
-        if !full.is_empty() {
-            let redis = redis.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(SECOND_INVALIDATION_DELAY).await;
-                let _ = invalidate(&redis, &full).await;
-            });
-        }
-    }
-}
-
 /// Deletes `keys`, full Redis keys (the prefix included).
 async fn invalidate(redis: &Redis, keys: &[String]) -> redis::RedisResult<()> {
     let mut conn = redis.conn();
@@ -610,62 +546,4 @@ fn stored_version(stored: &str) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn glob_characters_in_prefixes_are_literal() {
-        assert_eq!(glob_escape("item:"), "item:");
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
-    }
-
-    #[test]
-    fn in_process_entries_live_for_the_ttl_they_were_set_with() {
-        use moka::Expiry;
-        let entry = Entry { value: "v".into(), ttl: Duration::from_secs(300) };
-        let now = std::time::Instant::now();
-        assert_eq!(EntryTtl.expire_after_create(&"k".to_string(), &entry, now), Some(Duration::from_secs(300)));
-        let updated = Entry { ttl: Duration::from_secs(5), ..entry };
-        let left = Some(Duration::from_secs(200));
-        assert_eq!(EntryTtl.expire_after_update(&"k".to_string(), &updated, now, left), Some(Duration::from_secs(5)));
-    }
-
-    #[tokio::test]
-    async fn in_process_keys_are_counted_and_cleared_by_prefix() {
-        let cache = Cache::new(None, CancellationToken::new());
-        for key in ["item:1", "item:2", "other"] {
-            cache.set(key, key, Duration::from_secs(60)).await.unwrap();
-        }
-        assert_eq!(cache.get("item:1").await.unwrap().as_deref(), Some("item:1"));
-        assert_eq!(cache.count("item:").await.unwrap(), 2);
-        assert_eq!(cache.clear("item:").await.unwrap(), 2);
-        assert_eq!(cache.get("item:2").await.unwrap(), None);
-        assert_eq!(cache.get("other").await.unwrap().as_deref(), Some("other"));
-        assert_eq!(cache.delete(&["other", "missing"]).await.unwrap(), 1);
-    }
-
-    #[tokio::test]
-    async fn an_older_version_arriving_late_never_replaces_a_newer_one() {
-        let cache = Cache::new(None, CancellationToken::new());
-        let ttl = Duration::from_secs(60);
-        // Two writes committed as versions 1 and 2; their cache writes land 2, then 1.
-        assert!(cache.set_newer("item:1", r#"{"price":5}"#, 2, ttl).await.unwrap());
-        assert!(!cache.set_newer("item:1", r#"{"price":1}"#, 1, ttl).await.unwrap());
-        assert!(!cache.set_newer("item:1", r#"{"price":5}"#, 2, ttl).await.unwrap(), "the same version: kept");
-        assert_eq!(cache.get("item:1").await.unwrap().as_deref(), Some(r#"{"_v":2,"price":5}"#));
-        assert!(cache.set_newer("item:1", r#"{"price":7}"#, 3, ttl).await.unwrap());
-        assert_eq!(cache.get("item:1").await.unwrap().as_deref(), Some(r#"{"_v":3,"price":7}"#));
-        // A value stored without a version (an older build's) is replaced.
-        cache.set("item:2", r#"{"price":1}"#, ttl).await.unwrap();
-        assert!(cache.set_newer("item:2", "{}", 0, ttl).await.unwrap());
-        assert_eq!(cache.get("item:2").await.unwrap().as_deref(), Some(r#"{"_v":0}"#));
-    }
-
-    #[test]
-    fn the_version_is_read_back_from_the_stored_value() {
-        assert_eq!(stored_version(r#"{"_v":42,"id":"x"}"#), Some(42));
-        assert_eq!(stored_version(r#"{"_v":-1}"#), Some(-1));
-        assert_eq!(stored_version(r#"{"id":"x"}"#), None);
-        assert_eq!(stored_version("plain"), None);
-    }
-}
+mod tests;
