@@ -136,10 +136,7 @@ impl CheckoutPool {
         match conn {
             Ok(conn) => Ok((conn, waited, current.settings)),
             // A database that does not answer is not an exhausted pool.
-            Err(_) if current.db.is_unavailable() => Err(Err(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::NotConnected,
-                "the database did not answer",
-            )))),
+            Err(_) if current.db.is_unavailable() => Err(Err(platform::db::unavailable())),
             Err(sqlx::Error::PoolTimedOut) => {
                 let rejected = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
                 Err(Ok(Exhausted { settings: current.settings, waited, rejected }))

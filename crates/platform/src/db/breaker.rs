@@ -14,8 +14,9 @@
 //! options are put back and the pool opens connections as before.
 
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool};
@@ -24,6 +25,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool};
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often an open breaker tries the server again.
 const RETRY: Duration = Duration::from_millis(500);
+/// After the server was found answering, suspicions are not checked again this soon: an
+/// exhausted pool times out request after request, and each check is a connection of
+/// its own — a stream of them would load the very database the story is exhausting.
+const QUIET_AFTER_ANSWER: Duration = Duration::from_secs(1);
 /// Where connects go while the breaker is open: no such directory, so no such socket.
 const NOWHERE: &str = "/nonexistent/breakroom: the database did not answer";
 
@@ -33,12 +38,20 @@ pub(super) struct Breaker {
     real: PgConnectOptions,
     open: AtomicBool,
     checking: AtomicBool,
+    /// When the last check found the server answering.
+    answered: Mutex<Option<Instant>>,
 }
 
 impl Breaker {
     pub fn new(pool: PgPool) -> Arc<Breaker> {
         let real = (*pool.connect_options()).clone();
-        Arc::new(Breaker { pool, real, open: AtomicBool::new(false), checking: AtomicBool::new(false) })
+        Arc::new(Breaker {
+            pool,
+            real,
+            open: AtomicBool::new(false),
+            checking: AtomicBool::new(false),
+            answered: Mutex::new(None),
+        })
     }
 
     pub fn is_open(&self) -> bool {
@@ -48,6 +61,10 @@ impl Breaker {
     /// `error` is of a kind a stopped server causes: check the server (one check at a time).
     pub fn suspect(self: &Arc<Self>, error: &sqlx::Error) {
         if !matches!(error, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) {
+            return;
+        }
+        let answered = *self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        if answered.is_some_and(|at| at.elapsed() < QUIET_AFTER_ANSWER) {
             return;
         }
         if self.is_open() || self.checking.swap(true, Ordering::AcqRel) {
@@ -62,6 +79,7 @@ impl Breaker {
 
     async fn watch(&self) {
         if self.reachable().await {
+            *self.answered.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             return; // busy or briefly cut, not gone
         }
         self.pool.set_connect_options(self.real.clone().socket(NOWHERE));
@@ -93,6 +111,6 @@ impl Breaker {
 }
 
 /// What a request is told while the breaker is open.
-pub(super) fn unavailable() -> sqlx::Error {
+pub fn unavailable() -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::NotConnected, "the database did not answer"))
 }
