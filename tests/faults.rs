@@ -100,6 +100,46 @@ async fn redis_killed_mid_burst_loses_no_vote() {
     assert!(snapshot.is_some(), "viewers get a correct full snapshot");
 }
 
+/// A Redis that answers nothing (paused) costs one vote its timeout, not every vote:
+/// once a command has failed, Redis is skipped until a probe sees it answer, and the
+/// votes are counted from the database meanwhile. Before, each vote waited for the
+/// timeout (and its retry) in turn. The timeout is set to 1 s so that "waited for
+/// Redis" cannot be confused with a slow machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_during_a_redis_outage_do_not_wait_for_redis() {
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let app = spawn_app(Backend::Services, |c| {
+        c.platform.backend.redis_url = Some(url.clone());
+        c.platform.redis_timeout = TIMEOUT;
+        c.settings.vote.vote_rate_limit = 1_000_000.0;
+    })
+    .await;
+    let vote = |choice: &'static str| {
+        let (client, base) = (app.client.clone(), app.url.clone());
+        async move {
+            let sent = Instant::now();
+            let status =
+                client.post(format!("{base}/vote")).json(&json!({ "choice": choice })).send().await.unwrap().status();
+            (status, sent.elapsed())
+        }
+    };
+    assert_eq!(vote("ai").await.0, 200);
+    redis.pause(12_000);
+    let mut waited = Vec::new();
+    for i in 0..10 {
+        let (status, took) = vote(CHOICES[i % 5]).await;
+        assert_eq!(status, 200, "a vote during a Redis outage is stored");
+        waited.push(took);
+    }
+    println!("votes while Redis answered nothing: {waited:?}");
+    let slow = waited.iter().filter(|t| **t >= TIMEOUT).count();
+    assert!(slow <= 1, "{slow} of 10 votes waited for Redis's {TIMEOUT:?} timeout: {waited:?}");
+    let counts: i64 = app.counts().await.iter().map(|(_, c)| *c).sum();
+    assert_eq!(counts, 11, "the live counts come from the database while Redis is down");
+}
+
 /// SIGTERM with votes in flight and 1,000 live viewers: in-flight requests complete,
 /// the streams end, the process exits promptly, and no acknowledged vote is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

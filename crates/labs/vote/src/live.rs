@@ -6,7 +6,9 @@
 //! (Redis may hold another database's counts), and the hash carries an `_init` marker:
 //! a hash without it (Redis flushed or restarted) is rebuilt, never shown as zeros. An
 //! increment that failed while Redis was unreachable marks the counts stale, and the
-//! first read after Redis answers again rebuilds them.
+//! first read after Redis answers again rebuilds them. Until then Redis is known to be
+//! down and is not asked at all: a probe pings it every 250 ms, and votes and reads go
+//! to the database alone, so a vote during an outage waits for no Redis timeout.
 //!
 //! Readers do not ask Redis: each process keeps a mirror of the hash in memory. Every
 //! batch this process counts reads the hash back in the same round trip (so a vote is
@@ -36,6 +38,8 @@ use platform::cache::Redis;
 
 /// How long after a rebuild or reset the counts are checked against the database again.
 const RECONCILE_AFTER: Duration = Duration::from_secs(1);
+/// How often a Redis known to be down is asked whether it answers again.
+const DOWN_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 pub struct LiveCounts {
     backend: Backend,
@@ -61,6 +65,8 @@ pub struct RedisCounts {
     channel: String,
     /// An increment was lost while Redis was unreachable.
     stale: AtomicBool,
+    /// A command failed and the probe has not yet seen Redis answer: skip it.
+    down: std::sync::Arc<AtomicBool>,
     /// The hash as this process last read or wrote it.
     mirror: Mutex<Mirror>,
 }
@@ -98,13 +104,14 @@ impl LiveCounts {
                     key: redis.key("vote:counts"),
                     channel: redis.key("vote:events"),
                     stale: AtomicBool::new(false),
+                    down: Default::default(),
                     mirror: Mutex::default(),
                 });
                 // The hash may count another database's votes (the database was recreated
                 // or restored while Redis kept its counts): a starting process sets it
                 // from `votes`, which is the truth.
                 if let Err(error) = counts.rebuild().await {
-                    counts.stale.store(true, Ordering::Relaxed);
+                    counts.went_down();
                     tracing::warn!(%error, "live counts not rebuilt from the database at start; the first read that can rebuilds them");
                 }
                 Backend::Redis(counts)
@@ -180,6 +187,11 @@ impl LiveCounts {
                 }
             }
             Backend::Redis(r) => {
+                if r.is_down() {
+                    // Counted in the database; the hash is rebuilt once Redis answers.
+                    r.stale.store(true, Ordering::Relaxed);
+                    return;
+                }
                 let mut pipe = redis::pipe();
                 for choice in Choice::ALL.into_iter().filter(|c| delta.get(*c) > 0) {
                     pipe.hincr(&r.key, choice.key(), delta.get(choice)).ignore();
@@ -200,8 +212,7 @@ impl LiveCounts {
                         }
                     },
                     Err(error) => {
-                        r.stale.store(true, Ordering::Relaxed);
-                        r.forget();
+                        r.went_down();
                         tracing::warn!(%error, "live count not updated in redis; it will be rebuilt from the database");
                     }
                 }
@@ -259,7 +270,7 @@ impl LiveCounts {
                     // once Redis answers.
                     r.stale.store(true, Ordering::Relaxed);
                     self.schedule_reconcile();
-                    return Err(error.into());
+                    return Err(error);
                 }
                 let mut conn = r.redis.conn();
                 redis::cmd("PUBLISH").arg(&r.channel).arg(RESET_MESSAGE).query_async::<i64>(&mut conn).await?;
@@ -325,6 +336,34 @@ impl RedisCounts {
         }
     }
 
+    fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+
+    /// A command failed: the hash must be rebuilt, and Redis is skipped until a probe
+    /// sees it answer.
+    fn went_down(&self) {
+        self.stale.store(true, Ordering::Relaxed);
+        self.forget();
+        if self.down.swap(true, Ordering::AcqRel) {
+            return; // a probe already runs
+        }
+        let (redis, down) = (self.redis.clone(), std::sync::Arc::downgrade(&self.down));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(DOWN_PROBE_INTERVAL);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(down) = down.upgrade() else { return }; // the lab is gone
+                if redis.ping().await.is_ok() {
+                    down.store(false, Ordering::Release);
+                    return;
+                }
+            }
+        });
+    }
+
     fn forget(&self) {
         let mut mirror = self.mirror();
         mirror.tally = None;
@@ -347,6 +386,9 @@ impl RedisCounts {
 
     /// The counts, and whether they had to be rebuilt from the database.
     async fn read(&self) -> anyhow::Result<(Tally, bool)> {
+        if self.is_down() {
+            anyhow::bail!("redis is down (a probe checks every {DOWN_PROBE_INTERVAL:?})");
+        }
         if self.stale.swap(false, Ordering::Relaxed) {
             tracing::info!(
                 "live counts may be stale after a redis outage or reconnect; rebuilding from the votes table"
@@ -355,7 +397,7 @@ impl RedisCounts {
         }
         let (changes, _) = self.marks();
         let mut conn = self.redis.conn();
-        let fields: Vec<Option<i64>> = self.hmget().query_async(&mut conn).await.inspect_err(|_| self.forget())?;
+        let fields: Vec<Option<i64>> = self.hmget().query_async(&mut conn).await.inspect_err(|_| self.went_down())?;
         match Self::parse(&fields) {
             Some(tally) => {
                 self.remember_read(changes, tally);
@@ -377,13 +419,20 @@ impl RedisCounts {
     }
 
     /// Sets the hash (and the mirror) to `tally`; the caller holds the write lock.
-    async fn overwrite(&self, tally: Tally) -> redis::RedisResult<()> {
+    async fn overwrite(&self, tally: Tally) -> anyhow::Result<()> {
+        if self.is_down() {
+            self.stale.store(true, Ordering::Relaxed);
+            anyhow::bail!("redis is down; the live counts are rebuilt once it answers");
+        }
         self.forget();
         let (_, forgets) = self.marks();
         let mut fields: Vec<(&str, i64)> = vec![(INIT_FIELD, 1)];
         fields.extend(Choice::ALL.map(|c| (c.key(), tally.get(c))));
         let mut conn = self.redis.conn();
-        redis::cmd("HSET").arg(&self.key).arg(&fields[..]).query_async::<i64>(&mut conn).await?;
+        if let Err(error) = redis::cmd("HSET").arg(&self.key).arg(&fields[..]).query_async::<i64>(&mut conn).await {
+            self.went_down();
+            return Err(error.into());
+        }
         self.remember_written(forgets, tally);
         Ok(())
     }
