@@ -244,6 +244,9 @@ fn the_mirrord_configs_steal_the_vote_api_and_keep_its_environment() {
             assert!(include.split(';').any(|n| n == name), "{path}: {name}");
         }
         assert_eq!(config["feature"]["fs"], "local");
+        // Steal no kubelet probe (User-Agent: kube-probe/…): only requests the filter matches.
+        let filter = config["feature"]["network"]["incoming"]["http_filter"]["header_filter"].as_str().unwrap_or("");
+        assert!(filter.contains("(?!kube-probe)") || filter.contains("baggage"), "{path}: header filter {filter:?}");
     }
     let filtered: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root().join(".mirrord/mirrord-filtered.json")).unwrap()).unwrap();
