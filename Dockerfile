@@ -27,7 +27,12 @@ RUN find src crates -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --bin breakroom
 
 FROM debian:bookworm-slim
-# curl: seed 003's runbook drives the load generator with `kubectl exec … curl localhost:8010`.
+# curl: seed 003's runbook drives the load generator with `kubectl exec … curl localhost:8010`,
+# and compose's healthchecks ask each lab's /health with it.
+# DL3008 (pin apt versions): bookworm's archive keeps only the current version of a package,
+# so a pinned ca-certificates or curl breaks the build at their next security update; the
+# base image's tag is what pins the release.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
