@@ -29,7 +29,7 @@ fn start(program: &str, args: &[String]) -> tokio::process::Child {
 
 async fn ready(url: &str) -> bool {
     common::eventually(Duration::from_secs(20), || async {
-        reqwest::get(url).await.is_ok_and(|r| r.status().is_success())
+        common::fetch(url).await.is_ok_and(|r| r.status().is_success())
     })
     .await
 }
@@ -104,7 +104,7 @@ async fn referral_cache_exhausted_pages_for_the_buggy_build_only() {
     // Both targets scraped once, so the counters' rise is seen as an increase.
     let scraped = common::eventually(Duration::from_secs(15), || async {
         let url = format!("http://127.0.0.1:{prometheus_port}/api/v1/query?query=up%7Bjob%3D%22vote-api%22%7D%3D%3D1");
-        let body: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        let body: Value = common::fetch(url).await.unwrap().json().await.unwrap();
         body["data"]["result"].as_array().is_some_and(|r| r.len() == 2)
     })
     .await;

@@ -298,7 +298,7 @@ async fn the_rate_can_be_changed_and_the_run_stopped_while_it_goes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
+    let client = breakroom::platform::http::client().build().unwrap();
     let base = format!("http://{control}");
     assert!(
         common::eventually(Duration::from_secs(5), || async {

@@ -160,7 +160,7 @@ async fn sigterm_with_votes_in_flight_and_a_thousand_viewers() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let client = breakroom::platform::http::client().pool_max_idle_per_host(0).build().unwrap();
     assert!(
         common::eventually(Duration::from_secs(10), || async {
             client.get(format!("{url}/health")).send().await.is_ok()
@@ -360,7 +360,7 @@ async fn every_failed_batch_and_the_shutdown_are_in_the_log() {
         let _ = stdout.read_to_string(&mut text).await;
         text
     });
-    let client = reqwest::Client::new();
+    let client = breakroom::platform::http::client().build().unwrap();
     let vote = || client.post(format!("{url}/vote")).json(&json!({ "choice": "ai" })).send();
     assert!(
         common::eventually(Duration::from_secs(10), || async { vote().await.is_ok_and(|r| r.status() == 200) }).await

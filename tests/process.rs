@@ -9,6 +9,11 @@ use axum::routing::post;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// `GET url` with breakroom's own HTTP client (reqwest's TLS has no provider of its own).
+async fn fetch(url: String) -> reqwest::Result<reqwest::Response> {
+    breakroom::platform::http::client().build().unwrap().get(url).send().await
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -60,7 +65,7 @@ async fn serve_lab(
         }
     });
     let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = breakroom::platform::http::client().build().unwrap();
     for _ in 0..100 {
         if client.get(format!("{url}/health")).send().await.is_ok_and(|r| r.status() == 200) {
             return (child, url, stderr);
@@ -98,7 +103,7 @@ async fn serve_prints_a_banner_with_urls_and_a_token_it_also_writes_down() {
     assert!(!banner.contains(token.trim()), "not on a terminal: the token is not printed anywhere:\n{banner}");
 
     // The written token is the one the server accepts.
-    let client = reqwest::Client::new();
+    let client = breakroom::platform::http::client().build().unwrap();
     let reset = client.post(format!("{url}/admin/reset?confirm=yes")).bearer_auth(token.trim()).send().await.unwrap();
     assert_eq!(reset.status(), 200);
     assert!(sigterm(&mut child).await.success());
@@ -108,7 +113,7 @@ async fn serve_prints_a_banner_with_urls_and_a_token_it_also_writes_down() {
 async fn sigterm_ends_open_streams_and_exits_promptly() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, url, _) = serve(dir.path(), &[]).await;
-    let stream = reqwest::get(format!("{url}/stream")).await.unwrap();
+    let stream = fetch(format!("{url}/stream")).await.unwrap();
     assert_eq!(stream.status(), 200);
     let status = sigterm(&mut child).await;
     assert!(status.success(), "exit status {status:?}");
@@ -149,7 +154,7 @@ async fn traces_reach_an_otlp_collector() {
     let (endpoint, received) = collector().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut child, url, _) = serve(dir.path(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
-    let client = reqwest::Client::new();
+    let client = breakroom::platform::http::client().build().unwrap();
     let vote = client
         .post(format!("{url}/vote"))
         .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
@@ -175,7 +180,9 @@ async fn an_item_write_is_traced_to_the_database_and_the_cache() {
     let (endpoint, received) = collector().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut child, url, _) = serve_lab("items", dir.path(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
-    let created = reqwest::Client::new()
+    let created = breakroom::platform::http::client()
+        .build()
+        .unwrap()
         .post(format!("{url}/items"))
         .json(&serde_json::json!({ "name": "Traced", "price": 1.5 }))
         .send()
@@ -183,7 +190,7 @@ async fn an_item_write_is_traced_to_the_database_and_the_cache() {
         .unwrap();
     assert_eq!(created.status(), 200);
     let id = created.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    reqwest::get(format!("{url}/items/{id}")).await.unwrap();
+    fetch(format!("{url}/items/{id}")).await.unwrap();
     assert!(sigterm(&mut child).await.success());
 
     for needle in [
@@ -207,7 +214,7 @@ async fn a_weak_admin_token_is_warned_about_on_the_banner_and_the_admin_page() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, url, transcript) =
         serve(dir.path(), &[("BREAKROOM_ADMIN_TOKEN", "change-me-before-the-talk")]).await;
-    let page = reqwest::get(format!("{url}/admin")).await.unwrap().text().await.unwrap();
+    let page = fetch(format!("{url}/admin")).await.unwrap().text().await.unwrap();
     assert!(page.contains("Weak admin token") && page.contains("openssl rand -hex 16"), "{page}");
     assert!(sigterm(&mut child).await.success());
     let transcript = transcript.lock().unwrap().clone();
@@ -217,7 +224,7 @@ async fn a_weak_admin_token_is_warned_about_on_the_banner_and_the_admin_page() {
 
     // A strong token: no warning anywhere.
     let (mut child, url, transcript) = serve(dir.path(), &[("BREAKROOM_ADMIN_TOKEN", "0123456789abcdef0123")]).await;
-    let page = reqwest::get(format!("{url}/admin")).await.unwrap().text().await.unwrap();
+    let page = fetch(format!("{url}/admin")).await.unwrap().text().await.unwrap();
     assert!(!page.contains("Weak admin token"), "{page}");
     assert!(sigterm(&mut child).await.success());
     assert!(!transcript.lock().unwrap().to_lowercase().contains("weak admin token"));
@@ -229,7 +236,7 @@ async fn admin_tokens_never_reach_the_logs() {
     let secret = "s3cret-admin-token-for-the-log-test";
     let (mut child, url, transcript) =
         serve(dir.path(), &[("BREAKROOM_ADMIN_TOKEN", secret), ("RUST_LOG", "debug")]).await;
-    let client = reqwest::Client::new();
+    let client = breakroom::platform::http::client().build().unwrap();
     let wrong = "guessed-token-from-the-audience";
     let refused = client.post(format!("{url}/admin/reset?confirm=yes")).bearer_auth(wrong).send().await.unwrap();
     assert_eq!(refused.status(), 401);

@@ -598,8 +598,10 @@ async fn the_compressed_timeline_shows_its_effects_in_order(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demonstrate_cleans_up_after_ctrl_c() {
+/// `demonstrate shop` stopped by `signal` once the indexes are dropped; with `hang_up`
+/// its output pipes are closed first, as a closed terminal leaves them (every write
+/// fails). Whatever ends it, the indexes and checkout's pool are restored.
+async fn demonstrate_cleans_up_after(signal: &str, hang_up: bool) {
     use tokio::io::AsyncBufReadExt;
     let shop = spawn_shop(Backend::Embedded, PRODUCTS, |_| {}).await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_breakroom"))
@@ -607,6 +609,7 @@ async fn demonstrate_cleans_up_after_ctrl_c() {
         .args(["--catalog-url", &shop.catalog, "--cart-url", &shop.cart, "--checkout-url", &shop.checkout])
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
+        .stderr(if hang_up { std::process::Stdio::piped() } else { std::process::Stdio::inherit() })
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -625,17 +628,36 @@ async fn demonstrate_cleans_up_after_ctrl_c() {
     .unwrap_or(false);
     assert!(dropped, "the timeline reached the drop: {output}");
     assert_eq!(indexes_present(&shop).await, [false, false]);
-    let pid = child.id().unwrap().to_string();
-    assert!(tokio::process::Command::new("kill").args(["-INT", &pid]).status().await.unwrap().success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("it exits").unwrap();
-    while let Ok(Some(line)) = lines.next_line().await {
-        output.push_str(&line);
-        output.push('\n');
+    let mut lines = Some(lines);
+    if hang_up {
+        drop(lines.take());
+        drop(child.stderr.take());
     }
-    assert!(output.contains("Cleanup done"), "{output}");
-    assert!(!status.success() || output.contains("ended before the alert minute"), "{output}");
-    assert_eq!(indexes_present(&shop).await, [true, true], "Ctrl-C restored the indexes");
-    assert_eq!(shop.admin_get(&shop.checkout, "/admin/pool").await.1["max_connections"], 50);
+    let pid = child.id().unwrap().to_string();
+    assert!(tokio::process::Command::new("kill").args([signal, &pid]).status().await.unwrap().success());
+    // Well before the timeline's own end (15 s after the drop at 60×).
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.expect("it exits").unwrap();
+    if let Some(lines) = lines.as_mut() {
+        while let Ok(Some(line)) = lines.next_line().await {
+            output.push_str(&line);
+            output.push('\n');
+        }
+        assert!(output.contains("Cleanup done"), "{output}");
+        assert!(!status.success() || output.contains("ended before the alert minute"), "{output}");
+    }
+    assert_eq!(indexes_present(&shop).await, [true, true], "{signal} restored the indexes");
+    assert_eq!(shop.admin_get(&shop.checkout, "/admin/pool").await.1["max_connections"], 50, "and the pool");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demonstrate_cleans_up_after_ctrl_c() {
+    demonstrate_cleans_up_after("-INT", false).await;
+}
+
+/// A closed terminal: SIGHUP, and nothing can be printed any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demonstrate_cleans_up_after_the_terminal_is_closed() {
+    demonstrate_cleans_up_after("-HUP", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

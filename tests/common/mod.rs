@@ -178,7 +178,7 @@ async fn start(backend: Backend, config: ServeConfig, resources: Arc<Resources>)
     let app = breakroom::build(config.clone(), shutdown.clone(), listeners).await.expect("the lab starts");
     let url = app.urls()[0].1.clone();
     let server = tokio::spawn(breakroom::serve(app));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = breakroom::platform::http::client().timeout(Duration::from_secs(10)).build().unwrap();
     TestApp { url, client, backend, config, shutdown, server: Some(server), resources }
 }
 
@@ -338,7 +338,7 @@ pub struct Events {
 impl Events {
     pub async fn open(app: &TestApp, path: &str) -> Events {
         // No overall timeout: the stream stays open as long as the test reads it.
-        let client = reqwest::Client::new();
+        let client = breakroom::platform::http::client().build().unwrap();
         let response = client.get(format!("{}{path}", app.url)).send().await.expect("the stream opens");
         assert_eq!(response.status(), 200);
         let headers = response.headers().clone();
@@ -528,6 +528,12 @@ pub async fn breakroom_with_env(args: &[&str], envs: &[(&str, &str)]) -> (i32, S
         .expect("the breakroom binary runs");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.code().unwrap_or(-1), text)
+}
+
+/// `GET url` with breakroom's own HTTP client (the only kind that builds: reqwest's
+/// TLS is compiled without a crypto provider of its own).
+pub async fn fetch(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    breakroom::platform::http::client().build().unwrap().get(url).send().await
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

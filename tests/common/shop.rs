@@ -39,7 +39,7 @@ pub async fn spawn_shop(backend: Backend, products: u64, adjust: impl FnOnce(&mu
     let url = |name: &str| server.urls().into_iter().find(|(n, _)| *n == name).map(|(_, url)| url).unwrap();
     let (catalog, cart, checkout) = (url("product-catalog"), url("cart"), url("checkout"));
     let server = tokio::spawn(breakroom::serve(server));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let client = breakroom::platform::http::client().timeout(Duration::from_secs(30)).build().unwrap();
     TestShop {
         catalog,
         cart,

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -25,13 +26,28 @@ use super::record::{Outcome, Recorder};
 use super::shape::Shape;
 use super::wire::Wire;
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Keep-alive connections, as many as the run needs.
+/// Keep-alive connections, as many as the run needs; `https://` with the platform's TLS
+/// (the system's CA certificates and `SSL_CERT_FILE`).
 pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(usize::MAX).build(connector())
+}
+
+/// TCP, and TLS for `https://`.
+pub fn connector() -> HttpsConnector<HttpConnector> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(usize::MAX).build(connector)
+    connector.enforce_http(false);
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(platform::http::tls_config())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector)
+}
+
+fn is_absolute(path: &str) -> bool {
+    path.starts_with("http://") || path.starts_with("https://")
 }
 
 /// What the run does: open (a timeline of rates) or closed (C connections, max rate).
@@ -207,7 +223,7 @@ async fn send_pooled(
     path: &str,
     body: Option<String>,
 ) -> Outcome {
-    let uri = if path.starts_with("http://") { path.to_string() } else { format!("{}{}", run.base, path) };
+    let uri = if is_absolute(path) { path.to_string() } else { format!("{}{}", run.base, path) };
     let mut request = hyper::Request::builder().method(method).uri(uri);
     if body.is_some() {
         request = request.header(hyper::header::CONTENT_TYPE, "application/json");
@@ -366,11 +382,17 @@ async fn closed(run: Arc<Run>, connections: usize, end: Instant) {
 /// `connections` closed-model connections on the current thread's runtime.
 async fn closed_loop(run: Arc<Run>, sent: Arc<AtomicU64>, connections: usize, end: Instant) {
     let mut workers = tokio::task::JoinSet::new();
+    // The own connections speak plain HTTP only; over TLS each connection goes through
+    // the pool (with one journey at a time per connection, still a closed model).
+    let tls = run.base.starts_with("https://").then(client);
     for _ in 0..connections {
-        let (run, sent) = (run.clone(), sent.clone());
+        let (run, sent, tls) = (run.clone(), sent.clone(), tls.clone());
         workers.spawn(async move {
             let mut own = OwnConnections::default();
-            let mut transport = Transport::Own(&mut own);
+            let mut transport = match &tls {
+                Some(client) => Transport::Pooled(client),
+                None => Transport::Own(&mut own),
+            };
             // Only a run with a request count shares a counter: a value every connection
             // writes on every request is a cost they all pay, on every core.
             let counted = run.max_requests.is_some();

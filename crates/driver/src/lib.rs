@@ -117,13 +117,15 @@ fn usage(message: impl Into<String>) -> StageError {
 
 /// `scheme://host:port` and the path of the url profile's full URL.
 fn split_url(url: &str) -> Result<(String, String), StageError> {
-    let scheme_end = url.find("://").ok_or_else(|| usage(format!("--url must start with http:// (got '{url}')")))?;
-    if &url[..scheme_end] != "http" {
-        return Err(usage("drive speaks plain http:// (it targets labs on this machine or a cluster's service)"));
+    let wrong = || usage(format!("--url must start with http:// or https:// (got '{url}')"));
+    let scheme_end = url.find("://").ok_or_else(wrong)?;
+    let scheme = &url[..scheme_end];
+    if scheme != "http" && scheme != "https" {
+        return Err(wrong());
     }
     let rest = &url[scheme_end + 3..];
     let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    Ok((format!("http://{authority}"), path.to_string()))
+    Ok((format!("{scheme}://{authority}"), path.to_string()))
 }
 
 fn build_profile(args: &DriveArgs) -> Result<(profile::Profile, String), StageError> {
@@ -253,20 +255,17 @@ pub async fn run(args: DriveArgs) -> Result<u8, StageError> {
 }
 
 async fn reachable(base: &str) -> Result<(), StageError> {
-    let authority = base.trim_start_matches("http://");
-    let address = if authority.rsplit(':').next().is_some_and(|p| p.parse::<u16>().is_ok()) && !authority.ends_with(']')
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
+    use tower_service::Service;
+    let uri: hyper::Uri = base.parse().map_err(|_| usage(format!("'{base}' is not a URL")))?;
+    // A connection (and its TLS handshake), no request: the run's figures stay its own.
+    let connect = engine::connector().call(uri);
+    let why = match tokio::time::timeout(Duration::from_secs(3), connect).await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(error)) => platform::http::tls_failure(error.as_ref()),
+        Err(_) => None,
     };
-    let connect = tokio::net::TcpStream::connect(address);
-    match tokio::time::timeout(Duration::from_secs(3), connect).await {
-        Ok(Ok(_)) => Ok(()),
-        _ => Err(usage(format!(
-            "Cannot reach {base}: nothing answered there. Is the lab running (breakroom serve LAB)? Point at it with --url."
-        ))),
-    }
+    let why = why.unwrap_or_else(|| "nothing answered there".into());
+    Err(usage(format!("Cannot reach {base}: {why}. Is the lab running (breakroom serve LAB)? Point at it with --url.")))
 }
 
 /// A live line on a terminal; one summary line every few seconds otherwise.
@@ -448,7 +447,8 @@ mod tests {
             ("http://127.0.0.1:8000".into(), "/health?x=1".into())
         );
         assert_eq!(split_url("http://localhost:8000").unwrap(), ("http://localhost:8000".into(), "/".into()));
-        assert!(split_url("https://example.org/").is_err());
+        assert_eq!(split_url("https://example.org/x").unwrap(), ("https://example.org".into(), "/x".into()));
+        assert!(split_url("ftp://example.org/").is_err());
         assert!(split_url("localhost:8000").is_err());
     }
 }

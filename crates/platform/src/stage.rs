@@ -78,7 +78,7 @@ impl Target {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(StageError(format!("--url must start with http:// or https:// (got '{url}')")));
         }
-        let client = reqwest::Client::builder()
+        let client = crate::http::client()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
             .build()
@@ -136,7 +136,13 @@ impl Target {
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> StageError {
-        let why = if error.is_timeout() {
+        let why = if let Some(tls) = crate::http::tls_failure(error) {
+            return StageError(format!(
+                "Cannot reach the {lab} lab at {base}: {tls}.",
+                lab = self.lab,
+                base = self.base
+            ));
+        } else if error.is_timeout() {
             "it did not answer in time"
         } else if error.is_connect() {
             "nothing answered there"
@@ -293,16 +299,20 @@ mod tests {
     }
 }
 
-/// Ctrl-C or SIGTERM: whichever ends a stage command, its cleanup still runs.
+/// Ctrl-C, SIGTERM or SIGHUP (the terminal was closed): whichever ends a stage
+/// command, its cleanup still runs. After a hangup nothing can be printed any more, so
+/// the cleanup must not depend on printing.
 pub async fn interrupted() {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            (Ok(mut term), Ok(mut hangup)) => tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
+                _ = hangup.recv() => {}
             },
-            Err(_) => drop(tokio::signal::ctrl_c().await),
+            _ => drop(tokio::signal::ctrl_c().await),
         }
     }
     #[cfg(not(unix))]

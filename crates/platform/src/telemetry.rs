@@ -277,12 +277,19 @@ pub fn service_tracer_provider(service_name: &str, endpoint: Option<&str>) -> an
 }
 
 fn tracer_provider(service_name: &str, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
-    use opentelemetry_otlp::WithExportConfig;
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
     let endpoint = endpoint.trim_end_matches('/');
     let url = if endpoint.ends_with("/v1/traces") { endpoint.to_string() } else { format!("{endpoint}/v1/traces") };
     // The blocking client runs on the batch exporter's own thread; the async one
     // panics there outside a Tokio context.
-    let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().with_endpoint(url).build()?;
+    // Built here, with breakroom's TLS (an https:// collector), on a thread of its own:
+    // a blocking client cannot be built inside the async runtime.
+    let client =
+        std::thread::spawn(|| super::http::blocking_client().timeout(std::time::Duration::from_secs(10)).build())
+            .join()
+            .map_err(|_| anyhow::anyhow!("building the OTLP exporter's HTTP client panicked"))??;
+    let exporter =
+        opentelemetry_otlp::SpanExporter::builder().with_http().with_http_client(client).with_endpoint(url).build()?;
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_string()).build();
     Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())

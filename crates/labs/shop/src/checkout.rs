@@ -88,7 +88,7 @@ pub fn router(
         metrics.pool_wait.clone(),
     );
     metrics.pool_size.set(i64::from(pool.settings().max_connections));
-    let client = reqwest::Client::builder().timeout(PEER_TIMEOUT).build().expect("an HTTP client builds");
+    let client = platform::http::client().timeout(PEER_TIMEOUT).build().expect("an HTTP client builds");
     let checkout =
         Arc::new(Checkout { platform: platform.clone(), store, pool, peers, client, trace, queries, metrics });
     let admin = platform.admin_only(

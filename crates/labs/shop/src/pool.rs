@@ -167,12 +167,24 @@ impl CheckoutPool {
 /// A pool of `settings.max_connections`; opening it establishes its first connection
 /// within [`OPEN_TIMEOUT`] on PostgreSQL, and the rest open as checkouts need them.
 /// (Opening them all at once would take 50 of a PostgreSQL's 100 connections for the
-/// normal pool alone.) On SQLite opening is a file's, and the pool's wait also sets how
-/// long a writer waits for the database's one write lock: the checkouts' wait, as before.
+/// normal pool alone.) On SQLite the pool's wait also sets how long a writer waits for
+/// the database's one write lock, so it stays the checkouts' wait; opening the file
+/// under it can fail on a loaded machine, and is tried again until [`OPEN_TIMEOUT`]: a
+/// resize that fails leaves a demo that does not fail.
 async fn open(database_url: Option<&str>, data_dir: &std::path::Path, settings: PoolSettings) -> anyhow::Result<Db> {
-    let bound = match database_url {
-        Some(_) => OPEN_TIMEOUT,
-        None => Duration::from_millis(settings.acquire_timeout_ms),
-    };
-    Db::connect(database_url, data_dir, "shop", settings.max_connections, bound).await
+    if database_url.is_some() {
+        return Db::connect(database_url, data_dir, "shop", settings.max_connections, OPEN_TIMEOUT).await;
+    }
+    let wait = Duration::from_millis(settings.acquire_timeout_ms);
+    let deadline = Instant::now() + OPEN_TIMEOUT;
+    loop {
+        match Db::connect(None, data_dir, "shop", settings.max_connections, wait).await {
+            Ok(db) => return Ok(db),
+            Err(error) if Instant::now() < deadline => {
+                tracing::debug!(error = format!("{error:#}"), "opening checkout's SQLite pool again");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }

@@ -156,8 +156,10 @@ async fn demonstrate(shop: Shop, args: &TimelineArgs) -> Result<u8, StageError> 
     let stopper = timeline.clone();
     let ctrl_c = tokio::spawn(async move {
         platform::stage::interrupted().await;
-        eprintln!("\nInterrupted: stopping the traffic and cleaning up …");
         stopper.stop();
+        // Not eprintln!: after a hangup the terminal is gone and it would panic.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "\nInterrupted: stopping the traffic and cleaning up …");
     });
     let mut trouble = false;
     let mut alert_seen = None;
@@ -239,7 +241,7 @@ async fn demonstrate(shop: Shop, args: &TimelineArgs) -> Result<u8, StageError> 
 async fn alert_state(url: &str) -> String {
     let query =
         format!("{}/api/v1/query?query=ALERTS%7Balertname%3D%22ShopCheckoutDegraded%22%7D", url.trim_end_matches('/'));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build();
+    let client = platform::http::client().timeout(Duration::from_secs(5)).build();
     let Ok(client) = client else { return "no HTTP client".into() };
     match client.get(&query).send().await {
         Ok(response) => match response.json::<serde_json::Value>().await {
@@ -310,7 +312,7 @@ async fn reset(shop: Shop) -> Result<u8, StageError> {
 
 /// Concurrent checkouts of one doorbuster: how many were turned away by the pool.
 async fn checkout_burst(shop: &Shop, count: usize) -> (usize, usize) {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client builds");
+    let client = platform::http::client().timeout(Duration::from_secs(30)).build().expect("an HTTP client builds");
     let url = shop.checkout.url("/orders/create");
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..count {

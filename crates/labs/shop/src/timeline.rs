@@ -213,10 +213,8 @@ impl Shop {
     pub fn new(urls: &ShopUrls, token: String) -> Result<Shop, StageError> {
         let urls = urls.trimmed();
         for url in [&urls.catalog_url, &urls.cart_url, &urls.checkout_url] {
-            if !url.starts_with("http://") {
-                return Err(StageError(format!(
-                    "'{url}': the shop's traffic speaks plain http:// (the services on this machine or a cluster's Services)"
-                )));
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(StageError(format!("'{url}': a shop service's URL starts with http:// or https://")));
             }
         }
         Ok(Shop {

@@ -4,6 +4,7 @@
 mod admin;
 mod assets;
 mod bare;
+mod client;
 mod error;
 mod extract;
 mod headers;
@@ -16,6 +17,7 @@ use axum::http::StatusCode;
 
 pub use admin::{AdminToken, MIN_TOKEN_CHARS, STRONG_TOKEN_HINT, refusal, require_admin};
 pub use assets::static_file;
+pub use client::{blocking_client, client, tls_config, tls_failure};
 pub use error::{ApiError, database_failure};
 pub use extract::{BODY_TIMEOUT, Confirmed, JsonBody, PathParam, QueryParams};
 pub use headers::{BODY_LIMIT_BYTES, HEADER_LIMIT_BYTES, HEADER_LIMIT_COUNT};
@@ -64,7 +66,7 @@ mod tests {
             )
             .route("/fine", axum::routing::get(|| async { "fine" }));
         let (url, metrics) = serve_observed(router).await;
-        let client = reqwest::Client::new();
+        let client = super::client().build().unwrap();
         let boom = client.get(format!("{url}/boom")).send().await.unwrap();
         assert_eq!(boom.status(), 500);
         assert_eq!(boom.headers()["x-content-type-options"], "nosniff");
@@ -136,7 +138,7 @@ mod tests {
         let router =
             Router::new().route("/echo", axum::routing::post(|JsonBody(_): JsonBody<Anything>| async { "ok" }));
         let (url, _) = serve_observed(router).await;
-        let client = reqwest::Client::new();
+        let client = super::client().build().unwrap();
         let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(BODY_LIMIT_BYTES));
         let declared = client.post(format!("{url}/echo")).header("content-type", "application/json").body(big.clone());
         let declared = declared.send().await.unwrap();
