@@ -39,6 +39,8 @@ pub enum Command {
     Reset(StageArgs),
     /// Print a lab's reference fix, from the source compiled into this binary
     Explain(ExplainArgs),
+    /// The next hint for a scenario (where to look, what is wrong, the shape of the fix)
+    Hint(crate::hint::HintArgs),
     /// Send traffic to a lab: open-model load with phases, live control and a report
     Drive(driver::DriveArgs),
     /// Prove every scenario before a talk: reproduces, shows, is caught, is fixed, resets

@@ -83,6 +83,15 @@ pub fn scenarios() -> Vec<&'static Scenario> {
     all().flat_map(|lab| lab.lab().scenarios()).collect()
 }
 
+/// The scenario a name (`vote/referral`) or its lab's name (`vote`) means.
+pub fn scenario_named(name: &str) -> Result<&'static Scenario, platform::stage::StageError> {
+    let all = scenarios();
+    all.iter().copied().find(|s| s.name == name || s.lab == name).ok_or_else(|| {
+        let known: Vec<&str> = all.iter().map(|s| s.name).collect();
+        platform::stage::StageError(format!("unknown scenario '{name}'; known: {}", known.join(", ")))
+    })
+}
+
 /// The first scenario of a lab: what its stage commands play.
 pub fn scenario_of(lab: LabName) -> &'static Scenario {
     lab.lab().scenarios().first().expect("every lab has a scenario")

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod dev;
+pub mod hint;
 pub mod labs;
 pub mod rehearse;
 

@@ -49,6 +49,12 @@ async fn run(cli: Cli) -> ExitCode {
             print!("{}", labs::explain(args.lab));
             Ok(0)
         }
+        Command::Hint(args) => breakroom::hint::run(&args)
+            .map(|text| {
+                print!("{text}");
+                0
+            })
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => ExitCode::from(code),

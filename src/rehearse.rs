@@ -40,19 +40,10 @@ pub struct ScenariosArgs {
 }
 
 fn select(names: &[String]) -> Result<Vec<&'static Scenario>, StageError> {
-    let all = scenarios();
     if names.is_empty() {
-        return Ok(all);
+        return Ok(scenarios());
     }
-    names
-        .iter()
-        .map(|name| {
-            all.iter().copied().find(|s| s.name == name || s.lab == name).ok_or_else(|| {
-                let known: Vec<&str> = all.iter().map(|s| s.name).collect();
-                StageError(format!("unknown scenario '{name}'; known: {}", known.join(", ")))
-            })
-        })
-        .collect()
+    names.iter().map(|name| crate::labs::scenario_named(name)).collect()
 }
 
 /// A lab of its own on 127.0.0.1: the embedded default, or PostgreSQL + Redis when
@@ -258,6 +249,14 @@ pub fn markdown() -> String {
         out.push_str(&format!("- **Fix:** {}\n", s.fix));
         out.push_str(&format!("- **Check:** {}\n", s.check));
         out.push_str(&format!("- **Reset:** {}\n", s.reset));
+        out.push_str(&format!(
+            "- **Hints** (`breakroom hint {}`):\n\n  <details><summary>three hints, from where to look to the shape of the fix (spoilers)</summary>\n\n",
+            s.name
+        ));
+        for (i, hint) in s.hints.iter().enumerate() {
+            out.push_str(&format!("  {}. {hint}\n", i + 1));
+        }
+        out.push_str("\n  </details>\n\n");
         let bug = LabName::of(s).lab().bugs().iter().find(|b| b.name == s.bug);
         if let Some(bug) = bug {
             out.push_str(&format!("- **Where:** {}\n", bug.location));

@@ -337,6 +337,9 @@ pub struct Scenario {
     pub reset: &'static str,
     /// How long a rehearsal of it takes, roughly.
     pub rehearsal: &'static str,
+    /// `breakroom hint`: where to look, what is wrong, the shape of the fix — in that
+    /// order, and never the code itself.
+    pub hints: [&'static str; 3],
 }
 
 /// What a stage command does; each lab implements the ones its story has.

@@ -49,6 +49,11 @@ pub const SCENARIO: Scenario = Scenario {
     check: "one more download must show on the dashboard at once",
     reset: "the seeded audit log (15 downloads), no cached statistics, the buggy download",
     rehearsal: "about 1 s",
+    hints: [
+        "Compare the dashboard's download count with the audit log: `GET /api/datasets/{id}/statistics/` against a COUNT of the dataset's download rows. Then follow a download request through crates/labs/datasets/src/downloads.rs.",
+        "The statistics are computed once and cached for an hour under dataset_stats_{id}. Recording a download writes the audit row but leaves that cached entry alone, so the dashboard keeps the old count until the entry expires.",
+        "Whoever changes the data must invalidate what was computed from it: after recording the download, delete (or refresh) that dataset's cached statistics, in the same path that wrote the audit row. One more download must then show at once.",
+    ],
 };
 
 struct DatasetsApp {

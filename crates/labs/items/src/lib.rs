@@ -48,6 +48,11 @@ pub const SCENARIO: Scenario = Scenario {
     check: "a created item is a cache hit on its first read, an update is read back at once; with --redis, Redis is paused and every outage promise is verified",
     reset: "the three seed items, an empty cache, zero hit/miss statistics",
     rehearsal: "about 5 s with Redis, 1 s without",
+    hints: [
+        "Stop Redis and watch /health and /cache/stats while you read and write items: which requests still succeed, and where does a read go when the cache does not answer? The write path is in crates/labs/items/src/write_through.rs.",
+        "Nothing is broken on purpose here: the database is the truth and Redis is only a cache. The promise to verify is that an outage costs speed, never correctness — and that nothing written during it is read stale once Redis is back.",
+        "No code change is needed: start Redis again and let the lab recover by itself, then prove it with `breakroom check items --redis URL`, which pauses Redis and checks every promise of the outage.",
+    ],
 };
 
 const MAX_NAME_CHARS: usize = 200;

@@ -65,6 +65,11 @@ pub const SCENARIO: Scenario = Scenario {
     check: "a burst at the timeline's peak rate passes its SLO: p95 < 500 ms and < 1% errors",
     reset: "both indexes, checkout's normal pool, the stock the audience bought, no demo orders, empty carts",
     rehearsal: "about 40 s (a short burst on the fixed lab; the full timeline runs with demonstrate)",
+    hints: [
+        "Look at the catalog's slow spans first (db.slow_query=true, db.full_table_scan=true), then at checkout's failures and shop_db_pool_exhausted_total: two things went wrong, at minute 15 and at minute 20, and the second is made worse by the first.",
+        "At minute 15 the catalog's indexes on (category, price) and on stock_quantity disappeared, so listings and checkout's restock check scan every product. At minute 20 checkout's pool shrank to 20 connections, each now held for a whole slow scan, and the rest time out waiting.",
+        "Fix the cause before the symptom: put the two indexes back (the catalog's /admin/indexes/restore, or CREATE INDEX), then give checkout a pool sized for its load. A bigger pool alone only moves the queue into the database.",
+    ],
 };
 
 /// A query slower than this is a slow query (`db.slow_query`), as in the original.

@@ -64,6 +64,11 @@ pub const SCENARIO: Scenario = Scenario {
     check: "15 referral votes through POST /vote must all answer 200",
     reset: "votes, live counts, the referral cache of every replica and the bug switch, without a restart",
     rehearsal: "about 1 s",
+    hints: [
+        "Votes without a referral still succeed and /health stays green, so the fault is on the referral path only. Compare the referral_cache_* series on /metrics before and after the 10th referral vote, and read crates/labs/vote/src/referral.rs.",
+        "The validator keeps every code it checks in a process-wide list that nothing ever removes from. Once the list holds its capacity it reports itself exhausted instead of validating, and a restart only hides that until the list fills up again.",
+        "Keep no state per request: check the code against the partners table each time (one indexed query), or use a cache that is bounded and evicts. Then `breakroom check vote` must see all 15 referral votes succeed.",
+    ],
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
