@@ -182,6 +182,7 @@ async fn open(database_url: Option<&str>, data_dir: &std::path::Path, settings: 
             Ok(db) => return Ok(db),
             Err(error) if Instant::now() < deadline => {
                 tracing::debug!(error = format!("{error:#}"), "opening checkout's SQLite pool again");
+                // A pause between two tries of the open (not part of any symptom).
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(error) => return Err(error),
