@@ -23,7 +23,11 @@ cp "$CARGO_TARGET_DIR/debug/breakroom" "$bin"
 admin_url=$database
 # No NOTICE for the DROP DATABASE IF EXISTS of a database that is not there.
 export PGOPTIONS='--client-min-messages=warning'
-db_url() { printf '%s/%s' "${admin_url%/*}" "$1"; }
+# The admin URL with its database replaced by $1 (query string kept).
+db_url() {
+  python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' \
+    "$admin_url" "$1"
+}
 
 summary() { # summary NAME PASSED SECONDS...
   local name=$1 passed=$2
@@ -36,7 +40,7 @@ for backend in embedded postgres-redis; do
   passed=0 seconds=()
   for run in $(seq 1 "$runs"); do
     log="$logs/$backend-$run.log"
-    started=$(date +%s.%N)
+    started=$EPOCHREALTIME
     if [ "$backend" = embedded ]; then
       env -u DATABASE_URL -u REDIS_URL "$bin" rehearse >"$log" 2>&1 && ok=1 || ok=0
     else
@@ -45,7 +49,7 @@ for backend in embedded postgres-redis; do
       DATABASE_URL=$(db_url "$name") REDIS_URL=$redis "$bin" rehearse >"$log" 2>&1 && ok=1 || ok=0
       psql "$admin_url" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null
     fi
-    seconds+=("$(echo "$(date +%s.%N) - $started" | bc)")
+    seconds+=("$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')")
     if [ "$ok" = 1 ]; then
       passed=$((passed + 1))
       rm -f "$log"

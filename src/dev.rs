@@ -58,7 +58,7 @@ fn listener_in(value: &str, address: SocketAddr) -> Option<std::net::TcpListener
 /// What `dev` watches, relative to the checkout: everything compiled into the binary.
 const WATCHED: &[&str] = &["crates", "src", "web", "migrations", "Cargo.toml", "Cargo.lock"];
 
-/// Runs the loop until Ctrl-C or SIGTERM; `passthrough` are the arguments after `dev`.
+/// Runs the loop until Ctrl-C, SIGTERM or SIGHUP; `passthrough` are the arguments after `dev`.
 pub async fn run(args: ServeArgs, passthrough: Vec<OsString>) -> anyhow::Result<()> {
     let checkout = checkout()?;
     let addresses = args.listen_addresses();
@@ -129,7 +129,10 @@ pub async fn run(args: ServeArgs, passthrough: Vec<OsString>) -> anyhow::Result<
             }
         }
     }
-    eprintln!("dev: stopping");
+    // Not eprintln!: after a hangup (the terminal closed) it would panic, and the server
+    // would be killed without its drain.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "dev: stopping");
     if let Some(child) = running {
         stop_server(child).await;
     }

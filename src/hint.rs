@@ -28,22 +28,40 @@ pub struct HintArgs {
 
 const FILE: &str = "hints-seen.json";
 
-fn seen(dir: &Path) -> BTreeMap<String, usize> {
-    std::fs::read_to_string(dir.join(FILE)).ok().and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default()
+/// The hints seen so far, by scenario; a file that cannot be read counts as none seen,
+/// with a note saying so.
+fn seen(dir: &Path, notes: &mut Vec<String>) -> BTreeMap<String, usize> {
+    let path = dir.join(FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(error) => {
+            notes.push(format!("{} could not be read ({error}): counting from the first hint", path.display()));
+            return BTreeMap::new();
+        }
+    };
+    serde_json::from_str(&text).unwrap_or_else(|_| {
+        notes.push(format!("{} is not what breakroom wrote: counting from the first hint", path.display()));
+        BTreeMap::new()
+    })
 }
 
-fn remember(dir: &Path, seen: &BTreeMap<String, usize>) -> Result<(), StageError> {
+/// Remembers the hints seen; a note when it cannot (the hint is still shown).
+fn remember(dir: &Path, seen: &BTreeMap<String, usize>, notes: &mut Vec<String>) {
     let write = std::fs::create_dir_all(dir)
         .and_then(|_| std::fs::write(dir.join(FILE), serde_json::to_string_pretty(seen).unwrap_or_default()));
-    write.map_err(|e| {
-        StageError(format!("cannot remember the hints seen in {} ({e}); set --data-dir", dir.join(FILE).display()))
-    })
+    if let Err(error) = write {
+        notes.push(format!(
+            "not remembered ({error}): the next ask shows this hint again; set --data-dir to a writable directory"
+        ));
+    }
 }
 
 /// Prints the next hint (or all of them); returns the text.
 pub fn run(args: &HintArgs) -> Result<String, StageError> {
     let scenario = scenario_named(&args.scenario)?;
-    let mut memory = seen(&args.data_dir);
+    let mut notes = Vec::new();
+    let mut memory = seen(&args.data_dir, &mut notes);
     let before = if args.again { 0 } else { memory.get(scenario.name).copied().unwrap_or(0) };
     let total = scenario.hints.len();
     let mut out = format!("{} — {}\n\n", scenario.name, scenario.title);
@@ -69,7 +87,10 @@ pub fn run(args: &HintArgs) -> Result<String, StageError> {
         ));
     }
     memory.insert(scenario.name.to_string(), shown);
-    remember(&args.data_dir, &memory)?;
+    remember(&args.data_dir, &memory, &mut notes);
+    for note in notes {
+        out.push_str(&format!("Note: {note}\n"));
+    }
     Ok(out)
 }
 
@@ -115,6 +136,14 @@ mod tests {
         for (i, hint) in scenario_named("datasets").unwrap().hints.iter().enumerate() {
             assert!(all.contains(&format!("Hint {} of 3: {hint}", i + 1)), "{all}");
         }
+        // A data directory that cannot be written: the hint still shows, with a note.
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let unwritable = run(&args(&file, "vote", false, false)).unwrap();
+        assert!(unwritable.contains("Hint 1 of 3") && unwritable.contains("not remembered"), "{unwritable}");
+        std::fs::write(dir.path().join(FILE), "not json").unwrap();
+        let corrupt = run(&args(dir.path(), "vote", false, false)).unwrap();
+        assert!(corrupt.contains("Hint 1 of 3") && corrupt.contains("counting from the first hint"), "{corrupt}");
         let error = run(&args(dir.path(), "nope", false, false)).unwrap_err();
         assert!(error.0.contains("unknown scenario 'nope'") && error.0.contains("vote/referral"), "{}", error.0);
     }

@@ -382,9 +382,11 @@ async fn closed(run: Arc<Run>, connections: usize, end: Instant) {
 /// `connections` closed-model connections on the current thread's runtime.
 async fn closed_loop(run: Arc<Run>, sent: Arc<AtomicU64>, connections: usize, end: Instant) {
     let mut workers = tokio::task::JoinSet::new();
-    // The own connections speak plain HTTP only; over TLS each connection goes through
-    // the pool (with one journey at a time per connection, still a closed model).
-    let tls = run.base.starts_with("https://").then(client);
+    // The own connections speak plain HTTP only; when any request goes over TLS each
+    // connection goes through the pool (one journey at a time each: still a closed model).
+    let https = |path: &str| path.starts_with("https://");
+    let steps = run.profile.journeys.iter().flat_map(|j| &j.steps);
+    let tls = (https(&run.base) || steps.clone().any(|s| https(&s.path))).then(client);
     for _ in 0..connections {
         let (run, sent, tls) = (run.clone(), sent.clone(), tls.clone());
         workers.spawn(async move {

@@ -259,13 +259,17 @@ async fn reachable(base: &str) -> Result<(), StageError> {
     let uri: hyper::Uri = base.parse().map_err(|_| usage(format!("'{base}' is not a URL")))?;
     // A connection (and its TLS handshake), no request: the run's figures stay its own.
     let connect = engine::connector().call(uri);
-    let why = match tokio::time::timeout(Duration::from_secs(3), connect).await {
+    let tls = match tokio::time::timeout(Duration::from_secs(3), connect).await {
         Ok(Ok(_)) => return Ok(()),
         Ok(Err(error)) => platform::http::tls_failure(error.as_ref()),
         Err(_) => None,
     };
-    let why = why.unwrap_or_else(|| "nothing answered there".into());
-    Err(usage(format!("Cannot reach {base}: {why}. Is the lab running (breakroom serve LAB)? Point at it with --url.")))
+    if let Some(tls) = tls {
+        return Err(usage(format!("Cannot reach {base}: {tls}.")));
+    }
+    Err(usage(format!(
+        "Cannot reach {base}: nothing answered there. Is the lab running (breakroom serve LAB)? Point at it with --url."
+    )))
 }
 
 /// A live line on a terminal; one summary line every few seconds otherwise.

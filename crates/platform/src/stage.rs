@@ -136,13 +136,10 @@ impl Target {
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> StageError {
-        let why = if let Some(tls) = crate::http::tls_failure(error) {
-            return StageError(format!(
-                "Cannot reach the {lab} lab at {base}: {tls}.",
-                lab = self.lab,
-                base = self.base
-            ));
-        } else if error.is_timeout() {
+        if let Some(tls) = crate::http::tls_failure(error) {
+            return StageError(format!("Cannot reach the {} lab at {}: {tls}.", self.lab, self.base));
+        }
+        let why = if error.is_timeout() {
             "it did not answer in time"
         } else if error.is_connect() {
             "nothing answered there"
@@ -305,14 +302,19 @@ mod tests {
 pub async fn interrupted() {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
-            (Ok(mut term), Ok(mut hangup)) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-                _ = hangup.recv() => {}
-            },
-            _ => drop(tokio::signal::ctrl_c().await),
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        // Each on its own: one that cannot be watched does not stop the others.
+        async fn received(signal: Option<Signal>) {
+            match signal {
+                Some(mut signal) => drop(signal.recv().await),
+                None => std::future::pending().await,
+            }
+        }
+        let (term, hangup) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::hangup()).ok());
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = received(term) => {}
+            _ = received(hangup) => {}
         }
     }
     #[cfg(not(unix))]

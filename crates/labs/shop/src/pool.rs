@@ -18,7 +18,8 @@ use serde::Serialize;
 use platform::db::{Db, Pool};
 
 /// How long opening a pool's connections may take; also the pool's own backstop wait.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Under the request pipeline's 30 s, so a resize that cannot open says why.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A connection checked out of the current pool, on either engine.
 pub enum Conn {
@@ -180,12 +181,25 @@ async fn open(database_url: Option<&str>, data_dir: &std::path::Path, settings: 
     loop {
         match Db::connect(None, data_dir, "shop", settings.max_connections, wait).await {
             Ok(db) => return Ok(db),
-            Err(error) if Instant::now() < deadline => {
-                tracing::debug!(error = format!("{error:#}"), "opening checkout's SQLite pool again");
+            // Only waiting can fail this way; a file that cannot be opened fails at once.
+            Err(error) if Instant::now() < deadline && only_waited(&error) => {
+                tracing::warn!(error = format!("{error:#}"), "opening checkout's SQLite pool again");
                 // A pause between two tries of the open (not part of any symptom).
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(error) => return Err(error),
         }
     }
+}
+
+/// Whether opening failed only for want of time: the pool's wait, or the file busy.
+fn only_waited(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::PoolTimedOut) => true,
+        Some(sqlx::Error::Database(db)) => {
+            let message = db.message();
+            message.contains("locked") || message.contains("busy")
+        }
+        _ => false,
+    })
 }

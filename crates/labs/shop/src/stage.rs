@@ -221,19 +221,23 @@ async fn demonstrate(shop: Shop, args: &TimelineArgs) -> Result<u8, StageError> 
         trouble = t;
     }
     ctrl_c.abort();
-    println!(
+    // writeln!, not println!: after a hangup the terminal is gone (the cleanup already ran).
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
         "\nDone: {} requests, {} errors ({:.1}%).",
         snapshot.requests,
         snapshot.errors,
         snapshot.error_rate * 100.0
     );
-    match alert_seen {
-        Some(true) => println!("{}", style.good("The alert condition held at its minute, as the story says.")),
+    let _ = match alert_seen {
+        Some(true) => writeln!(out, "{}", style.good("The alert condition held at its minute, as the story says.")),
         Some(false) => {
-            println!("{}", style.bad("The alert condition did not hold at its minute: see the figures above."))
+            writeln!(out, "{}", style.bad("The alert condition did not hold at its minute: see the figures above."))
         }
-        None => println!("The run ended before the alert minute."),
-    }
+        None => writeln!(out, "The run ended before the alert minute."),
+    };
     Ok(if trouble || alert_seen == Some(false) { EXIT_FAILED } else { 0 })
 }
 

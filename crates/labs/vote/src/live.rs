@@ -5,10 +5,11 @@
 //! truth: every process rebuilds the hash from `SELECT choice, COUNT(*)` when it starts
 //! (Redis may hold another database's counts), and the hash carries an `_init` marker:
 //! a hash without it (Redis flushed or restarted) is rebuilt, never shown as zeros. An
-//! increment that failed while Redis was unreachable marks the counts stale, and the
-//! first read after Redis answers again rebuilds them. Until then Redis is known to be
-//! down and is not asked at all: a probe pings it every 250 ms, and votes and reads go
-//! to the database alone, so a vote during an outage waits for no Redis timeout.
+//! increment that failed while Redis was unreachable marks the counts stale, and they
+//! are rebuilt once Redis answers again. Until then Redis is known to be down and is
+//! not asked at all: a probe pings it every 250 ms (and rebuilds the hash when it
+//! answers), and votes and reads go to the database alone, so a vote during an outage
+//! waits for no Redis timeout.
 //!
 //! Readers do not ask Redis: each process keeps a mirror of the hash in memory. Every
 //! batch this process counts reads the hash back in the same round trip (so a vote is
@@ -28,8 +29,8 @@
 //! vote of another process can still land inside a rebuild's window; every rebuild and
 //! reset therefore schedules one more reconciliation a second later.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::ballot::{Choice, Tally};
@@ -45,12 +46,12 @@ pub struct LiveCounts {
     backend: Backend,
     store: VoteStore,
     reconcile_at: Mutex<Option<Instant>>,
-    writes: std::sync::Arc<tokio::sync::Mutex<()>>,
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 enum Backend {
     Memory(MemoryCounts),
-    Redis(Box<RedisCounts>),
+    Redis(Arc<RedisCounts>),
 }
 
 pub struct MemoryCounts {
@@ -60,13 +61,13 @@ pub struct MemoryCounts {
 pub struct RedisCounts {
     redis: Redis,
     store: VoteStore,
-    writes: std::sync::Arc<tokio::sync::Mutex<()>>,
+    writes: Arc<tokio::sync::Mutex<()>>,
     key: String,
     channel: String,
     /// An increment was lost while Redis was unreachable.
     stale: AtomicBool,
     /// A command failed and the probe has not yet seen Redis answer: skip it.
-    down: std::sync::Arc<AtomicBool>,
+    down: AtomicBool,
     /// The hash as this process last read or wrote it.
     mirror: Mutex<Mirror>,
 }
@@ -90,14 +91,14 @@ impl LiveCounts {
     /// Loads the counts from the database: into the process, or into the shared hash
     /// (a Redis that is down now is rebuilt on the first read after it answers).
     pub async fn start(store: &VoteStore, redis: Option<&Redis>) -> Result<LiveCounts, sqlx::Error> {
-        let writes = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let writes = Arc::new(tokio::sync::Mutex::new(()));
         let backend = match redis {
             None => {
                 let tally = store.tally().await?;
                 Backend::Memory(MemoryCounts { counts: tally.0.map(AtomicI64::new) })
             }
             Some(redis) => {
-                let counts = Box::new(RedisCounts {
+                let counts = Arc::new(RedisCounts {
                     redis: redis.clone(),
                     store: store.clone(),
                     writes: writes.clone(),
@@ -111,7 +112,8 @@ impl LiveCounts {
                 // or restored while Redis kept its counts): a starting process sets it
                 // from `votes`, which is the truth.
                 if let Err(error) = counts.rebuild().await {
-                    counts.went_down();
+                    // (A Redis that failed is marked down by the rebuild itself.)
+                    counts.stale.store(true, Ordering::Relaxed);
                     tracing::warn!(%error, "live counts not rebuilt from the database at start; the first read that can rebuilds them");
                 }
                 Backend::Redis(counts)
@@ -187,9 +189,12 @@ impl LiveCounts {
                 }
             }
             Backend::Redis(r) => {
-                if r.is_down() {
-                    // Counted in the database; the hash is rebuilt once Redis answers.
+                if r.is_down() || r.stale.load(Ordering::Relaxed) {
+                    // Counted in the database. The hash misses votes (or may): it is rebuilt
+                    // by the next read once Redis answers, and adding to it meanwhile would
+                    // only put a wrong count into the mirror.
                     r.stale.store(true, Ordering::Relaxed);
+                    r.forget();
                     return;
                 }
                 let mut pipe = redis::pipe();
@@ -265,15 +270,27 @@ impl LiveCounts {
         match &self.backend {
             Backend::Memory(m) => m.set(Tally::default()),
             Backend::Redis(r) => {
-                if let Err(error) = r.overwrite(Tally::default()).await {
-                    // The votes are gone but the hash may still count them: rebuild it
-                    // once Redis answers.
-                    r.stale.store(true, Ordering::Relaxed);
-                    self.schedule_reconcile();
-                    return Err(error);
+                // Redis down: the votes are gone and the hash may still count them. It is
+                // rebuilt from the (empty) table once Redis answers, and until then every
+                // reader counts the table; the reset itself is complete.
+                match r.overwrite(Tally::default()).await {
+                    Ok(()) => {
+                        let mut conn = r.redis.conn();
+                        let published = redis::cmd("PUBLISH")
+                            .arg(&r.channel)
+                            .arg(RESET_MESSAGE)
+                            .query_async::<i64>(&mut conn)
+                            .await;
+                        if let Err(error) = published {
+                            tracing::warn!(%error, "reset not announced to the other replicas; their feeds catch up within their refresh");
+                        }
+                    }
+                    Err(error) => {
+                        r.stale.store(true, Ordering::Relaxed);
+                        r.forget();
+                        tracing::warn!(%error, "live counts reset in the database only; the hash is rebuilt once redis answers");
+                    }
                 }
-                let mut conn = r.redis.conn();
-                redis::cmd("PUBLISH").arg(&r.channel).arg(RESET_MESSAGE).query_async::<i64>(&mut conn).await?;
             }
         }
         // Votes of other replicas in flight during the reset are settled against the database.
@@ -341,23 +358,27 @@ impl RedisCounts {
     }
 
     /// A command failed: the hash must be rebuilt, and Redis is skipped until a probe
-    /// sees it answer.
-    fn went_down(&self) {
+    /// sees it answer; then the probe rebuilds the hash itself, so other replicas (which
+    /// read the hash) do not wait for a reader of this one.
+    fn went_down(self: &Arc<Self>) {
         self.stale.store(true, Ordering::Relaxed);
         self.forget();
         if self.down.swap(true, Ordering::AcqRel) {
             return; // a probe already runs
         }
-        let (redis, down) = (self.redis.clone(), std::sync::Arc::downgrade(&self.down));
+        let counts = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(DOWN_PROBE_INTERVAL);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks.tick().await;
             loop {
                 ticks.tick().await;
-                let Some(down) = down.upgrade() else { return }; // the lab is gone
-                if redis.ping().await.is_ok() {
-                    down.store(false, Ordering::Release);
+                let Some(counts) = counts.upgrade() else { return }; // the lab is gone
+                if counts.redis.ping().await.is_ok() {
+                    counts.down.store(false, Ordering::Release);
+                    if counts.stale.swap(false, Ordering::Relaxed) && counts.rebuild().await.is_err() {
+                        counts.stale.store(true, Ordering::Relaxed); // the next read tries again
+                    }
                     return;
                 }
             }
@@ -385,7 +406,7 @@ impl RedisCounts {
     }
 
     /// The counts, and whether they had to be rebuilt from the database.
-    async fn read(&self) -> anyhow::Result<(Tally, bool)> {
+    async fn read(self: &Arc<Self>) -> anyhow::Result<(Tally, bool)> {
         if self.is_down() {
             anyhow::bail!("redis is down (a probe checks every {DOWN_PROBE_INTERVAL:?})");
         }
@@ -411,7 +432,7 @@ impl RedisCounts {
     }
 
     /// Rewrites the hash from the votes table, between batches.
-    async fn rebuild(&self) -> anyhow::Result<Tally> {
+    async fn rebuild(self: &Arc<Self>) -> anyhow::Result<Tally> {
         let _writes = self.writes.lock().await;
         let tally = self.store.tally().await?;
         self.overwrite(tally).await?;
@@ -419,9 +440,10 @@ impl RedisCounts {
     }
 
     /// Sets the hash (and the mirror) to `tally`; the caller holds the write lock.
-    async fn overwrite(&self, tally: Tally) -> anyhow::Result<()> {
+    async fn overwrite(self: &Arc<Self>, tally: Tally) -> anyhow::Result<()> {
         if self.is_down() {
             self.stale.store(true, Ordering::Relaxed);
+            self.forget();
             anyhow::bail!("redis is down; the live counts are rebuilt once it answers");
         }
         self.forget();

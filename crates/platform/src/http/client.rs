@@ -59,17 +59,23 @@ fn trusted_roots() -> (rustls::RootCertStore, Vec<String>) {
     let native = rustls_native_certs::load_native_certs();
     let mut problems: Vec<String> = native.errors.iter().map(ToString::to_string).collect();
     let (added, _) = roots.add_parsable_certificates(native.certs);
-    if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
-        if added == 0 && problems.is_empty() {
-            problems.push(format!("SSL_CERT_FILE={} holds no PEM certificate", file.to_string_lossy()));
-        }
+    let file = std::env::var_os("SSL_CERT_FILE");
+    if let Some(file) = &file
+        && added == 0
+        && problems.is_empty()
+    {
+        problems.push(format!("SSL_CERT_FILE={} holds no PEM certificate", file.to_string_lossy()));
+    }
+    if file.is_some() || std::env::var_os("SSL_CERT_DIR").is_some() {
         // ... so the system's bundle is added back: SSL_CERT_FILE adds a CA, it does not
         // take the public ones away.
         use rustls::pki_types::{CertificateDer, pem::PemObject};
-        if let Some(bundle) = SYSTEM_BUNDLES.iter().find(|b| std::path::Path::new(b).exists())
-            && let Ok(certs) = CertificateDer::pem_file_iter(bundle)
-        {
-            roots.add_parsable_certificates(certs.flatten());
+        match SYSTEM_BUNDLES.iter().find(|b| std::path::Path::new(b).exists()) {
+            Some(bundle) => match CertificateDer::pem_file_iter(bundle) {
+                Ok(certs) => drop(roots.add_parsable_certificates(certs.flatten())),
+                Err(error) => problems.push(format!("the system's CA bundle {bundle} could not be read: {error}")),
+            },
+            None => problems.push("no system CA bundle found: only SSL_CERT_FILE's certificates are trusted".into()),
         }
     }
     (roots, problems)
