@@ -191,8 +191,8 @@ impl LiveCounts {
             Backend::Redis(r) => {
                 if r.is_down() || r.stale.load(Ordering::Relaxed) {
                     // Counted in the database. The hash misses votes (or may): it is rebuilt
-                    // by the next read once Redis answers, and adding to it meanwhile would
-                    // only put a wrong count into the mirror.
+                    // by the down-probe when Redis answers (or by the next read), and adding
+                    // to it meanwhile would only put a wrong count into the mirror.
                     r.stale.store(true, Ordering::Relaxed);
                     r.forget();
                     return;
