@@ -509,25 +509,38 @@ async fn the_compressed_timeline_shows_its_effects_in_order(backend: Backend) {
         cart_url: shop.cart.clone(),
         checkout_url: shop.checkout.clone(),
     };
-    // 30 minutes in 60 s; a 1-connection pool with a 50 ms wait, so the small data is
-    // enough to exhaust it once checkouts queue behind each other's scans. Each minute a
-    // crowd of 24 buys the first doorbuster at once, on top of the timeline's shoppers.
-    let settings =
-        Settings { speedup: 30.0, peak_rpm: 900.0, duration_minutes: 30.0, pool_size: 1, pool_timeout_ms: 50 };
-    let timeline = Timeline::prepare(settings, Shop::new(&urls, ADMIN_TOKEN.into()).unwrap()).await.unwrap();
+    // The defaults (a 20-connection pool, a 5 s wait, the automatic peak), compressed
+    // 30×: 30 minutes in 60 s (the wait compressed to a 2 s minute). Nothing is staged:
+    // the doorbuster rush at the cut is what exhausts the pool, as at 1×. (60× is run
+    // alone by bench/shop-timeline.sh: here the other tests share the two cores.)
+    let shop_api = Shop::new(&urls, ADMIN_TOKEN.into()).unwrap();
+    let (peak_rpm, why) = shop_api.auto_peak_rpm().await.unwrap();
+    println!("peak {peak_rpm} journeys a minute: {why}");
+    let settings = Settings { speedup: 30.0, peak_rpm, duration_minutes: 30.0, pool_size: 20, pool_timeout_ms: 5000 };
+    let timeline = Timeline::prepare(settings, shop_api).await.unwrap();
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let readings = {
         let catalog = shop.catalog.clone();
         let checkout = shop.checkout.clone();
         let client = shop.client.clone();
         tokio::spawn(async move {
-            let (mut readings, mut troubles) = (Vec::new(), Vec::new());
+            let (mut readings, mut troubles, mut alert, mut peak) = (Vec::new(), Vec::new(), None, None);
             while let Some(event) = receiver.recv().await {
-                if let Event::Milestone(text) | Event::Trouble(text) = &event {
-                    println!("{text}");
-                }
-                if let Event::Trouble(text) = &event {
-                    troubles.push(text.clone());
+                match &event {
+                    Event::Milestone(text) => println!("{text}"),
+                    Event::Trouble(text) => {
+                        println!("{text}");
+                        troubles.push(text.clone());
+                    }
+                    Event::AlertCondition { holds, detail } => {
+                        println!("alert condition holds: {holds} — {detail}");
+                        alert = Some(*holds);
+                    }
+                    Event::Peak(report) => {
+                        println!("peak failure: {}", report.describe());
+                        peak = Some(report.clone());
+                    }
+                    Event::Minute(_) => {}
                 }
                 if let Event::Minute(report) = event {
                     let text = |url: String| {
@@ -546,21 +559,21 @@ async fn the_compressed_timeline_shows_its_effects_in_order(backend: Backend) {
                         checkout_p95_ms: report.checkout_p95_ms,
                         checkouts: report.checkouts,
                     });
-                    // In the background, so the next minute's reading is taken on time.
-                    for i in 0..24 {
-                        let body = json!({ "user_id": format!("crowd-{}-{i}", report.minute), "product_id": 1 });
-                        let request = client.post(format!("{checkout}/orders/create")).json(&body);
-                        tokio::spawn(async move { drop(request.send().await) });
-                    }
                 }
             }
-            (readings, troubles)
+            (readings, troubles, alert, peak)
         })
     };
     let total = timeline.run(&mut |event| drop(sender.send(event))).await;
     drop(sender);
-    let (readings, troubles) = readings.await.unwrap();
+    let (readings, troubles, alert, peak) = readings.await.unwrap();
     assert!(troubles.is_empty(), "every fault was applied and undone: {troubles:?}");
+    assert_eq!(alert, Some(true), "the alert condition held at minute 22");
+    let peak = peak.expect("the peak failure was reported");
+    assert!(peak.pool_caused(), "the failures were the pool's acquire timeouts: {}", peak.describe());
+    // The story's ~35% (20–60%) is measured by bench/shop-timeline.sh; here, beside the
+    // other tests on a shared machine, only that it is neither nothing nor everything.
+    assert!((0.05..0.95).contains(&peak.error_rate), "some checkouts fail, not all: {}", peak.describe());
     println!("{} requests, {} errors; per minute: {readings:?}", total.requests, total.errors);
     assert!(readings.len() >= 29, "every minute was reported: {}", readings.len());
     let at = |m: u32| readings.iter().find(|r| r.minute == m).copied().unwrap();

@@ -61,7 +61,8 @@ pub enum Model {
 pub struct Run {
     pub profile: Profile,
     pub base: String,
-    pub recorder: Recorder,
+    /// Shared with the runs started [`Run::alongside`] this one.
+    pub recorder: Arc<Recorder>,
     pub stop: CancellationToken,
     pub started: Mutex<Option<Instant>>,
     /// A rate set through `POST /rate`; replaces the timeline from then on.
@@ -71,7 +72,10 @@ pub struct Run {
     pub ids: Vec<String>,
     pub target_rps: Mutex<f64>,
     /// The figures since the last [`Recorder::take`]: a timeline's minute.
-    pub window: Recorder,
+    pub window: Arc<Recorder>,
+    /// The figures since a moment of the caller's choosing (its own [`Recorder::take`]):
+    /// a timeline's "since the fault".
+    pub mark: Arc<Recorder>,
     /// Set when the timeline switches to the profile's later journey mix.
     pub later_mix: std::sync::atomic::AtomicBool,
     sequence: AtomicU64,
@@ -83,7 +87,7 @@ impl Run {
         Run {
             profile,
             base,
-            recorder: Recorder::default(),
+            recorder: Arc::default(),
             stop: CancellationToken::new(),
             started: Mutex::new(None),
             rate_override: Mutex::new(None),
@@ -91,11 +95,23 @@ impl Run {
             timeout,
             ids,
             target_rps: Mutex::new(0.0),
-            window: Recorder::default(),
+            window: Arc::default(),
+            mark: Arc::default(),
             later_mix: std::sync::atomic::AtomicBool::new(false),
             sequence: AtomicU64::new(0),
             journeys: AtomicU64::new(0),
         }
+    }
+
+    /// A second run of `profile` that records into this one's figures (all three) and
+    /// stops when it stops; it may also be stopped alone. Its pace is its own.
+    pub fn alongside(&self, profile: Profile) -> Run {
+        let mut run = Run::new(profile, self.base.clone(), None, self.timeout, self.ids.clone());
+        run.recorder = self.recorder.clone();
+        run.window = self.window.clone();
+        run.mark = self.mark.clone();
+        run.stop = self.stop.child_token();
+        run
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -265,6 +281,7 @@ async fn journey(transport: &mut Transport<'_>, run: &Run, journey: &Journey, in
         let latency = from.elapsed();
         run.recorder.record(&step.name, outcome, latency);
         run.window.record(&step.name, outcome, latency);
+        run.mark.record(&step.name, outcome, latency);
         if outcome.error_kind().is_some() {
             break; // a failed step ends the journey, as it would for a person
         }
@@ -325,6 +342,7 @@ async fn open(run: Arc<Run>, client: HttpClient, shape: Shape, max_in_flight: us
         if in_flight.load(Ordering::Acquire) >= max_in_flight {
             run.recorder.drop_one();
             run.window.drop_one();
+            run.mark.drop_one();
             continue;
         }
         in_flight.fetch_add(1, Ordering::AcqRel);

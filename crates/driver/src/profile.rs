@@ -181,6 +181,29 @@ pub fn blackfriday(catalog: &str, cart: &str, checkout: &str, products: u64) -> 
     }
 }
 
+/// The doorbuster rush of the Black Friday peak: buyers who come for a doorbuster and
+/// go straight to checkout (their cart was filled before the doors opened).
+pub fn doorbuster_rush(checkout: &str, products: u64) -> Profile {
+    Profile {
+        name: "doorbuster_rush",
+        journeys: vec![Journey {
+            name: "doorbuster".into(),
+            weight: 1.0,
+            steps: vec![step(
+                "checkout /orders/create",
+                hyper::Method::POST,
+                &format!("{checkout}/orders/create"),
+                Some(r#"{"user_id":"doorbuster-{journey}","product_id":{doorbuster},"quantity":1}"#),
+            )],
+            think: Duration::ZERO,
+        }],
+        choices: Vec::new(),
+        setup: Setup::None,
+        later_weights: None,
+        products: products.max(1),
+    }
+}
+
 const SHOP_CATEGORIES: [&str; 5] = ["electronics", "furniture", "appliances", "sports", "kitchen"];
 
 /// `print=1,ai=3`: weights by key.

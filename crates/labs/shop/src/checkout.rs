@@ -32,6 +32,10 @@ use platform::Platform;
 use platform::clock;
 use platform::http::{ApiError, JsonBody};
 
+/// The histogram of how long placed checkouts held the restock reservation: one at a
+/// time hold it, so its mean bounds how many checkouts a second the shop can place.
+pub const RESERVATION_METRIC: &str = "shop_checkout_reservation_seconds";
+
 /// How long checkout waits for the catalog or the cart.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -52,6 +56,7 @@ struct CheckoutMetrics {
     exhausted: Counter,
     pool_size: Gauge,
     pool_wait: Histogram,
+    reservation: Histogram,
 }
 
 type Lab = State<Arc<Checkout>>;
@@ -70,6 +75,7 @@ pub fn router(
         exhausted: Counter::default(),
         pool_size: Gauge::default(),
         pool_wait: Histogram::new([0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+        reservation: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
     };
     registry.register(
         "shop_checkouts",
@@ -86,6 +92,11 @@ pub fn router(
         "shop_db_pool_wait_seconds",
         "How long checkouts waited for a database connection",
         metrics.pool_wait.clone(),
+    );
+    registry.register(
+        RESERVATION_METRIC,
+        "How long a placed checkout held the restock reservation (checkouts wait for it one after another)",
+        metrics.reservation.clone(),
     );
     metrics.pool_size.set(i64::from(pool.settings().max_connections));
     let client = platform::http::client().timeout(PEER_TIMEOUT).build().expect("an HTTP client builds");
@@ -262,6 +273,12 @@ async fn create(
     let placed: Result<(i64, i64, f64), Failed> = on_conn!(&mut conn, |c| {
         async {
             let mut tx = sqlx::Connection::begin(&mut **c).await.map_err(Failed::database)?;
+            // On SQLite the catalog and the cart are asked first: they share the database,
+            // and a cart add waiting for the write lock this checkout held would hold the
+            // cart's connections while this checkout waited for the cart — each waiting
+            // for the other until SQLite's busy timeout. The pooled connection is held
+            // all the same (the transaction is open).
+            let early = if postgres { None } else { Some(lab.ask_peers(&request, product_id, &user_id).await?) };
             // 2. Reserve the restock list, so two checkouts never reorder the same
             // product, and take the stock. Checkouts queue behind each other's
             // reservation, each holding its pooled connection while it waits. On
@@ -274,11 +291,14 @@ async fn create(
                 "SELECT COUNT(*) FROM products WHERE stock_quantity < 5"
             };
             let mut restock = None;
+            // When this checkout got the reservation: from then on the others wait.
+            let mut reserved = None;
             if postgres {
                 let query = sqlx::query_scalar::<_, i64>(reserve).fetch_one(&mut *tx);
                 restock = Some(
                     timed_query(&lab.trace, &request, &lab.queries, &plan, query).await.map_err(Failed::database)?,
                 );
+                reserved = Some(std::time::Instant::now());
             }
             let taken: Option<f64> = sqlx::query_scalar(
                 "UPDATE products SET stock_quantity = stock_quantity - $2 \
@@ -289,6 +309,7 @@ async fn create(
             .fetch_optional(&mut *tx)
             .await
             .map_err(Failed::database)?;
+            let reserved = reserved.unwrap_or_else(std::time::Instant::now);
             let Some(price) = taken else {
                 let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM products WHERE id = $1")
                     .bind(product_id)
@@ -311,12 +332,14 @@ async fn create(
                         .map_err(|e| Failed::database(e).with_total(total))?
                 }
             };
-            // 4. The catalog and the cart over HTTP, inside the transaction: the order
+            // 4. The catalog and the cart over HTTP (PostgreSQL: inside the reservation): the order
             // confirmation shows the product as the catalog has it and the cart's size.
             // (Every millisecond they take, the locks above are held: see the runbook.)
-            let product = lab.product(&request, product_id).await.map_err(|e| e.with_total(total))?;
+            let (product, items) = match early {
+                Some(asked) => asked,
+                None => lab.ask_peers(&request, product_id, &user_id).await.map_err(|e| e.with_total(total))?,
+            };
             request.set([KeyValue::new("checkout.product_name", product.name)]);
-            let items = lab.cart_items(&request, &user_id).await.map_err(|e| e.with_total(total))?;
             request.set([KeyValue::new("checkout.cart_items", items)]);
             // 5. The order.
             let order_id: i64 = sqlx::query_scalar(
@@ -332,6 +355,7 @@ async fn create(
             .await
             .map_err(|e| Failed::database(e).with_total(total))?;
             tx.commit().await.map_err(|e| Failed::database(e).with_total(total))?;
+            lab.metrics.reservation.observe(reserved.elapsed().as_secs_f64());
             Ok((order_id, restock, total))
         }
         .await
@@ -392,6 +416,18 @@ impl Failed {
 }
 
 impl Checkout {
+    /// The product from the catalog and the size of the user's cart.
+    async fn ask_peers(
+        &self,
+        request: &RequestTrace,
+        product_id: i64,
+        user_id: &str,
+    ) -> Result<(Product, i64), Failed> {
+        let product = self.product(request, product_id).await?;
+        let items = self.cart_items(request, user_id).await?;
+        Ok((product, items))
+    }
+
     /// The product as the catalog has it, over HTTP.
     async fn product(&self, request: &RequestTrace, product_id: i64) -> Result<Product, Failed> {
         let url = format!("{}/products/{product_id}", self.peers.catalog);

@@ -14,6 +14,8 @@ pub mod lab;
 pub mod loadgen;
 mod openapi;
 pub mod pool;
+pub mod remote;
+pub mod rush;
 pub mod settings;
 pub mod stage;
 pub mod store;

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
@@ -29,6 +29,52 @@ use platform::telemetry::HttpMetrics;
 
 /// How long `stop-demo` waits for the cleanup before answering.
 const CLEANUP_WAIT: Duration = Duration::from_secs(60);
+
+/// What the timeline is doing: `GET /admin/demo-status` (`idle` before any run).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DemoStatus {
+    pub running: bool,
+    pub elapsed_minutes: f64,
+    pub elapsed_seconds: f64,
+    pub current_rpm: f64,
+    pub phase: String,
+    pub requests_sent: u64,
+    pub errors: u64,
+    pub current_error_rate: f64,
+    pub checkouts_attempted: u64,
+    pub checkouts_failed: u64,
+    pub start_timestamp: Option<u64>,
+    pub start_time_iso: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speedup: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rpm: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_minutes: Option<f64>,
+}
+
+impl DemoStatus {
+    /// No timeline has run yet.
+    pub fn idle() -> DemoStatus {
+        DemoStatus {
+            running: false,
+            elapsed_minutes: 0.0,
+            elapsed_seconds: 0.0,
+            current_rpm: 0.0,
+            phase: "idle".into(),
+            requests_sent: 0,
+            errors: 0,
+            current_error_rate: 0.0,
+            checkouts_attempted: 0,
+            checkouts_failed: 0,
+            start_timestamp: None,
+            start_time_iso: None,
+            speedup: None,
+            peak_rpm: None,
+            duration_minutes: None,
+        }
+    }
+}
 
 pub struct LoadgenConfig {
     pub urls: ShopUrls,
@@ -111,7 +157,7 @@ mod openapi {
 
     use platform::openapi::AdminAuth;
 
-    pub use crate::timeline::DemoStatus;
+    pub use super::DemoStatus;
 
     /// An error: `{"error": …}` from the load generator, `{"detail": …}` from the platform.
     #[derive(Serialize, ToSchema)]
@@ -266,6 +312,13 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
             Event::Milestone(text) => tracing::warn!(milestone = %text, "demo_milestone"),
             Event::AlertCondition { holds, detail } => tracing::warn!(holds, detail = %detail, "demo_alert_condition"),
             Event::Trouble(text) => tracing::error!(trouble = %text, "demo_trouble"),
+            Event::Peak(peak) => tracing::warn!(
+                checkouts = peak.checkouts,
+                failed = peak.failed,
+                error_rate = peak.error_rate,
+                pool_caused = peak.pool_caused(),
+                "demo_peak_failure"
+            ),
         };
         running.run(&mut log).await;
         finished.cancel();

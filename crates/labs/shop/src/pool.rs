@@ -165,41 +165,22 @@ impl CheckoutPool {
     }
 }
 
-/// A pool of `settings.max_connections`; opening it establishes its first connection
-/// within [`OPEN_TIMEOUT`] on PostgreSQL, and the rest open as checkouts need them.
-/// (Opening them all at once would take 50 of a PostgreSQL's 100 connections for the
-/// normal pool alone.) On SQLite the pool's wait also sets how long a writer waits for
-/// the database's one write lock, so it stays the checkouts' wait; opening the file
-/// under it can fail on a loaded machine, and is tried again until [`OPEN_TIMEOUT`]: a
-/// resize that fails leaves a demo that does not fail.
+/// A pool of `settings.max_connections`. On PostgreSQL opening it establishes its first
+/// connection within [`OPEN_TIMEOUT`], and the rest open as checkouts need them
+/// (opening them all at once would take 50 of a PostgreSQL's 100 connections for the
+/// normal pool alone).
+///
+/// On SQLite a writer waits for the database's one write lock for as long as
+/// [`OPEN_TIMEOUT`], so under a rush it is the pool's acquire timeout (applied in
+/// [`CheckoutPool::acquire`]) that gives out, as on PostgreSQL, and not the lock's
+/// "database is locked". Every connection opens at once: one opened later, while the
+/// lock is held back to back, would wait for the lock just to set itself up.
 async fn open(database_url: Option<&str>, data_dir: &std::path::Path, settings: PoolSettings) -> anyhow::Result<Db> {
-    if database_url.is_some() {
-        return Db::connect(database_url, data_dir, "shop", settings.max_connections, OPEN_TIMEOUT).await;
+    let db = Db::connect(database_url, data_dir, "shop", settings.max_connections, OPEN_TIMEOUT).await?;
+    if let Pool::Sqlite(pool) = db.pool() {
+        let all = (0..settings.max_connections).map(|_| pool.acquire());
+        let opened = futures_util::future::try_join_all(all).await?;
+        drop(opened);
     }
-    let wait = Duration::from_millis(settings.acquire_timeout_ms);
-    let deadline = Instant::now() + OPEN_TIMEOUT;
-    loop {
-        match Db::connect(None, data_dir, "shop", settings.max_connections, wait).await {
-            Ok(db) => return Ok(db),
-            // Only waiting can fail this way; a file that cannot be opened fails at once.
-            Err(error) if Instant::now() < deadline && only_waited(&error) => {
-                tracing::warn!(error = format!("{error:#}"), "opening checkout's SQLite pool again");
-                // A pause between two tries of the open (not part of any symptom).
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(error) => return Err(error),
-        }
-    }
-}
-
-/// Whether opening failed only for want of time: the pool's wait, or the file busy.
-fn only_waited(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| match cause.downcast_ref::<sqlx::Error>() {
-        Some(sqlx::Error::PoolTimedOut) => true,
-        Some(sqlx::Error::Database(db)) => {
-            let message = db.message();
-            message.contains("locked") || message.contains("busy")
-        }
-        _ => false,
-    })
+    Ok(db)
 }

@@ -135,9 +135,21 @@ fn print_timeline(settings: &Settings) {
         m(20.0),
         real(20.0),
         settings.pool_size,
-        settings.pool_timeout_ms
+        settings.acquire_timeout_ms()
     );
-    println!("  minute {:>4.0}  (+{:>7})  alert condition: checkout errors > 20% and p95 > 2 s", m(22.0), real(22.0));
+    println!("  minute {:>4.0}  (+{:>7})  the doorbusters open: a rush of buyers at checkout", m(20.0), real(20.0));
+    println!(
+        "  minute {:>4.0}  (+{:>7})  alert condition: checkout errors > 20% and p95 > {:.0} ms",
+        m(22.0),
+        real(22.0),
+        settings.alert_p95_ms()
+    );
+    if settings.compressed() {
+        println!(
+            "                          (the story's {} ms wait and 2 s threshold, compressed with the clock)",
+            settings.pool_timeout_ms
+        );
+    }
     println!("  minute {:>4.0}  (+{:>7})  peak failure", m(25.0), real(25.0));
     println!("  end          (+{:>7})  cleanup: indexes and pool restored, traffic stopped\n", real(30.0));
 }
@@ -208,6 +220,23 @@ async fn demonstrate(shop: Shop, args: &TimelineArgs) -> Result<u8, StageError> 
                     Event::Trouble(text) => {
                         trouble = true;
                         println!("  {}", style.bad(&text));
+                    }
+                    Event::Peak(peak) => {
+                        println!("\nPeak failure (minute 25 to the end): {}", peak.describe());
+                        if !peak.pool_caused() {
+                            trouble = true;
+                            println!("  {}", style.bad("The failures were not the pool's: not the story's mechanism."));
+                        } else if !peak.in_band() {
+                            println!(
+                                "  {}",
+                                style.heading("! The failed share is outside the story's 20–60% (about 35%).")
+                            );
+                        } else {
+                            println!(
+                                "  {}",
+                                style.good("The pool turned the failed checkouts away, as the story says.")
+                            );
+                        }
                     }
                 }
             }

@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use serde::Serialize;
-use serde_json::json;
 use tokio::time::Instant;
 
 use driver::ShopUrls;
@@ -22,7 +21,12 @@ use driver::engine::{self, Model, Run};
 use driver::profile;
 use driver::record::Snapshot;
 use driver::shape::{Phase, Shape};
-use platform::stage::{StageError, Target};
+use platform::stage::StageError;
+
+pub use crate::loadgen::DemoStatus;
+use crate::remote::Reading;
+pub use crate::remote::Shop;
+use crate::rush::{Opening, PeakReport, Rush};
 
 /// The timeline's length in the seed, in minutes.
 pub const TIMELINE_MINUTES: f64 = 30.0;
@@ -30,12 +34,6 @@ pub const TIMELINE_MINUTES: f64 = 30.0;
 /// peak is sized to the database at hand ([`Shop::auto_peak_rpm`]): the seed's 120 is
 /// too gentle to make a 2-core database queue on its scans.
 pub const FALLBACK_PEAK_RPM: f64 = 300.0;
-/// Full scans a journey causes once the indexes are gone (later mix): a catalog
-/// listing each, plus checkout's restock reservation for the 30% who buy.
-const SCANS_PER_JOURNEY: f64 = 1.3;
-/// The share of the measured scan capacity the peak asks for once the indexes are gone:
-/// enough for queues (p95 past 2 s), not so much that the catalog never catches up.
-const TARGET_UTILIZATION: f64 = 0.7;
 /// The ramp starts at a quarter of the peak (the seed's 30 → 120).
 const RAMP_START_SHARE: f64 = 0.25;
 /// Minutes of the 30-minute timeline at which things happen.
@@ -43,6 +41,7 @@ const PEAK_MINUTE: f64 = 10.0;
 const DROP_MINUTE: f64 = 15.0;
 const SHRINK_MINUTE: f64 = 20.0;
 const ALERT_MINUTE: f64 = 22.0;
+const PEAK_FAILURE_MINUTE: f64 = 25.0;
 /// The Flow Alert's condition: checkout error rate and p95.
 pub const ALERT_ERROR_RATE: f64 = 0.20;
 pub const ALERT_P95_MS: f64 = 2000.0;
@@ -93,52 +92,6 @@ pub struct TimelineArgs {
     pub check_seconds: u64,
 }
 
-/// What the timeline is doing: `GET /admin/demo-status` (`idle` before any run).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DemoStatus {
-    pub running: bool,
-    pub elapsed_minutes: f64,
-    pub elapsed_seconds: f64,
-    pub current_rpm: f64,
-    pub phase: String,
-    pub requests_sent: u64,
-    pub errors: u64,
-    pub current_error_rate: f64,
-    pub checkouts_attempted: u64,
-    pub checkouts_failed: u64,
-    pub start_timestamp: Option<u64>,
-    pub start_time_iso: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub speedup: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub peak_rpm: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration_minutes: Option<f64>,
-}
-
-impl DemoStatus {
-    /// No timeline has run yet.
-    pub fn idle() -> DemoStatus {
-        DemoStatus {
-            running: false,
-            elapsed_minutes: 0.0,
-            elapsed_seconds: 0.0,
-            current_rpm: 0.0,
-            phase: "idle".into(),
-            requests_sent: 0,
-            errors: 0,
-            current_error_rate: 0.0,
-            checkouts_attempted: 0,
-            checkouts_failed: 0,
-            start_timestamp: None,
-            start_time_iso: None,
-            speedup: None,
-            peak_rpm: None,
-            duration_minutes: None,
-        }
-    }
-}
-
 /// What a timeline run is set to.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
@@ -172,6 +125,23 @@ impl Settings {
         60.0 / self.speedup
     }
 
+    /// The acquire timeout the pool is cut to: the story's, or — when a timeline minute
+    /// is shorter (60×: 1 s) — one minute, so the clock compresses the wait too.
+    pub fn acquire_timeout_ms(&self) -> u64 {
+        self.pool_timeout_ms.min((self.minute_seconds() * 1000.0).round() as u64).max(50)
+    }
+
+    /// The alert's latency threshold, compressed with the acquire timeout (2 s of the
+    /// story's 5 s wait: 400 ms of a 1 s one).
+    pub fn alert_p95_ms(&self) -> f64 {
+        ALERT_P95_MS * self.acquire_timeout_ms() as f64 / self.pool_timeout_ms as f64
+    }
+
+    /// Whether the clock compresses the pool's wait and the alert's threshold.
+    pub fn compressed(&self) -> bool {
+        self.acquire_timeout_ms() < self.pool_timeout_ms
+    }
+
     /// A minute of the 30-minute story on this timeline's scale.
     fn scaled(&self, minute: f64) -> f64 {
         minute * self.duration_minutes / TIMELINE_MINUTES
@@ -196,100 +166,6 @@ impl Settings {
     }
 }
 
-/// The shop's services and the admin token their fault actions need.
-#[derive(Clone)]
-pub struct Shop {
-    pub urls: ShopUrls,
-    pub catalog: Arc<Target>,
-    pub cart: Arc<Target>,
-    pub checkout: Arc<Target>,
-    pub token: String,
-}
-
-/// DDL on a big table waits for the scans in flight: admin calls get long.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(300);
-
-impl Shop {
-    pub fn new(urls: &ShopUrls, token: String) -> Result<Shop, StageError> {
-        let urls = urls.trimmed();
-        for url in [&urls.catalog_url, &urls.cart_url, &urls.checkout_url] {
-            if !url.starts_with("http://") && !url.starts_with("https://") {
-                return Err(StageError(format!("'{url}': a shop service's URL starts with http:// or https://")));
-            }
-        }
-        Ok(Shop {
-            catalog: Arc::new(Target::with_timeout(&urls.catalog_url, "shop", ADMIN_TIMEOUT)?),
-            cart: Arc::new(Target::with_timeout(&urls.cart_url, "shop", ADMIN_TIMEOUT)?),
-            checkout: Arc::new(Target::with_timeout(&urls.checkout_url, "shop", ADMIN_TIMEOUT)?),
-            urls,
-            token,
-        })
-    }
-
-    pub async fn drop_indexes(&self) -> Result<String, StageError> {
-        let reply = platform::stage::admin_call(&self.catalog, "/admin/indexes/drop", &self.token, None).await?;
-        let dropped = reply.json().map(|v| v["dropped"].to_string()).unwrap_or_default();
-        Ok(format!("DROP INDEX {dropped}"))
-    }
-
-    pub async fn shrink_pool(&self, size: u32, timeout_ms: u64) -> Result<String, StageError> {
-        let body = json!({ "max_connections": size, "acquire_timeout_ms": timeout_ms });
-        platform::stage::admin_call(&self.checkout, "/admin/pool", &self.token, Some(body)).await?;
-        Ok(format!("checkout pool: {size} connections, {timeout_ms} ms acquire timeout"))
-    }
-
-    /// Indexes restored and checkout's normal pool: every step is tried, the first
-    /// failure is returned.
-    pub async fn restore(&self) -> Result<String, StageError> {
-        let indexes = platform::stage::admin_call(&self.catalog, "/admin/indexes/restore", &self.token, None).await;
-        let pool = platform::stage::admin_call(&self.checkout, "/admin/reset?confirm=yes", &self.token, None).await;
-        let created = indexes?.json().map(|v| v["created"].to_string()).unwrap_or_default();
-        let pool = pool?.json().map(|v| v["pool"]["max_connections"].to_string()).unwrap_or_default();
-        Ok(format!("indexes restored (created {created}), checkout pool back to {pool} connections"))
-    }
-
-    /// Products in the catalog, from its health.
-    pub async fn products(&self) -> Result<u64, StageError> {
-        let reply = self.catalog.get("/health").await?;
-        Ok(reply.json().and_then(|v| v["products"].as_u64()).unwrap_or(0))
-    }
-
-    /// A peak that loads the database's scan capacity to about two thirds once the
-    /// indexes are gone, from the catalog's own measurement; and how it was found.
-    pub async fn auto_peak_rpm(&self) -> Result<(f64, String), StageError> {
-        let reply = self.catalog.get_admin("/admin/scan-cost", &self.token).await?;
-        if !reply.is_success() {
-            return Err(StageError(format!("measuring the catalog's scan cost: {} {}", reply.status, reply.detail())));
-        }
-        let cost = reply.json().unwrap_or_default();
-        let per_second = cost["scans_per_second"].as_f64().unwrap_or(0.0);
-        if per_second <= 0.0 {
-            return Ok((FALLBACK_PEAK_RPM, "the scan cost could not be measured".into()));
-        }
-        let rpm = (TARGET_UTILIZATION * per_second / SCANS_PER_JOURNEY * 60.0).clamp(30.0, 20_000.0).round();
-        Ok((
-            rpm,
-            format!(
-                "a full scan of {} products takes {} ms here and {:.1} run per second side by side",
-                cost["products"], cost["scan_ms"], per_second
-            ),
-        ))
-    }
-
-    /// The doorbusters' average price: what a failed checkout costs.
-    pub async fn order_value(&self) -> f64 {
-        let mut prices = Vec::new();
-        for id in 1..=profile::DOORBUSTERS {
-            if let Ok(reply) = self.catalog.get(&format!("/products/{id}")).await
-                && let Some(price) = reply.json().and_then(|v| v["price"].as_f64())
-            {
-                prices.push(price);
-            }
-        }
-        if prices.is_empty() { 0.0 } else { prices.iter().sum::<f64>() / prices.len() as f64 }
-    }
-}
-
 /// One minute of the timeline, as printed and logged.
 #[derive(Debug, Clone, Serialize)]
 pub struct MinuteReport {
@@ -308,6 +184,8 @@ pub struct MinuteReport {
     pub checkout_p95_ms: f64,
     pub catalog_p95_ms: f64,
     pub revenue_lost: f64,
+    /// The doorbuster rush's buyers a minute (0 before the pool cut).
+    pub rush_rpm: f64,
 }
 
 /// What the timeline tells whoever runs it.
@@ -321,6 +199,8 @@ pub enum Event {
         detail: String,
     },
     Trouble(String),
+    /// At the end: the peak failure's figures (minute 25 to the end).
+    Peak(PeakReport),
 }
 
 /// Shared state of a run, for `GET /admin/demo-status`.
@@ -342,6 +222,8 @@ pub struct Timeline {
     progress: Mutex<Progress>,
     running: AtomicBool,
     order_value: f64,
+    products: u64,
+    rush: Mutex<Option<Rush>>,
 }
 
 impl Timeline {
@@ -362,6 +244,8 @@ impl Timeline {
             progress: Mutex::new(Progress { phase: "ramp_up", ..Progress::default() }),
             running: AtomicBool::new(false),
             order_value,
+            products,
+            rush: Mutex::new(None),
         }))
     }
 
@@ -425,6 +309,16 @@ impl Timeline {
         let engine = tokio::spawn(engine::drive(self.run.clone(), model));
         self.walk(observer).await;
         self.run.stop.cancel();
+        let rush = self.rush.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(rush) = rush {
+            let metered = rush.finish().await;
+            tracing::info!(
+                placed_rate = metered.placed_rate,
+                attempted_rate = metered.attempted_rate,
+                adjustments = metered.adjustments,
+                "doorbuster_rush_finished"
+            );
+        }
         let _ = engine.await;
         observer(Event::Milestone("Cleanup: stopping traffic, restoring indexes and the pool".into()));
         match self.shop.restore().await {
@@ -451,27 +345,27 @@ impl Timeline {
         let (peak, drop, shrink) = (at(PEAK_MINUTE), at(DROP_MINUTE), at(SHRINK_MINUTE).max(at(DROP_MINUTE)));
         // Judged on a whole minute after the pool was cut, however short the timeline.
         let alert = at(ALERT_MINUTE).max(shrink + 1).min(total);
+        let peak_failure = at(PEAK_FAILURE_MINUTE).max(alert).min(total.saturating_sub(1));
         let start = self.started.max(Instant::now());
+        let (mut dropped, mut peak_from) = (None, None);
         for minute in 0..total {
             if minute == drop {
                 observer(Event::Milestone(format!(
                     "Minute {minute}: degradation starting — dropping the catalog indexes"
                 )));
                 self.run.later_mix.store(true, Ordering::Relaxed);
+                dropped = self.shop.reading().await.ok();
                 match self.shop.drop_indexes().await {
                     Ok(done) => observer(Event::Milestone(done)),
                     Err(error) => observer(Event::Trouble(format!("Could not drop the indexes: {error}"))),
                 }
             }
             if minute == shrink {
-                observer(Event::Milestone(format!(
-                    "Minute {minute}: pool exhaustion beginning — cutting checkout's pool to {} connections",
-                    settings.pool_size
-                )));
-                match self.shop.shrink_pool(settings.pool_size, settings.pool_timeout_ms).await {
-                    Ok(done) => observer(Event::Milestone(done)),
-                    Err(error) => observer(Event::Trouble(format!("Could not resize checkout's pool: {error}"))),
-                }
+                self.cut_the_pool(minute, dropped, start, observer).await;
+            }
+            if minute == peak_failure {
+                self.run.mark.take("blackfriday", self.run.elapsed(), 0.0);
+                peak_from = self.shop.reading().await.ok();
             }
             let due = start + Duration::from_secs_f64(f64::from(minute + 1) * settings.minute_seconds());
             tokio::select! {
@@ -482,20 +376,97 @@ impl Timeline {
             if minute + 1 == peak {
                 observer(Event::Milestone(format!("Peak reached: {:.0} journeys a minute", settings.peak_rpm)));
             }
-            let holds = report.checkout_error_rate > ALERT_ERROR_RATE && report.checkout_p95_ms > ALERT_P95_MS;
-            observer(Event::Minute(report.clone()));
+            observer(Event::Minute(report));
             if minute + 1 == alert {
-                observer(Event::AlertCondition {
-                    holds,
-                    detail: format!(
-                        "checkout errors {:.1}% (alert > {:.0}%), checkout p95 {:.0} ms (alert > {:.0} ms)",
-                        report.checkout_error_rate * 100.0,
-                        ALERT_ERROR_RATE * 100.0,
-                        report.checkout_p95_ms,
-                        ALERT_P95_MS
-                    ),
-                });
+                observer(self.alert_condition());
             }
+        }
+        if let Some(from) = peak_from {
+            observer(Event::Peak(self.peak_report(from).await));
+        }
+    }
+
+    /// Minute 20: checkout's pool cut, and the doorbusters open.
+    async fn cut_the_pool(
+        &self,
+        minute: u32,
+        dropped: Option<Reading>,
+        start: Instant,
+        observer: &mut (dyn FnMut(Event) + Send),
+    ) {
+        let settings = &self.settings;
+        let timeout_ms = settings.acquire_timeout_ms();
+        observer(Event::Milestone(format!(
+            "Minute {minute}: pool exhaustion beginning — cutting checkout's pool to {} connections",
+            settings.pool_size
+        )));
+        let before = match (dropped, self.shop.reading().await) {
+            (Some(dropped), Ok(now)) => Some(now.since(&dropped)),
+            _ => None,
+        };
+        match self.shop.shrink_pool(settings.pool_size, timeout_ms).await {
+            Ok(done) if settings.compressed() => observer(Event::Milestone(format!(
+                "{done} (the story's {} ms, compressed with the clock)",
+                settings.pool_timeout_ms
+            ))),
+            Ok(done) => observer(Event::Milestone(done)),
+            Err(error) => {
+                observer(Event::Trouble(format!("Could not resize checkout's pool: {error}")));
+                return;
+            }
+        }
+        let Some(before) = before else {
+            observer(Event::Trouble("Could not read checkout's /metrics: no doorbuster rush".into()));
+            return;
+        };
+        self.run.mark.take("blackfriday", self.run.elapsed(), 0.0);
+        let end = start + Duration::from_secs_f64(settings.duration_minutes * settings.minute_seconds());
+        let opening = Opening {
+            products: self.products,
+            pool_size: settings.pool_size,
+            acquire_timeout: Duration::from_millis(timeout_ms),
+            before,
+            minute: Duration::from_secs_f64(settings.minute_seconds()),
+            remaining: end.saturating_duration_since(Instant::now()),
+        };
+        let rush = Rush::start(&self.run, self.shop.clone(), opening);
+        observer(Event::Milestone(format!("Minute {minute}: {}", rush.describe())));
+        *self.rush.lock().unwrap_or_else(|p| p.into_inner()) = Some(rush);
+    }
+
+    /// The alert's condition on every checkout since the pool was cut.
+    fn alert_condition(&self) -> Event {
+        let since = self.run.mark.snapshot("blackfriday", "open", self.run.elapsed(), 0.0);
+        let checkout = since.steps.get(CHECKOUT_STEP);
+        let (checkouts, failed) = checkout.map_or((0, 0), |s| (s.requests, s.errors));
+        let error_rate = if checkouts == 0 { 0.0 } else { failed as f64 / checkouts as f64 };
+        let p95 = checkout.map_or(0.0, |s| s.latency_ms.p95);
+        let threshold = self.settings.alert_p95_ms();
+        let compressed = if self.settings.compressed() { " — compressed with the clock" } else { "" };
+        Event::AlertCondition {
+            holds: error_rate > ALERT_ERROR_RATE && p95 > threshold,
+            detail: format!(
+                "since the pool cut: checkout errors {:.1}% of {checkouts} (alert > {:.0}%), \
+                 checkout p95 {p95:.0} ms (alert > {threshold:.0} ms{compressed})",
+                error_rate * 100.0,
+                ALERT_ERROR_RATE * 100.0,
+            ),
+        }
+    }
+
+    /// The peak failure, from the timeline's figures since its minute and checkout's counters.
+    async fn peak_report(&self, from: Reading) -> PeakReport {
+        let since = self.run.mark.snapshot("blackfriday", "open", self.run.elapsed(), 0.0);
+        let checkout = since.steps.get(CHECKOUT_STEP);
+        let (checkouts, failed) = checkout.map_or((0, 0), |s| (s.requests, s.errors));
+        let failures_by_reason =
+            self.shop.reading().await.map(|now| now.since(&from).failures_by_reason()).unwrap_or_default();
+        PeakReport {
+            checkouts,
+            failed,
+            error_rate: if checkouts == 0 { 0.0 } else { failed as f64 / checkouts as f64 },
+            p95_ms: checkout.map_or(0.0, |s| s.latency_ms.p95),
+            failures_by_reason,
         }
     }
 
@@ -523,6 +494,12 @@ impl Timeline {
             checkout_p95_ms: checkout.map_or(0.0, |s| s.latency_ms.p95),
             catalog_p95_ms: window.steps.get(CATALOG_STEP).map_or(0.0, |s| s.latency_ms.p95),
             revenue_lost: failed as f64 * self.order_value,
+            rush_rpm: self
+                .rush
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map_or(0.0, |r| (r.rps() * 60.0).round()),
         };
         {
             let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,0 +1,291 @@
+//! The doorbuster rush: the Black Friday peak's buyers at checkout once the pool is cut.
+//!
+//! Checkouts wait for each other's restock reservation (PostgreSQL's `FOR UPDATE` on
+//! the low-stock rows, SQLite's one write lock), so checkout places at most about one
+//! checkout per mean reservation, whatever its pool. The shoppers alone ask for a
+//! fraction of that, so a cut pool never runs dry by itself. The rush is the story's
+//! crowd: at the cut a crowd twice what the pool can hold and place within one acquire
+//! timeout arrives at once, then a stream of buyers asks for [`RUSH_DEMAND`] times what
+//! checkout places. With more asking than can be placed, buyers queue for a connection
+//! and those who wait longer than the acquire timeout are turned away: the failed
+//! share settles at 1 − 1/[`RUSH_DEMAND`], about the story's 35%.
+//!
+//! What checkout can place is measured, not assumed: first from the reservation's own
+//! histogram since the indexes were dropped, then — while the pool turns buyers away —
+//! from the rate at which checkout really places orders, read from its `/metrics` a few
+//! times a timeline minute. The stream is resized toward that; nothing is staged, every
+//! failure is a real acquire timeout.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use driver::engine::{self, Model, Run};
+use driver::profile;
+use driver::shape::{Phase, Shape};
+
+use crate::remote::{Change, Reading, Shop};
+
+/// How much more the buyers ask for than checkout can place.
+pub const RUSH_DEMAND: f64 = 1.55;
+/// The highest rate the rush sends, buyers a second: a bound on the load it can make.
+const MAX_RUSH_RPS: f64 = 400.0;
+/// The stream never stops entirely: the doors stay open.
+const MIN_RUSH_RPS: f64 = 0.2;
+/// Checkouts answered in a window before its rates are trusted.
+const MIN_ANSWERED: f64 = 6.0;
+
+/// What the rush starts from, measured at the cut.
+#[derive(Debug, Clone, Copy)]
+pub struct Opening {
+    pub products: u64,
+    pub pool_size: u32,
+    /// The acquire timeout the cut pool has.
+    pub acquire_timeout: Duration,
+    /// Checkout's counts from the DROP INDEX to the cut.
+    pub before: Change,
+    /// A timeline minute, in real time.
+    pub minute: Duration,
+    /// Until the timeline's end.
+    pub remaining: Duration,
+}
+
+impl Opening {
+    /// Checkouts a second checkout can place: one per mean reservation, or (none placed
+    /// yet) twice what it placed; bounded by [`MAX_RUSH_RPS`].
+    pub fn capacity(&self) -> f64 {
+        let measured = match self.before.mean_reservation() {
+            Some(mean) if mean > 0.0 => 1.0 / mean,
+            _ => 2.0 * self.before.placed_rate(),
+        };
+        measured.clamp(1.0, MAX_RUSH_RPS)
+    }
+
+    /// The crowd at the doors: twice what the pool holds and places within one timeout.
+    pub fn crowd(&self) -> u64 {
+        let placed_in_timeout = self.capacity() * self.acquire_timeout.as_secs_f64();
+        (2.0 * (f64::from(self.pool_size) + placed_in_timeout)).ceil() as u64
+    }
+
+    /// The first stream: the demand on what can be placed, less what the shoppers ask.
+    pub fn stream(&self) -> f64 {
+        (RUSH_DEMAND * self.capacity() - self.before.attempted_rate()).clamp(MIN_RUSH_RPS, MAX_RUSH_RPS)
+    }
+
+    /// The crowd arrives within half a timeout (at most half a second).
+    fn crowd_seconds(&self) -> f64 {
+        (self.acquire_timeout.as_secs_f64() / 2.0).min(0.5)
+    }
+
+    /// How often the meter reads checkout: four times a timeline minute, 0.25 to 5 s.
+    fn tick(&self) -> Duration {
+        (self.minute / 4).clamp(Duration::from_millis(250), Duration::from_secs(5))
+    }
+
+    /// The window a placed rate is measured over: a timeline minute, at least 3 s.
+    fn window(&self) -> Duration {
+        self.minute.max(Duration::from_secs(3))
+    }
+}
+
+/// The meter's last word.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Metered {
+    /// Checkouts placed a second over the last window.
+    pub placed_rate: f64,
+    /// Checkouts answered a second over it (placed, turned away, failed).
+    pub attempted_rate: f64,
+    /// Times the stream was resized.
+    pub adjustments: u64,
+}
+
+/// A rush in progress.
+pub struct Rush {
+    run: Arc<Run>,
+    engine: JoinHandle<()>,
+    meter: JoinHandle<()>,
+    metered: Arc<Mutex<Metered>>,
+    pub opening: Opening,
+}
+
+impl Rush {
+    /// Starts the crowd and the stream on `alongside`'s figures, and the meter.
+    pub fn start(alongside: &Run, shop: Shop, opening: Opening) -> Rush {
+        let profile = profile::doorbuster_rush(&shop.urls.checkout_url, opening.products);
+        let run = Arc::new(alongside.alongside(profile));
+        let crowd_seconds = opening.crowd_seconds();
+        let crowd = Phase {
+            duration: Duration::from_secs_f64(crowd_seconds),
+            from: opening.crowd() as f64 / crowd_seconds,
+            to: opening.crowd() as f64 / crowd_seconds,
+        };
+        let rest = opening.remaining.saturating_sub(crowd.duration);
+        let stream = Phase { duration: rest, from: opening.stream(), to: opening.stream() };
+        let model = Model::Open { shape: Shape { phases: vec![crowd, stream] }, max_in_flight: 20_000 };
+        let engine = tokio::spawn(engine::drive(run.clone(), model));
+        let metered = Arc::new(Mutex::new(Metered::default()));
+        let meter = tokio::spawn(meter(run.clone(), shop, opening, metered.clone()));
+        tracing::info!(
+            crowd = opening.crowd(),
+            stream_rps = opening.stream(),
+            capacity_rps = opening.capacity(),
+            "doorbuster_rush_started"
+        );
+        Rush { run, engine, meter, metered, opening }
+    }
+
+    /// Buyers a second the stream sends now.
+    pub fn rps(&self) -> f64 {
+        *self.run.target_rps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn metered(&self) -> Metered {
+        *self.metered.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the rush is, in a line.
+    pub fn describe(&self) -> String {
+        let o = &self.opening;
+        format!(
+            "the doorbusters open: a crowd of {} buyers at once, then {:.1} a second \
+             ({RUSH_DEMAND}× the {:.1} checkouts a second checkout can place, one restock reservation at a time)",
+            o.crowd(),
+            o.stream(),
+            o.capacity()
+        )
+    }
+
+    /// Stops the rush and waits for it (its journeys end where they are).
+    pub async fn finish(self) -> Metered {
+        self.run.stop.cancel();
+        let _ = self.engine.await;
+        self.meter.abort();
+        let _ = self.meter.await;
+        *self.metered.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Resizes the stream toward [`RUSH_DEMAND`] times what checkout places, from checkout's
+/// counters over a sliding window; starts once the crowd's last buyer has been answered.
+async fn meter(run: Arc<Run>, shop: Shop, opening: Opening, metered: Arc<Mutex<Metered>>) {
+    let settle = Duration::from_secs_f64(opening.crowd_seconds()) + opening.acquire_timeout;
+    // Waiting for the crowd to be answered before measuring (not part of any symptom:
+    // the crowd's failures are real acquire timeouts, and would skew the first window).
+    tokio::select! {
+        _ = run.stop.cancelled() => return,
+        _ = tokio::time::sleep(settle) => {}
+    }
+    let (tick, window) = (opening.tick(), opening.window());
+    // Two full corrections per window, spread over its ticks: the peak failure's
+    // minutes are only a few windows long.
+    let gain = (2.0 * tick.as_secs_f64() / window.as_secs_f64()).min(0.5);
+    let mut readings: Vec<Reading> = Vec::new();
+    let mut rps = opening.stream();
+    let mut interval = tokio::time::interval(tick);
+    loop {
+        tokio::select! {
+            _ = run.stop.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let Ok(now) = shop.reading().await else { continue };
+        readings.push(now);
+        // Keep the newest reading at least a window old, and all after it.
+        while readings.len() > 2 && now.at.saturating_duration_since(readings[1].at) >= window {
+            readings.remove(0);
+        }
+        let change = now.since(&readings[0]);
+        if change.seconds < window.as_secs_f64() * 0.5 || change.placed + change.failed_total() < MIN_ANSWERED {
+            continue;
+        }
+        let target = RUSH_DEMAND * change.placed_rate();
+        rps = (rps + gain * (target - change.attempted_rate())).clamp(MIN_RUSH_RPS, MAX_RUSH_RPS);
+        *run.rate_override.lock().unwrap_or_else(|p| p.into_inner()) = Some(rps);
+        let mut m = metered.lock().unwrap_or_else(|p| p.into_inner());
+        m.placed_rate = change.placed_rate();
+        m.attempted_rate = change.attempted_rate();
+        m.adjustments += 1;
+        tracing::debug!(
+            rps,
+            placed_rate = m.placed_rate,
+            attempted_rate = m.attempted_rate,
+            pool_exhausted = change.pool_exhausted(),
+            "doorbuster_rush_resized"
+        );
+    }
+}
+
+/// The peak failure (minutes 25 to 30): the checkouts the timeline and the rush sent,
+/// and why checkout says the failed ones failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeakReport {
+    pub checkouts: u64,
+    pub failed: u64,
+    pub error_rate: f64,
+    pub p95_ms: f64,
+    /// From checkout's own counters, most first.
+    pub failures_by_reason: Vec<(&'static str, u64)>,
+}
+
+/// The seed's "peak failure": about 35% of checkouts fail; judged between these.
+pub const PEAK_FAILURE_BAND: std::ops::RangeInclusive<f64> = 0.20..=0.60;
+/// The share of the failures that must be the pool's for the story to be told.
+pub const POOL_SHARE_OF_FAILURES: f64 = 0.8;
+
+impl PeakReport {
+    fn pool_exhausted(&self) -> u64 {
+        self.failures_by_reason.iter().find(|(r, _)| *r == "pool_exhausted").map_or(0, |(_, n)| *n)
+    }
+
+    /// Whether the failures were the pool's (acquire timeouts), as the story says.
+    pub fn pool_caused(&self) -> bool {
+        let all: u64 = self.failures_by_reason.iter().map(|(_, n)| n).sum();
+        all > 0 && self.pool_exhausted() as f64 >= POOL_SHARE_OF_FAILURES * all as f64
+    }
+
+    pub fn in_band(&self) -> bool {
+        PEAK_FAILURE_BAND.contains(&self.error_rate)
+    }
+
+    pub fn describe(&self) -> String {
+        let reasons: Vec<String> = self.failures_by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        format!(
+            "{} checkouts, {} failed ({:.1}%), p95 {:.0} ms; checkout counts {}",
+            self.checkouts,
+            self.failed,
+            self.error_rate * 100.0,
+            self.p95_ms,
+            if reasons.is_empty() { "no failures".into() } else { reasons.join(", ") }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opening(placed: f64, reservations: f64, reservation_seconds: f64, timeout_ms: u64) -> Opening {
+        Opening {
+            products: 1000,
+            pool_size: 20,
+            acquire_timeout: Duration::from_millis(timeout_ms),
+            before: Change { seconds: 10.0, placed, failed: [0.0; 5], reservation_seconds, reservations },
+            minute: Duration::from_secs(1),
+            remaining: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn the_rush_is_sized_from_the_reservation_checkout_holds() {
+        // 20 placed in 10 s, each holding the reservation 100 ms: 10 a second can be placed.
+        let o = opening(20.0, 20.0, 2.0, 1000);
+        assert!((o.capacity() - 10.0).abs() < 1e-9);
+        assert_eq!(o.crowd(), 60, "twice the 20 the pool holds and the 10 placed within the 1 s timeout");
+        assert!((o.stream() - (15.5 - 2.0)).abs() < 1e-9, "1.55 × 10, less the shoppers' 2 a second");
+        // Nothing placed with a reservation yet: twice the placed rate, at least one a second.
+        assert!((opening(0.0, 0.0, 0.0, 5000).capacity() - 1.0).abs() < 1e-9);
+        assert!((opening(30.0, 0.0, 0.0, 5000).capacity() - 6.0).abs() < 1e-9);
+        assert_eq!(opening(20.0, 20.0, 2.0, 5000).tick(), Duration::from_millis(250));
+    }
+}
