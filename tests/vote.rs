@@ -644,6 +644,38 @@ async fn each_replica_exhausts_on_its_own_and_a_reset_clears_them_all() {
     assert_eq!(b.count_of("ai").await, 1, "counts are shared and were reset");
 }
 
+/// A replica hears its own reset announced back over Redis a moment later: that echo
+/// must not clear the cache entries of the votes cast since, or vote 11 gets through
+/// and the demo fails to fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_echo_of_a_reset_leaves_the_votes_cast_after_it_in_the_cache() {
+    let a = spawn_app(Backend::Services, |_| {}).await;
+    let b = a.replica().await;
+    // The echo usually lands before the next vote; the race shows on a busy machine,
+    // so the reset and the vote after it are repeated.
+    for round in 1..=25 {
+        assert_eq!(b.vote("ai", Some(PARTNER)).await.0, 200);
+        assert_eq!(a.post_admin("/admin/reset?confirm=yes", Some(ADMIN_TOKEN), None).await.status(), 200);
+        assert_eq!(a.vote("ai", Some(PARTNER)).await.0, 200);
+        // Replica B clears on the same announcement: once it has, A has heard the echo too.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while sample(&b.metrics().await, "referral_cache_entries") != Some(0.0) {
+            assert!(tokio::time::Instant::now() < deadline, "replica B never heard reset {round}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            sample(&a.metrics().await, "referral_cache_entries"),
+            Some(1.0),
+            "round {round}: the echo of A's own reset cleared the vote cast after it"
+        );
+    }
+    for _ in 2..=10 {
+        assert_eq!(a.vote("ai", Some(PARTNER)).await.0, 200);
+    }
+    assert_eq!(a.vote("ai", Some(PARTNER)).await.0, 503, "vote 11 after the reset exhausts the cache");
+}
+
 /// The live counts come back from `votes` when Redis loses them, never as zeros.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_are_rebuilt_after_redis_loses_them() {

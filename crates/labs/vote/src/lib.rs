@@ -167,7 +167,7 @@ fn follow_other_replicas(lab: &Arc<VoteApp>) {
                 lab.live.mark_stale();
             }
             if let Subscription::Message(message) = &event
-                && message == live::RESET_MESSAGE
+                && lab.live.is_reset_by_another(message)
             {
                 lab.live.forget_mirror();
                 lab.referral.clear();

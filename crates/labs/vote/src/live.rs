@@ -64,6 +64,10 @@ pub struct RedisCounts {
     writes: Arc<tokio::sync::Mutex<()>>,
     key: String,
     channel: String,
+    /// This process's name in the reset announcements it publishes, so that it does
+    /// not act on its own: its reset already cleared its cache, and the echo arriving
+    /// a moment later would clear the entries of the votes cast since.
+    replica: String,
     /// An increment was lost while Redis was unreachable.
     stale: AtomicBool,
     /// A command failed and the probe has not yet seen Redis answer: skip it.
@@ -82,8 +86,9 @@ struct Mirror {
     forgets: u64,
 }
 
-/// Published on the channel when a replica resets the session.
-pub const RESET_MESSAGE: &str = "reset";
+/// Published on the channel when a replica resets the session, followed by its name:
+/// `reset <replica>`.
+const RESET_MESSAGE: &str = "reset";
 const VOTE_MESSAGE: &str = "vote";
 const INIT_FIELD: &str = "_init";
 
@@ -104,6 +109,7 @@ impl LiveCounts {
                     writes: writes.clone(),
                     key: redis.key("vote:counts"),
                     channel: redis.key("vote:events"),
+                    replica: format!("{:016x}", rand::random::<u64>()),
                     stale: AtomicBool::new(false),
                     down: Default::default(),
                     mirror: Mutex::default(),
@@ -278,7 +284,7 @@ impl LiveCounts {
                         let mut conn = r.redis.conn();
                         let published = redis::cmd("PUBLISH")
                             .arg(&r.channel)
-                            .arg(RESET_MESSAGE)
+                            .arg(reset_message(&r.replica))
                             .query_async::<i64>(&mut conn)
                             .await;
                         if let Err(error) = published {
@@ -298,12 +304,34 @@ impl LiveCounts {
         Ok(deleted)
     }
 
+    /// Whether a message on the channel is another replica's reset (this one's own
+    /// comes back too, and must not clear what was recorded since).
+    pub fn is_reset_by_another(&self, message: &str) -> bool {
+        match &self.backend {
+            Backend::Memory(_) => false,
+            Backend::Redis(r) => reset_by_another(message, &r.replica),
+        }
+    }
+
     /// The channel replicas announce changes on, when counts live in Redis.
     pub fn channel(&self) -> Option<&str> {
         match &self.backend {
             Backend::Memory(_) => None,
             Backend::Redis(r) => Some(&r.channel),
         }
+    }
+}
+
+fn reset_message(replica: &str) -> String {
+    format!("{RESET_MESSAGE} {replica}")
+}
+
+fn reset_by_another(message: &str, replica: &str) -> bool {
+    match message.split_once(' ') {
+        Some((RESET_MESSAGE, sender)) => sender != replica,
+        // A replica of an older build announces a bare "reset".
+        None => message == RESET_MESSAGE,
+        Some(_) => false,
     }
 }
 
@@ -457,5 +485,20 @@ impl RedisCounts {
         }
         self.remember_written(forgets, tally);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_acts_on_the_resets_of_others_but_not_on_its_own_echo() {
+        let mine = reset_message("aaaa");
+        assert!(!reset_by_another(&mine, "aaaa"), "its own reset, echoed by Redis");
+        assert!(reset_by_another(&mine, "bbbb"), "another replica's reset");
+        assert!(reset_by_another("reset", "bbbb"), "an older build's bare reset");
+        assert!(!reset_by_another(VOTE_MESSAGE, "aaaa"));
+        assert!(!reset_by_another("vote aaaa", "bbbb"));
     }
 }
