@@ -230,8 +230,13 @@ async fn a_server_that_closes_each_connection_costs_reconnects_not_errors() {
     let (server, _) = serve_with_peers(app).await;
     let report = drive(&server, get_ok(), Model::Closed { connections: 2, duration: Duration::from_millis(500) }).await;
     assert!(report.requests > 20 && report.errors == 0, "{report:?}");
+    // Distinct peer addresses count the connections, give or take the few whose port
+    // the kernel hands out again after a closed one (thousands connect in half a second).
     let connections = peers.lock().unwrap().len() as u64;
-    assert!(connections + 2 >= report.requests, "a new connection for each request: {connections} for {report:?}");
+    assert!(
+        connections * 100 >= report.requests * 98,
+        "a new connection for each request: {connections} for {report:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
