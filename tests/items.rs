@@ -35,7 +35,50 @@ on_both_backends!(
     item_metrics_are_exported,
     the_seed_inspect_query_runs_unchanged,
     concurrent_writes_leave_the_cache_equal_to_the_row,
+    a_miss_assembles_the_item_from_its_stock_in_every_store,
 );
+
+/// Seed 002's Part 4 compares a miss with a hit: a miss really costs what an item read
+/// costs — the row and the item's stock in each of the chain's 2,000 stores, summed —
+/// and a hit answers the same item from the cache.
+async fn a_miss_assembles_the_item_from_its_stock_in_every_store(backend: Backend) {
+    let app = spawn(backend).await;
+    let (_, seeded) = json_of(app.get(&format!("/items/{WIDGET_A}")).await).await;
+    assert_eq!(seeded["availability"]["stores"], 2000, "the seed items are stocked: {seeded}");
+    let (status, created) =
+        json_of(app.post_json("/items", &json!({ "name": "Test Item 1", "price": 1.99 })).await).await;
+    assert_eq!(status, 200);
+    let availability = created["availability"].clone();
+    assert_eq!(availability["stores"], 2000, "a new item is stocked in every store: {created}");
+    let (in_stock, units) = (availability["in_stock"].as_i64().unwrap(), availability["units"].as_i64().unwrap());
+    assert!(0 < in_stock && in_stock < 2000 && units > in_stock, "{availability}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let rows = app
+        .sql_count("SELECT COUNT(*) FROM item_stock WHERE item_id IN (SELECT id FROM items WHERE name = 'Test Item 1')")
+        .await;
+    assert_eq!(rows, 2000, "one stock row a store");
+
+    app.post_json("/cache/clear", &json!({})).await;
+    let misses = stats(&app).await["total_misses"].as_u64().unwrap();
+    let (_, missed) = json_of(app.get(&format!("/items/{id}")).await).await;
+    assert_eq!(
+        stats(&app).await["total_misses"].as_u64().unwrap(),
+        misses + 1,
+        "the first read after a clear is a miss"
+    );
+    assert_eq!(missed["availability"], availability, "the miss summed the same stock");
+    let (_, hit) = json_of(app.get(&format!("/items/{id}")).await).await;
+    assert_eq!(hit, missed, "the hit answers what the miss assembled");
+
+    let (_, updated) =
+        json_of(app.put_json(&format!("/items/{id}"), &json!({ "name": "Renamed", "price": 2.5 })).await).await;
+    assert_eq!(updated["availability"], availability, "an update keeps the item's stock");
+    let (_, listed) = json_of(app.get("/items").await).await;
+    assert!(listed["items"][0].get("availability").is_none(), "a list carries no availability: {listed}");
+    app.delete(&format!("/items/{id}")).await;
+    let rows = app.sql_count("SELECT COUNT(*) FROM item_stock WHERE item_id NOT IN (SELECT id FROM items)").await;
+    assert_eq!(rows, 0, "a deleted item's stock goes with it");
+}
 
 async fn the_seed_items_are_listed_newest_first(backend: Backend) {
     let app = spawn(backend).await;

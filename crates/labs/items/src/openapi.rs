@@ -71,6 +71,7 @@ impl Serialize for Dependencies {
         super::ItemId,
         super::ItemInput,
         Item,
+        super::store::Availability,
         ItemList,
         Deleted,
         Cleared,

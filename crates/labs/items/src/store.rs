@@ -13,6 +13,34 @@ pub const SEED_ITEMS: [(&str, &str, i64, &str); 3] = [
     ("550e8400-e29b-41d4-a716-446655440003", "Gizmo C", 1999, "A reliable gizmo that never fails"),
 ];
 
+/// The stores of the chain: every item is stocked in each of them.
+pub const STORES: i64 = 2_000;
+
+/// Stocks items in every store: `$1` is one item's id, or NULL for every item that has
+/// no stock yet (databases from before stock existed, and the seed items). A recursive
+/// CTE numbers the stores on both backends; the units are a spread of 0 to 12.
+const STOCK_SQL: &str = "INSERT INTO item_stock (item_id, store_no, units) \
+     WITH RECURSIVE stores(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM stores WHERE n < $2) \
+     SELECT items.id, stores.n, (stores.n * 37 + LENGTH(items.name)) % 13 FROM items, stores \
+     WHERE (items.id = $1 OR $1 IS NULL) \
+       AND NOT EXISTS (SELECT 1 FROM item_stock s WHERE s.item_id = items.id)";
+
+/// An item's availability across the chain, assembled from its stock rows on every read
+/// the cache does not answer.
+const AVAILABILITY_SQL: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN units > 0 THEN 1 ELSE 0 END), 0), \
+     COALESCE(SUM(units), 0) FROM item_stock WHERE item_id = $1";
+
+/// Where an item can be bought: what a product page shows beside the price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Availability {
+    /// Stores of the chain that carry the item.
+    pub stores: i64,
+    /// Of those, the ones with at least one unit on the shelf.
+    pub in_stock: i64,
+    /// Units across the chain.
+    pub units: i64,
+}
+
 /// An item as the API shows it (and as it is cached).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 #[schema(as = ItemBody)]
@@ -30,6 +58,11 @@ pub struct Item {
     /// as the database committed them; the cache keeps the newest (never in the API).
     #[serde(skip)]
     pub version: i64,
+    /// On a single item (`GET`, `POST`, `PUT /items/{id}`), not in the list.
+    #[sqlx(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub availability: Option<Availability>,
 }
 
 /// What a client may set: validated, price in whole cents.
@@ -80,7 +113,38 @@ impl ItemStore {
                 .await
                 .map(|r| r.rows_affected()))?;
         }
+        self.stock(None).await?;
         Ok(inserted)
+    }
+
+    /// Stocks one item (or every item without stock) in every store of the chain.
+    async fn stock(&self, id: Option<&str>) -> Result<u64, sqlx::Error> {
+        on_pool!(self.db, |pool| sqlx::query(STOCK_SQL)
+            .bind(id)
+            .bind(STORES)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(|e| self.db.observe(e))
+    }
+
+    /// The item's availability, summed over its stock rows.
+    async fn availability(&self, id: &str) -> Result<Availability, sqlx::Error> {
+        let (stores, in_stock, units): (i64, i64, i64) =
+            on_pool!(self.db, |pool| sqlx::query_as(AVAILABILITY_SQL).bind(id).fetch_one(pool).await)
+                .map_err(|e| self.db.observe(e))?;
+        Ok(Availability { stores, in_stock, units })
+    }
+
+    /// The item with its availability, when it exists.
+    async fn assembled(&self, item: Option<Item>) -> Result<Option<Item>, sqlx::Error> {
+        match item {
+            None => Ok(None),
+            Some(mut item) => {
+                item.availability = Some(self.availability(&item.id).await?);
+                Ok(Some(item))
+            }
+        }
     }
 
     pub async fn insert(&self, fields: &ItemFields) -> Result<Item, sqlx::Error> {
@@ -93,6 +157,7 @@ impl ItemStore {
             created_at: now.clone(),
             updated_at: now,
             version: 0,
+            availability: None,
         };
         let sql = "INSERT INTO items (id, name, description, price_cents, created_at, updated_at) \
                    VALUES ($1, $2, $3, $4, $5, $6)";
@@ -107,16 +172,19 @@ impl ItemStore {
             .await
             .map(drop))
         .map_err(|e| self.db.observe(e))?;
-        Ok(item)
+        // A new item is stocked in every store, as a chain lists a product everywhere.
+        self.stock(Some(&item.id)).await?;
+        Ok(self.assembled(Some(item)).await?.expect("the item was just inserted"))
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Item>, sqlx::Error> {
         let sql = "SELECT id, name, description, price_cents, created_at, updated_at, version FROM items WHERE id = $1";
-        on_pool!(self.db, |pool| sqlx::query_as::<_, Item>(sql).bind(id).fetch_optional(pool).await)
-            .map_err(|e| self.db.observe(e))
+        let item = on_pool!(self.db, |pool| sqlx::query_as::<_, Item>(sql).bind(id).fetch_optional(pool).await)
+            .map_err(|e| self.db.observe(e))?;
+        self.assembled(item).await
     }
 
-    /// Newest first.
+    /// Newest first, without availability (a list shows none).
     pub async fn list(&self, limit: i64) -> Result<Vec<Item>, sqlx::Error> {
         let sql = "SELECT id, name, description, price_cents, created_at, updated_at, version FROM items \
                    ORDER BY created_at DESC, id DESC LIMIT $1";
@@ -130,7 +198,7 @@ impl ItemStore {
                    version = version + 1 WHERE id = $1 \
                    RETURNING id, name, description, price_cents, created_at, updated_at, version";
         let now = clock::now();
-        on_pool!(self.db, |pool| sqlx::query_as::<_, Item>(sql)
+        let item = on_pool!(self.db, |pool| sqlx::query_as::<_, Item>(sql)
             .bind(id)
             .bind(&fields.name)
             .bind(&fields.description)
@@ -138,7 +206,8 @@ impl ItemStore {
             .bind(&now)
             .fetch_optional(pool)
             .await)
-        .map_err(|e| self.db.observe(e))
+        .map_err(|e| self.db.observe(e))?;
+        self.assembled(item).await
     }
 
     /// Rows deleted: 0 or 1.
@@ -170,6 +239,7 @@ mod tests {
             created_at: "t".into(),
             updated_at: "t".into(),
             version: 0,
+            availability: None,
         };
         let json = serde_json::to_value(&item).unwrap();
         assert_eq!(json["price"], serde_json::json!(42.99));

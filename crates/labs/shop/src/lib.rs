@@ -56,7 +56,7 @@ pub const SCENARIO: Scenario = Scenario {
     story: "Traffic ramps up to the Black Friday peak. At minute 15 the catalog's two indexes are \
             dropped: catalog queries and checkout's restock check become full table scans. At \
             minute 20 checkout's pool is cut to 20 connections with a 5 s acquire timeout: \
-            checkouts holding connections through slow scans starve the others, and from about \
+            the doorbuster rush queues for connections held through slow scans, and from about \
             minute 22 over 20% of checkouts fail while p95 passes 2 s.",
     trigger: "the Black Friday timeline (breakroom demonstrate shop --speedup 10): DROP INDEX at minute 15, pool resize at minute 20",
     symptom: "catalog spans with db.full_table_scan=true and db.missing_index; checkout 503 \
@@ -66,7 +66,7 @@ pub const SCENARIO: Scenario = Scenario {
           (POST /admin/indexes/restore on the catalog, POST /admin/pool on checkout)",
     check: "a burst at the timeline's peak rate passes its SLO: p95 < 500 ms and < 1% errors",
     reset: "both indexes, checkout's normal pool, the stock the audience bought, no demo orders, empty carts",
-    rehearsal: "about 40 s (a short burst on the fixed lab; the full timeline runs with demonstrate)",
+    rehearsal: "about 90 s: the whole timeline at 30× (60 s) must fail on cue, then short bursts with the fault and with the fix",
     hints: [
         "Look at the catalog's slow spans first (db.slow_query=true, db.full_table_scan=true), then at checkout's failures and shop_db_pool_exhausted_total: two things went wrong, at minute 15 and at minute 20, and the second is made worse by the first.",
         "At minute 15 the catalog's indexes on (category, price) and on stock_quantity disappeared, so listings and checkout's restock check scan every product. At minute 20 checkout's pool shrank to 20 connections, each now held for a whole slow scan, and the rest time out waiting.",

@@ -343,29 +343,6 @@ async fn reset(shop: Shop) -> Result<u8, StageError> {
     Ok(0)
 }
 
-/// Concurrent checkouts of one doorbuster: how many were turned away by the pool.
-async fn checkout_burst(shop: &Shop, count: usize) -> (usize, usize) {
-    let client = platform::http::client().timeout(Duration::from_secs(30)).build().expect("an HTTP client builds");
-    let url = shop.checkout.url("/orders/create");
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..count {
-        let (client, url) = (client.clone(), url.clone());
-        tasks.spawn(async move {
-            let body = serde_json::json!({ "user_id": format!("rehearsal-{i}"), "product_id": 1, "quantity": 1 });
-            match client.post(&url).json(&body).send().await {
-                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-                Err(_) => (0, String::new()),
-            }
-        });
-    }
-    let (mut created, mut exhausted) = (0, 0);
-    while let Some(Ok((status, body))) = tasks.join_next().await {
-        created += usize::from(status == 201);
-        exhausted += usize::from(status == 503 && body.contains("pool exhausted"));
-    }
-    (created, exhausted)
-}
-
 /// The plan of the catalog query, from the catalog's admin view.
 async fn catalog_scans(shop: &Shop) -> Result<bool, StageError> {
     let reply = shop.catalog.get_admin("/admin/indexes", &shop.token).await?;
@@ -373,16 +350,58 @@ async fn catalog_scans(shop: &Shop) -> Result<bool, StageError> {
     Ok(plans["plans"][0]["full_table_scan"] == true)
 }
 
-/// `breakroom rehearse shop/black-friday`: the two faults applied for real on a small
-/// scale, the check failing, the fix passing it, the reset putting everything back.
+/// `breakroom rehearse shop/black-friday`: the story's own timeline, compressed to a
+/// minute (the defaults: a 20-connection pool, a 5 s wait, the automatic peak), must
+/// fail on cue — the alert condition holds at its minute and the pool turns the peak's
+/// checkouts away; then the check fails with the indexes missing, the fix passes it and
+/// the reset puts everything back.
 pub struct Rehearse {
     shop: Shop,
     products: u64,
+    run: Option<TimelineOutcome>,
+}
+
+/// The timeline's speed in a rehearsal: 30 minutes in 60 s.
+pub const REHEARSAL_SPEEDUP: f64 = 30.0;
+
+/// What a rehearsal's timeline showed.
+#[derive(Default)]
+struct TimelineOutcome {
+    alert: Option<(bool, String)>,
+    peak: Option<crate::rush::PeakReport>,
+    troubles: Vec<String>,
 }
 
 impl Rehearse {
     pub fn new(shop: Shop) -> Rehearse {
-        Rehearse { shop, products: 0 }
+        Rehearse { shop, products: 0, run: None }
+    }
+
+    async fn run_timeline(&self) -> Result<TimelineOutcome, StageError> {
+        let (peak_rpm, _) = self.shop.auto_peak_rpm().await?;
+        let settings = Settings {
+            speedup: REHEARSAL_SPEEDUP,
+            peak_rpm,
+            duration_minutes: timeline::TIMELINE_MINUTES,
+            pool_size: 20,
+            pool_timeout_ms: 5000,
+        };
+        let seconds = settings.minute_seconds() * settings.duration_minutes;
+        // stderr: the verdict table stays on stdout, and a silent minute looks hung.
+        eprintln!(
+            "  shop/black-friday: the whole timeline at {REHEARSAL_SPEEDUP}× ({seconds:.0} s, peak {peak_rpm:.0} journeys a minute) …"
+        );
+        let timeline = Timeline::prepare(settings, self.shop.clone()).await?;
+        let mut outcome = TimelineOutcome::default();
+        timeline
+            .run(&mut |event| match event {
+                Event::AlertCondition { holds, detail } => outcome.alert = Some((holds, detail)),
+                Event::Peak(peak) => outcome.peak = Some(peak),
+                Event::Trouble(text) => outcome.troubles.push(text),
+                Event::Minute(_) | Event::Milestone(_) => {}
+            })
+            .await;
+        Ok(outcome)
     }
 }
 
@@ -398,35 +417,45 @@ impl Rehearsal for Rehearse {
 
     fn reproduce(&mut self) -> Judged<'_> {
         Box::pin(async move {
-            self.shop.drop_indexes().await?;
-            let scans = catalog_scans(&self.shop).await?;
-            Ok(Judgement::new(
-                scans,
-                if scans {
-                    "DROP INDEX: the catalog query is now a full table scan"
-                } else {
-                    "the planner still uses an index"
-                },
-            ))
+            let outcome = self.run_timeline().await?;
+            let judgement = match (&outcome.alert, outcome.troubles.first()) {
+                (_, Some(trouble)) => Judgement::new(false, trouble.clone()),
+                (Some((holds, detail)), None) => Judgement::new(
+                    *holds,
+                    if *holds {
+                        format!("the alert condition held at minute 22: {detail}")
+                    } else {
+                        format!("the demo fails to fail: the alert condition did not hold at minute 22 ({detail})")
+                    },
+                ),
+                (None, None) => Judgement::new(false, "the timeline ended before its alert minute"),
+            };
+            self.run = Some(outcome);
+            Ok(judgement)
         })
     }
 
     fn symptom(&mut self) -> Judged<'_> {
         Box::pin(async move {
-            // One connection and a short wait: concurrent checkouts queue behind each other's scans.
-            self.shop.shrink_pool(1, 100).await?;
-            let (created, exhausted) = checkout_burst(&self.shop, 24).await;
-            Ok(Judgement::new(
-                exhausted > 0,
-                format!(
-                    "24 concurrent checkouts on a 1-connection pool: {created} placed, {exhausted} × 503 pool exhausted"
+            let peak = self.run.as_ref().and_then(|run| run.peak.as_ref());
+            Ok(match peak {
+                None => Judgement::new(false, "the timeline did not reach its peak failure"),
+                Some(peak) => Judgement::new(
+                    peak.pool_caused() && peak.failed > 0,
+                    format!(
+                        "peak failure: {}{}",
+                        peak.describe(),
+                        if peak.in_band() { "" } else { " — outside the story's 20–60%" }
+                    ),
                 ),
-            ))
+            })
         })
     }
 
     fn check_fails(&mut self) -> Judged<'_> {
         Box::pin(async move {
+            // The timeline cleaned up after itself: the check runs against the fault again.
+            self.shop.drop_indexes().await?;
             let burst = burst(&self.shop, self.products, 600.0, 5).await;
             let missing = catalog_scans(&self.shop).await?;
             Ok(Judgement::new(
