@@ -16,14 +16,21 @@ pub const SEED_ITEMS: [(&str, &str, i64, &str); 3] = [
 /// The stores of the chain: every item is stocked in each of them.
 pub const STORES: i64 = 2_000;
 
-/// Stocks items in every store: `$1` is one item's id, or NULL for every item that has
-/// no stock yet (databases from before stock existed, and the seed items). A recursive
-/// CTE numbers the stores on both backends; the units are a spread of 0 to 12.
-const STOCK_SQL: &str = "INSERT INTO item_stock (item_id, store_no, units) \
+/// Stocks the item `$1` in each of the `$2` stores. A recursive CTE numbers the stores
+/// on both backends; the units are a spread of 0 to 12.
+const STOCK_ONE_SQL: &str = "INSERT INTO item_stock (item_id, store_no, units) \
      WITH RECURSIVE stores(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM stores WHERE n < $2) \
      SELECT items.id, stores.n, (stores.n * 37 + LENGTH(items.name)) % 13 FROM items, stores \
-     WHERE (items.id = $1 OR $1 IS NULL) \
-       AND NOT EXISTS (SELECT 1 FROM item_stock s WHERE s.item_id = items.id)";
+     WHERE items.id = $1 \
+     ON CONFLICT (item_id, store_no) DO NOTHING";
+
+/// The same for every item without stock: the seed items, and databases from before
+/// stock existed.
+const STOCK_UNSTOCKED_SQL: &str = "INSERT INTO item_stock (item_id, store_no, units) \
+     WITH RECURSIVE stores(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM stores WHERE n < $1) \
+     SELECT items.id, stores.n, (stores.n * 37 + LENGTH(items.name)) % 13 FROM items, stores \
+     WHERE NOT EXISTS (SELECT 1 FROM item_stock s WHERE s.item_id = items.id) \
+     ON CONFLICT (item_id, store_no) DO NOTHING";
 
 /// An item's availability across the chain, assembled from its stock rows on every read
 /// the cache does not answer.
@@ -113,19 +120,10 @@ impl ItemStore {
                 .await
                 .map(|r| r.rows_affected()))?;
         }
-        self.stock(None).await?;
+        // A reset or a start racing another: ON CONFLICT leaves the rows the other wrote.
+        on_pool!(self.db, |pool| sqlx::query(STOCK_UNSTOCKED_SQL).bind(STORES).execute(pool).await.map(drop))
+            .map_err(|e| self.db.observe(e))?;
         Ok(inserted)
-    }
-
-    /// Stocks one item (or every item without stock) in every store of the chain.
-    async fn stock(&self, id: Option<&str>) -> Result<u64, sqlx::Error> {
-        on_pool!(self.db, |pool| sqlx::query(STOCK_SQL)
-            .bind(id)
-            .bind(STORES)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(|e| self.db.observe(e))
     }
 
     /// The item's availability, summed over its stock rows.
@@ -140,11 +138,13 @@ impl ItemStore {
     async fn assembled(&self, item: Option<Item>) -> Result<Option<Item>, sqlx::Error> {
         match item {
             None => Ok(None),
-            Some(mut item) => {
-                item.availability = Some(self.availability(&item.id).await?);
-                Ok(Some(item))
-            }
+            Some(item) => self.with_availability(item).await.map(Some),
         }
+    }
+
+    async fn with_availability(&self, mut item: Item) -> Result<Item, sqlx::Error> {
+        item.availability = Some(self.availability(&item.id).await?);
+        Ok(item)
     }
 
     pub async fn insert(&self, fields: &ItemFields) -> Result<Item, sqlx::Error> {
@@ -161,20 +161,25 @@ impl ItemStore {
         };
         let sql = "INSERT INTO items (id, name, description, price_cents, created_at, updated_at) \
                    VALUES ($1, $2, $3, $4, $5, $6)";
-        on_pool!(self.db, |pool| sqlx::query(sql)
-            .bind(&item.id)
-            .bind(&item.name)
-            .bind(&item.description)
-            .bind(item.price_cents)
-            .bind(&item.created_at)
-            .bind(&item.updated_at)
-            .execute(pool)
-            .await
-            .map(drop))
+        // A new item is stocked in every store, as a chain lists a product everywhere; in
+        // the same transaction, so no read ever sees the item without its stock.
+        on_pool!(self.db, |pool| async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(sql)
+                .bind(&item.id)
+                .bind(&item.name)
+                .bind(&item.description)
+                .bind(item.price_cents)
+                .bind(&item.created_at)
+                .bind(&item.updated_at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(STOCK_ONE_SQL).bind(&item.id).bind(STORES).execute(&mut *tx).await?;
+            tx.commit().await
+        }
+        .await)
         .map_err(|e| self.db.observe(e))?;
-        // A new item is stocked in every store, as a chain lists a product everywhere.
-        self.stock(Some(&item.id)).await?;
-        Ok(self.assembled(Some(item)).await?.expect("the item was just inserted"))
+        self.with_availability(item).await
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Item>, sqlx::Error> {

@@ -272,6 +272,30 @@ async fn create(
     let order_date = clock::now();
     let placed: Result<(i64, i64, f64), Failed> = on_conn!(&mut conn, |c| {
         async {
+            // 2. Reserve the restock list, so two checkouts never reorder the same
+            // product, and take the stock. Checkouts queue behind each other's
+            // reservation, each holding its pooled connection while it waits. On
+            // PostgreSQL the reservation comes first (`FOR UPDATE`, in id order: one lock
+            // order for every checkout); on SQLite the stock update takes the database's
+            // one write lock, which serializes the same way.
+            let reserve = if postgres {
+                "SELECT COUNT(*) FROM (SELECT id FROM products WHERE stock_quantity < 5 ORDER BY id FOR UPDATE) low"
+            } else {
+                "SELECT COUNT(*) FROM products WHERE stock_quantity < 5"
+            };
+            let mut restock = None;
+            if !postgres {
+                // On SQLite the restock list is read before the write transaction: the scan
+                // holds the pooled connection (WAL readers scan side by side, as
+                // PostgreSQL's do), not the one write lock. Under the lock, twenty
+                // connections queued back to back behind million-row scans waited longer
+                // than any busy timeout, and checkouts failed on "database is locked"
+                // rather than on the pool.
+                let query = sqlx::query_scalar::<_, i64>(reserve).fetch_one(&mut **c);
+                restock = Some(
+                    timed_query(&lab.trace, &request, &lab.queries, &plan, query).await.map_err(Failed::database)?,
+                );
+            }
             let mut tx = sqlx::Connection::begin(&mut **c).await.map_err(Failed::database)?;
             // On SQLite the catalog and the cart are asked first: they share the database,
             // and a cart add waiting for the write lock this checkout held would hold the
@@ -279,18 +303,6 @@ async fn create(
             // for the other until SQLite's busy timeout. The pooled connection is held
             // all the same (the transaction is open).
             let early = if postgres { None } else { Some(lab.ask_peers(&request, product_id, &user_id).await?) };
-            // 2. Reserve the restock list, so two checkouts never reorder the same
-            // product, and take the stock. Checkouts queue behind each other's
-            // reservation, each holding its pooled connection while it waits. On
-            // PostgreSQL the reservation comes first (`FOR UPDATE`, in id order: one lock
-            // order for every checkout); on SQLite the stock update takes the database's
-            // one write lock first, which serializes the same way.
-            let reserve = if postgres {
-                "SELECT COUNT(*) FROM (SELECT id FROM products WHERE stock_quantity < 5 ORDER BY id FOR UPDATE) low"
-            } else {
-                "SELECT COUNT(*) FROM products WHERE stock_quantity < 5"
-            };
-            let mut restock = None;
             // When this checkout got the reservation: from then on the others wait.
             let mut reserved = None;
             if postgres {

@@ -74,6 +74,22 @@ impl Shop {
         Ok(format!("indexes restored (created {created}), checkout pool back to {pool} connections"))
     }
 
+    /// [`Shop::reading`], asked up to three times: the timeline's milestones need it while
+    /// the shop is at its busiest, and one slow answer must not cancel the rush.
+    pub async fn steady_reading(&self) -> Result<Reading, StageError> {
+        let mut last = None;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            match self.reading().await {
+                Ok(reading) => return Ok(reading),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.expect("three attempts were made"))
+    }
+
     /// Checkout's own counts now, from its `/metrics`.
     pub async fn reading(&self) -> Result<Reading, StageError> {
         let reply = self.checkout.get("/metrics").await?;
@@ -92,11 +108,7 @@ impl Shop {
     /// A peak that loads the database's scan capacity to about two thirds once the
     /// indexes are gone, from the catalog's own measurement; and how it was found.
     pub async fn auto_peak_rpm(&self) -> Result<(f64, String), StageError> {
-        let reply = self.catalog.get_admin("/admin/scan-cost", &self.token).await?;
-        if !reply.is_success() {
-            return Err(StageError(format!("measuring the catalog's scan cost: {} {}", reply.status, reply.detail())));
-        }
-        let cost = reply.json().unwrap_or_default();
+        let cost = self.scan_cost().await?;
         let per_second = cost["scans_per_second"].as_f64().unwrap_or(0.0);
         if per_second <= 0.0 {
             return Ok((FALLBACK_PEAK_RPM, "the scan cost could not be measured".into()));
@@ -111,6 +123,25 @@ impl Shop {
         ))
     }
 
+    /// The catalog's measurement of a full scan (`GET /admin/scan-cost`): its time alone,
+    /// and how many the database runs a second side by side.
+    pub async fn scan_cost(&self) -> Result<serde_json::Value, StageError> {
+        let reply = self.catalog.get_admin("/admin/scan-cost", &self.token).await?;
+        if !reply.is_success() {
+            return Err(StageError(format!("measuring the catalog's scan cost: {} {}", reply.status, reply.detail())));
+        }
+        Ok(reply.json().unwrap_or_default())
+    }
+
+    /// Full table scans the catalog has run so far (every shape), from its `/metrics`.
+    pub async fn catalog_scans(&self) -> Result<f64, StageError> {
+        let reply = self.catalog.get("/metrics").await?;
+        if !reply.is_success() {
+            return Err(StageError(format!("reading the catalog's /metrics: {} {}", reply.status, reply.detail())));
+        }
+        Ok(full_scans(&reply.body))
+    }
+
     /// The doorbusters' average price: what a failed checkout costs.
     pub async fn order_value(&self) -> f64 {
         let mut prices = Vec::new();
@@ -123,6 +154,15 @@ impl Shop {
         }
         if prices.is_empty() { 0.0 } else { prices.iter().sum::<f64>() / prices.len() as f64 }
     }
+}
+
+/// The sum of `shop_db_queries_total{…,plan="full_scan"}` over every query shape.
+fn full_scans(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("shop_db_queries_total{") && line.contains("plan=\"full_scan\""))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 /// Why checkouts fail, as checkout's `shop_checkouts_total` counts them.
@@ -216,6 +256,16 @@ impl Change {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_scans_add_up_over_the_query_shapes() {
+        let text = "# TYPE shop_db_queries counter\n\
+                    shop_db_queries_total{shape=\"catalog_by_category\",plan=\"full_scan\"} 12\n\
+                    shop_db_queries_total{shape=\"catalog_by_category\",plan=\"index\"} 400\n\
+                    shop_db_queries_total{shape=\"restock_check\",plan=\"full_scan\"} 3\n";
+        assert_eq!(full_scans(text), 15.0);
+        assert_eq!(full_scans(""), 0.0);
+    }
 
     #[test]
     fn a_reading_counts_placed_failed_and_the_reservation() {

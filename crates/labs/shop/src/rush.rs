@@ -5,15 +5,15 @@
 //! checkout per mean reservation, whatever its pool. The shoppers alone ask for a
 //! fraction of that, so a cut pool never runs dry by itself. The rush is the story's
 //! crowd: at the cut a crowd twice what the pool can hold and place within one acquire
-//! timeout arrives at once, then a stream of buyers asks for [`RUSH_DEMAND`] times what
-//! checkout places. With more asking than can be placed, buyers queue for a connection
+//! timeout arrives at once, then a stream of buyers which, with the shoppers' own
+//! checkouts, asks for [`RUSH_DEMAND`] times what checkout places. With more asking than can be placed, buyers queue for a connection
 //! and those who wait longer than the acquire timeout are turned away: the failed
 //! share settles at 1 − 1/[`RUSH_DEMAND`], about the story's 35%.
 //!
 //! What checkout can place is measured, not assumed: first from the reservation's own
 //! histogram since the indexes were dropped, then — while the pool turns buyers away —
 //! from the rate at which checkout really places orders, read from its `/metrics` a few
-//! times a timeline minute. The stream is resized toward that; nothing is staged, every
+//! times a timeline minute (see `next_rate`). The stream is resized toward that; nothing is staged, every
 //! failure is a real acquire timeout.
 
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,12 @@ pub struct Opening {
     pub acquire_timeout: Duration,
     /// Checkout's counts from the DROP INDEX to the cut.
     pub before: Change,
+    /// Full scans a second the database has left beside the shoppers' listings: the
+    /// catalog's side-by-side measurement before the run, less the listings' scans from
+    /// the DROP INDEX to the cut. Each checkout's restock reservation is one more scan,
+    /// so checkout cannot place more than this however short its reservations were
+    /// while nothing queued.
+    pub spare_scans: Option<f64>,
     /// A timeline minute, in real time.
     pub minute: Duration,
     /// Until the timeline's end.
@@ -54,13 +60,15 @@ pub struct Opening {
 
 impl Opening {
     /// Checkouts a second checkout can place: one per mean reservation, or (none placed
-    /// yet) twice what it placed; bounded by [`MAX_RUSH_RPS`].
+    /// yet) twice what it placed; no more than the database's spare scans; bounded by
+    /// [`MAX_RUSH_RPS`].
     pub fn capacity(&self) -> f64 {
         let measured = match self.before.mean_reservation() {
             Some(mean) if mean > 0.0 => 1.0 / mean,
             _ => 2.0 * self.before.placed_rate(),
         };
-        measured.clamp(1.0, MAX_RUSH_RPS)
+        let spare = self.spare_scans.unwrap_or(f64::INFINITY);
+        measured.min(spare).clamp(1.0, MAX_RUSH_RPS)
     }
 
     /// The crowd at the doors: twice what the pool holds and places within one timeout.
@@ -71,7 +79,7 @@ impl Opening {
 
     /// The first stream: the demand on what can be placed, less what the shoppers ask.
     pub fn stream(&self) -> f64 {
-        (RUSH_DEMAND * self.capacity() - self.before.attempted_rate()).clamp(MIN_RUSH_RPS, MAX_RUSH_RPS)
+        next_rate(0.0, self.capacity(), self.before.attempted_rate(), 1.0)
     }
 
     /// The crowd arrives within half a timeout (at most half a second).
@@ -148,9 +156,13 @@ impl Rush {
     /// What the rush is, in a line.
     pub fn describe(&self) -> String {
         let o = &self.opening;
+        let spare = match o.spare_scans {
+            Some(spare) => format!(", each one of the database's {:.1} spare scans a second", spare.max(0.0)),
+            None => String::new(),
+        };
         format!(
             "the doorbusters open: a crowd of {} buyers at once, then {:.1} a second \
-             ({RUSH_DEMAND}× the {:.1} checkouts a second checkout can place, one restock reservation at a time)",
+             ({RUSH_DEMAND}× the {:.1} checkouts a second checkout can place: one restock reservation at a time{spare})",
             o.crowd(),
             o.stream(),
             o.capacity()
@@ -165,6 +177,17 @@ impl Rush {
         let _ = self.meter.await;
         *self.metered.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The stream's next rate: a step of `gain` toward [`RUSH_DEMAND`] times the rate checkout
+/// places at, less the shoppers' own checkouts. Steered by what is placed — the service
+/// rate, steady while a queue stands — and not by what is answered: answers trail the
+/// arrivals by a checkout's latency, seconds at the peak, which is longer than a
+/// compressed timeline's window, and steering on them overshoots one run and
+/// undershoots the next.
+fn next_rate(rps: f64, placed_rate: f64, shoppers_rate: f64, gain: f64) -> f64 {
+    let target = RUSH_DEMAND * placed_rate - shoppers_rate;
+    (rps + gain * (target - rps)).clamp(MIN_RUSH_RPS, MAX_RUSH_RPS)
 }
 
 /// Resizes the stream toward [`RUSH_DEMAND`] times what checkout places, from checkout's
@@ -199,8 +222,7 @@ async fn meter(run: Arc<Run>, shop: Shop, opening: Opening, metered: Arc<Mutex<M
         if change.seconds < window.as_secs_f64() * 0.5 || change.placed + change.failed_total() < MIN_ANSWERED {
             continue;
         }
-        let target = RUSH_DEMAND * change.placed_rate();
-        rps = (rps + gain * (target - change.attempted_rate())).clamp(MIN_RUSH_RPS, MAX_RUSH_RPS);
+        rps = next_rate(rps, change.placed_rate(), opening.before.attempted_rate(), gain);
         *run.rate_override.lock().unwrap_or_else(|p| p.into_inner()) = Some(rps);
         let mut m = metered.lock().unwrap_or_else(|p| p.into_inner());
         m.placed_rate = change.placed_rate();
@@ -271,6 +293,7 @@ mod tests {
             pool_size: 20,
             acquire_timeout: Duration::from_millis(timeout_ms),
             before: Change { seconds: 10.0, placed, failed: [0.0; 5], reservation_seconds, reservations },
+            spare_scans: None,
             minute: Duration::from_secs(1),
             remaining: Duration::from_secs(10),
         }
@@ -287,5 +310,23 @@ mod tests {
         assert!((opening(0.0, 0.0, 0.0, 5000).capacity() - 1.0).abs() < 1e-9);
         assert!((opening(30.0, 0.0, 0.0, 5000).capacity() - 6.0).abs() < 1e-9);
         assert_eq!(opening(20.0, 20.0, 2.0, 5000).tick(), Duration::from_millis(250));
+        // Short reservations while nothing queued, but a database with 4 scans a second
+        // to spare: each checkout's restock check is one of them.
+        let busy = Opening { spare_scans: Some(4.0), ..opening(20.0, 20.0, 0.2, 1000) };
+        assert!((busy.capacity() - 4.0).abs() < 1e-9, "{}", busy.capacity());
+        assert!((Opening { spare_scans: Some(-3.0), ..busy }.capacity() - 1.0).abs() < 1e-9, "at least one");
+    }
+
+    #[test]
+    fn the_stream_steps_toward_the_demand_on_what_is_placed() {
+        // 10 placed a second, shoppers asking 2: the stream heads for 15.5 − 2 = 13.5.
+        assert!((next_rate(20.0, 10.0, 2.0, 0.5) - 16.75).abs() < 1e-9);
+        assert!((next_rate(13.5, 10.0, 2.0, 0.3) - 13.5).abs() < 1e-9, "at the target it stays");
+        let mut rps = 40.0;
+        for _ in 0..20 {
+            rps = next_rate(rps, 10.0, 2.0, 0.33);
+        }
+        assert!((rps - 13.5).abs() < 0.01, "it settles on the target: {rps}");
+        assert_eq!(next_rate(1.0, 0.0, 5.0, 0.5), MIN_RUSH_RPS, "the doors stay open");
     }
 }

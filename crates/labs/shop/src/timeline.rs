@@ -223,6 +223,8 @@ pub struct Timeline {
     running: AtomicBool,
     order_value: f64,
     products: u64,
+    /// The database's full scans a second side by side, measured before the run.
+    scans_per_second: Option<f64>,
     rush: Mutex<Option<Rush>>,
 }
 
@@ -232,6 +234,13 @@ impl Timeline {
         settings.validate()?;
         let products = shop.products().await?;
         let order_value = shop.order_value().await;
+        let scans_per_second = match shop.scan_cost().await {
+            Ok(cost) => cost["scans_per_second"].as_f64().filter(|s| *s > 0.0),
+            Err(error) => {
+                tracing::warn!(%error, "scan cost not measured; the rush is sized from checkout's reservations alone");
+                None
+            }
+        };
         let profile =
             profile::blackfriday(&shop.urls.catalog_url, &shop.urls.cart_url, &shop.urls.checkout_url, products);
         let run = Arc::new(Run::new(profile, shop.urls.catalog_url.clone(), None, Duration::from_secs(30), Vec::new()));
@@ -245,6 +254,7 @@ impl Timeline {
             running: AtomicBool::new(false),
             order_value,
             products,
+            scans_per_second,
             rush: Mutex::new(None),
         }))
     }
@@ -347,25 +357,28 @@ impl Timeline {
         let alert = at(ALERT_MINUTE).max(shrink + 1).min(total);
         let peak_failure = at(PEAK_FAILURE_MINUTE).max(alert).min(total.saturating_sub(1));
         let start = self.started.max(Instant::now());
-        let (mut dropped, mut peak_from) = (None, None);
+        // The counts at the start stand in for those at the DROP INDEX if those cannot be read.
+        let first = self.shop.steady_reading().await.ok();
+        let (mut dropped, mut dropped_scans, mut peak_from) = (None, None, None);
         for minute in 0..total {
             if minute == drop {
                 observer(Event::Milestone(format!(
                     "Minute {minute}: degradation starting — dropping the catalog indexes"
                 )));
                 self.run.later_mix.store(true, Ordering::Relaxed);
-                dropped = self.shop.reading().await.ok();
+                dropped = self.shop.steady_reading().await.ok().or(first);
+                dropped_scans = self.shop.catalog_scans().await.ok().map(|n| (Instant::now(), n));
                 match self.shop.drop_indexes().await {
                     Ok(done) => observer(Event::Milestone(done)),
                     Err(error) => observer(Event::Trouble(format!("Could not drop the indexes: {error}"))),
                 }
             }
             if minute == shrink {
-                self.cut_the_pool(minute, dropped, start, observer).await;
+                self.cut_the_pool(minute, dropped, self.spare_scans(dropped_scans).await, start, observer).await;
             }
             if minute == peak_failure {
                 self.run.mark.take("blackfriday", self.run.elapsed(), 0.0);
-                peak_from = self.shop.reading().await.ok();
+                peak_from = self.shop.steady_reading().await.ok();
             }
             let due = start + Duration::from_secs_f64(f64::from(minute + 1) * settings.minute_seconds());
             tokio::select! {
@@ -386,11 +399,21 @@ impl Timeline {
         }
     }
 
+    /// The database's full scans a second beside the shoppers' listings since the DROP
+    /// INDEX (`since`: when and how many the catalog had run then).
+    async fn spare_scans(&self, since: Option<(Instant, f64)>) -> Option<f64> {
+        let (at, before) = since?;
+        let now = self.shop.catalog_scans().await.ok()?;
+        let seconds = at.elapsed().as_secs_f64();
+        (seconds > 0.0).then(|| self.scans_per_second.map(|total| total - (now - before) / seconds))?
+    }
+
     /// Minute 20: checkout's pool cut, and the doorbusters open.
     async fn cut_the_pool(
         &self,
         minute: u32,
         dropped: Option<Reading>,
+        spare_scans: Option<f64>,
         start: Instant,
         observer: &mut (dyn FnMut(Event) + Send),
     ) {
@@ -400,9 +423,10 @@ impl Timeline {
             "Minute {minute}: pool exhaustion beginning — cutting checkout's pool to {} connections",
             settings.pool_size
         )));
-        let before = match (dropped, self.shop.reading().await) {
-            (Some(dropped), Ok(now)) => Some(now.since(&dropped)),
-            _ => None,
+        let before = match (dropped, self.shop.steady_reading().await) {
+            (Some(dropped), Ok(now)) => Ok(now.since(&dropped)),
+            (None, _) => Err("its counts at the DROP INDEX could not be read".to_string()),
+            (_, Err(error)) => Err(error.to_string()),
         };
         match self.shop.shrink_pool(settings.pool_size, timeout_ms).await {
             Ok(done) if settings.compressed() => observer(Event::Milestone(format!(
@@ -415,9 +439,12 @@ impl Timeline {
                 return;
             }
         }
-        let Some(before) = before else {
-            observer(Event::Trouble("Could not read checkout's /metrics: no doorbuster rush".into()));
-            return;
+        let before = match before {
+            Ok(before) => before,
+            Err(error) => {
+                observer(Event::Trouble(format!("Could not read checkout's /metrics ({error}): no doorbuster rush")));
+                return;
+            }
         };
         self.run.mark.take("blackfriday", self.run.elapsed(), 0.0);
         let end = start + Duration::from_secs_f64(settings.duration_minutes * settings.minute_seconds());
@@ -426,6 +453,7 @@ impl Timeline {
             pool_size: settings.pool_size,
             acquire_timeout: Duration::from_millis(timeout_ms),
             before,
+            spare_scans,
             minute: Duration::from_secs_f64(settings.minute_seconds()),
             remaining: end.saturating_duration_since(Instant::now()),
         };
