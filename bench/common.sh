@@ -1,5 +1,8 @@
 # What the bench scripts share; sourced, not run.
 
+# Where the scripts build: the directory CI reuses.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/breakroom-target}"
+
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -53,4 +56,27 @@ p99_text = f"{statistics.median(ms(p) for p in p99):.2f}ms" if p99 else "-"
 ratios = [x / y for x, y in zip(a, b) if y > 0]
 print(statistics.median(a), p99_text, statistics.median(b), statistics.median(ratios) if ratios else 0, len(a))
 PY
+}
+
+# The machine's PostgreSQL and Redis, as the tests find them.
+database=${BREAKROOM_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+redis=${BREAKROOM_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+# No NOTICE for the DROP DATABASE IF EXISTS of a database that is not there.
+export PGOPTIONS='--client-min-messages=warning'
+
+# db_url NAME: $database with its database replaced by NAME (query string kept).
+db_url() {
+  python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' \
+    "$database" "$1"
+}
+
+# build_breakroom DIR: builds breakroom (a release build with RELEASE=1, else debug; sets
+# $profile) and copies it to DIR/breakroom, so a build during the runs does not change
+# the binary under them.
+build_breakroom() {
+  profile=debug
+  local flag=()
+  if [ "${RELEASE:-}" = 1 ]; then profile=release flag=(--release); fi
+  cargo build --quiet --locked "${flag[@]}" --bin breakroom
+  cp "$CARGO_TARGET_DIR/$profile/breakroom" "$1/breakroom"
 }

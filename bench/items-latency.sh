@@ -12,21 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/breakroom-target}"
 rounds=${1:-50}
-database=${BREAKROOM_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-redis=${BREAKROOM_TEST_REDIS_URL:-redis://127.0.0.1:6379}
-profile=debug flag=()
-if [ "${RELEASE:-}" = 1 ]; then profile=release flag=(--release); fi
-cargo build --quiet --locked "${flag[@]}" --bin breakroom
 work=$(mktemp -d)
+build_breakroom "$work"
 bin="$work/breakroom"
-cp "$CARGO_TARGET_DIR/$profile/breakroom" "$bin"
-export PGOPTIONS='--client-min-messages=warning'
-db_url() {
-  python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' \
-    "$database" "$1"
-}
 server=
 name="breakroom_bench_items_$$"
 cleanup() {

@@ -11,23 +11,11 @@
 # (its output is kept), and the median and slowest run's seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/breakroom-target}"
+source bench/common.sh
 runs=${1:-20}
-database=${BREAKROOM_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-redis=${BREAKROOM_TEST_REDIS_URL:-redis://127.0.0.1:6379}
-cargo build --quiet --locked --bin breakroom
 logs=$(mktemp -d)
-# A copy, so a build during the runs does not change the binary under them.
+build_breakroom "$logs"
 bin="$logs/breakroom"
-cp "$CARGO_TARGET_DIR/debug/breakroom" "$bin"
-admin_url=$database
-# No NOTICE for the DROP DATABASE IF EXISTS of a database that is not there.
-export PGOPTIONS='--client-min-messages=warning'
-# The admin URL with its database replaced by $1 (query string kept).
-db_url() {
-  python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' \
-    "$admin_url" "$1"
-}
 
 summary() { # summary NAME PASSED SECONDS...
   local name=$1 passed=$2
@@ -45,9 +33,9 @@ for backend in embedded postgres-redis; do
       env -u DATABASE_URL -u REDIS_URL "$bin" rehearse >"$log" 2>&1 && ok=1 || ok=0
     else
       name="breakroom_bench_rehearse_$$"
-      psql "$admin_url" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name" >/dev/null
+      psql "$database" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name" >/dev/null
       DATABASE_URL=$(db_url "$name") REDIS_URL=$redis "$bin" rehearse >"$log" 2>&1 && ok=1 || ok=0
-      psql "$admin_url" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null
+      psql "$database" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null
     fi
     seconds+=("$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')")
     if [ "$ok" = 1 ]; then

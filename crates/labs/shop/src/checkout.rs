@@ -283,8 +283,9 @@ async fn create(
             } else {
                 "SELECT COUNT(*) FROM products WHERE stock_quantity < 5"
             };
-            let mut restock = None;
-            if !postgres {
+            let read_first = if postgres {
+                None
+            } else {
                 // On SQLite the restock list is read before the write transaction: the scan
                 // holds the pooled connection (WAL readers scan side by side, as
                 // PostgreSQL's do), not the one write lock. Under the lock, twenty
@@ -292,10 +293,8 @@ async fn create(
                 // than any busy timeout, and checkouts failed on "database is locked"
                 // rather than on the pool.
                 let query = sqlx::query_scalar::<_, i64>(reserve).fetch_one(&mut **c);
-                restock = Some(
-                    timed_query(&lab.trace, &request, &lab.queries, &plan, query).await.map_err(Failed::database)?,
-                );
-            }
+                Some(timed_query(&lab.trace, &request, &lab.queries, &plan, query).await.map_err(Failed::database)?)
+            };
             let mut tx = sqlx::Connection::begin(&mut **c).await.map_err(Failed::database)?;
             // On SQLite the catalog and the cart are asked first: they share the database,
             // and a cart add waiting for the write lock this checkout held would hold the
@@ -303,15 +302,16 @@ async fn create(
             // for the other until SQLite's busy timeout. The pooled connection is held
             // all the same (the transaction is open).
             let early = if postgres { None } else { Some(lab.ask_peers(&request, product_id, &user_id).await?) };
-            // When this checkout got the reservation: from then on the others wait.
-            let mut reserved = None;
-            if postgres {
-                let query = sqlx::query_scalar::<_, i64>(reserve).fetch_one(&mut *tx);
-                restock = Some(
-                    timed_query(&lab.trace, &request, &lab.queries, &plan, query).await.map_err(Failed::database)?,
-                );
-                reserved = Some(std::time::Instant::now());
-            }
+            let restock = match read_first {
+                Some(count) => count,
+                None => {
+                    let query = sqlx::query_scalar::<_, i64>(reserve).fetch_one(&mut *tx);
+                    timed_query(&lab.trace, &request, &lab.queries, &plan, query).await.map_err(Failed::database)?
+                }
+            };
+            // When this checkout got the reservation (PostgreSQL: the rows' locks; SQLite:
+            // the write lock, at the UPDATE below): from then on the others wait.
+            let reserved = postgres.then(std::time::Instant::now);
             let taken: Option<f64> = sqlx::query_scalar(
                 "UPDATE products SET stock_quantity = stock_quantity - $2 \
                  WHERE id = $1 AND stock_quantity >= $2 RETURNING price",
@@ -335,15 +335,6 @@ async fn create(
                 return Err(Failed { error: error.as_error_field(), reason: Failure::OutOfStock, total: 0.0 });
             };
             let total = ((price * f64::from(quantity)) * 100.0).round() / 100.0;
-            let restock = match restock {
-                Some(count) => count,
-                None => {
-                    let query = sqlx::query_scalar::<_, i64>(reserve).fetch_one(&mut *tx);
-                    timed_query(&lab.trace, &request, &lab.queries, &plan, query)
-                        .await
-                        .map_err(|e| Failed::database(e).with_total(total))?
-                }
-            };
             // 4. The catalog and the cart over HTTP (PostgreSQL: inside the reservation): the order
             // confirmation shows the product as the catalog has it and the cart's size.
             // (Every millisecond they take, the locks above are held: see the runbook.)
