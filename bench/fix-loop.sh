@@ -21,8 +21,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/breakroom-target}"
 source bench/common.sh
 rounds=${1:-3}
 file=crates/labs/vote/src/referral.rs
-buggy='self.validate_with_cache(store, code).await'
-fixed='self.validate_in_database(store, code).await'
+buggy='self.validate_with_cache(partners, code).await'
+fixed='self.validate_in_database(partners, code).await'
 grep -qF "            $buggy" "$file" || { echo "$file has no '$buggy' to fix" >&2; exit 1; }
 
 # What `cargo run -- dev vote` builds first.

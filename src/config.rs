@@ -236,7 +236,8 @@ pub struct SeedArgs {
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    pub lab: LabName,
+    /// A scenario (`vote/connection-leak`), or a lab for its first one (`vote`)
+    pub scenario: String,
 }
 
 impl ServeConfig {

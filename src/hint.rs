@@ -83,7 +83,7 @@ pub fn run(args: &HintArgs) -> Result<String, StageError> {
         }
         out.push_str(&format!(
             "No hints left: `breakroom explain {}` prints the reference fix; `breakroom check {}` tells you when yours works.\n",
-            scenario.lab, scenario.lab
+            scenario.name, scenario.name
         ));
     }
     memory.insert(scenario.name.to_string(), shown);

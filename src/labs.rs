@@ -92,16 +92,12 @@ pub fn scenario_named(name: &str) -> Result<&'static Scenario, platform::stage::
     })
 }
 
-/// The first scenario of a lab: what its stage commands play.
-pub fn scenario_of(lab: LabName) -> &'static Scenario {
-    lab.lab().scenarios().first().expect("every lab has a scenario")
-}
-
 /// Runs a stage command against a running lab; returns the process exit code.
 pub async fn stage(command: StageCommand, args: &StageArgs) -> Result<u8, platform::stage::StageError> {
+    let scenario = scenario_named(&args.scenario)?;
+    let name = LabName::of(scenario);
     let settings = LabSettings { timeline: Some(args.shop.clone()), ..LabSettings::default() };
-    let lab = lab(args.lab, &settings);
-    let scenario = scenario_of(args.lab);
+    let lab = lab(name, &settings);
     let what = match command {
         StageCommand::Demonstrate => scenario.trigger,
         StageCommand::Check => scenario.check,
@@ -115,13 +111,13 @@ pub async fn stage(command: StageCommand, args: &StageArgs) -> Result<u8, platfo
         interval: Duration::from_millis(args.interval_ms),
         redis: args.redis.clone(),
     };
-    lab.stage(command, &context).await
+    lab.stage(scenario, command, &context).await
 }
 
-/// `breakroom explain LAB`: the scenario's story, then the lab's own notes.
-pub fn explain(lab: LabName) -> String {
-    let s = scenario_of(lab);
-    format!(
+/// `breakroom explain SCENARIO`: the scenario's story, then its lab's own notes.
+pub fn explain(name: &str) -> Result<String, platform::stage::StageError> {
+    let s = scenario_named(name)?;
+    Ok(format!(
         "{} — {}\n\n{}\n\nTrigger: {}\nSymptom: {}\nFix: {}\nCheck: {}\nReset: {}\n\n{}",
         s.name,
         s.title,
@@ -131,8 +127,8 @@ pub fn explain(lab: LabName) -> String {
         s.fix,
         s.check,
         s.reset,
-        lab.lab().explain()
-    )
+        LabName::of(s).lab().explain(s)
+    ))
 }
 
 /// Everything a running lab is configured with: the platform's part and the lab's
@@ -162,7 +158,8 @@ impl ServeConfig {
 
 #[derive(Debug, Args)]
 pub struct StageArgs {
-    pub lab: LabName,
+    /// A scenario (`vote/connection-leak`), or a lab for its first one (`vote`)
+    pub scenario: String,
     /// Where the lab runs
     #[arg(long, env = "BREAKROOM_URL", default_value = "http://127.0.0.1:8000")]
     pub url: String,

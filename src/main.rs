@@ -45,10 +45,12 @@ async fn run(cli: Cli) -> ExitCode {
             print!("{}", breakroom::rehearse::list(&args));
             Ok(0)
         }
-        Command::Explain(args) => {
-            print!("{}", labs::explain(args.lab));
-            Ok(0)
-        }
+        Command::Explain(args) => labs::explain(&args.scenario)
+            .map(|text| {
+                print!("{text}");
+                0
+            })
+            .map_err(anyhow::Error::from),
         Command::Hint(args) => breakroom::hint::run(&args)
             .map(|text| {
                 print!("{text}");
@@ -209,7 +211,7 @@ fn print_banner(lab: &dyn labs::Lab, app: &breakroom::App, token_file: Option<&s
     lines.extend(lab.banner(&urls, &audience_base));
     for bug in platform.bugs.states() {
         let hint = if bug.fixed { String::new() } else { format!("   (fix: --fixed {})", bug.name) };
-        lines.push(format!("  bug {:<10} {}{hint}", bug.name, bug.mode.to_uppercase()));
+        lines.push(format!("  {:<14} {}{hint}", format!("bug {}", bug.name), bug.mode.to_uppercase()));
     }
     let database = match &config.backend.database_url {
         Some(url) => format!("postgres {}", breakroom::platform::db::redact(url)),

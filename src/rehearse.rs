@@ -262,8 +262,8 @@ pub fn markdown() -> String {
             out.push_str(&format!("- **Where:** {}\n", bug.location));
         }
         out.push_str(&format!(
-            "- **Commands:** `breakroom serve {lab}`, `breakroom demonstrate {lab}`, `breakroom check {lab}`, `breakroom reset {lab}`, `breakroom rehearse {}`\n",
-            s.name,
+            "- **Commands:** `breakroom serve {lab}`, `breakroom demonstrate {name}`, `breakroom check {name}`, `breakroom reset {name}`, `breakroom rehearse {name}`\n",
+            name = s.name,
             lab = s.lab
         ));
     }

@@ -289,3 +289,115 @@ async fn the_openapi_document_describes_the_lab() {
     assert_ne!(twin["operationId"], download["operationId"]);
     assert!(doc["paths"]["/api/datasets"]["get"].is_object());
 }
+
+// datasets/n-plus-one: the list asks for each row's owner and downloads one at a time.
+
+async fn list(app: &common::TestApp, token: &str, query: &str) -> (Value, f64) {
+    let queries = || async { common::sample(&app.metrics().await, "datasets_list_queries_sum").unwrap_or(0.0) };
+    let before = queries().await;
+    let (status, body) = as_user(app, token, reqwest::Method::GET, &format!("/api/datasets/{query}")).await;
+    assert_eq!(status, 200, "{body}");
+    (serde_json::from_str(&body).unwrap(), queries().await - before)
+}
+
+async fn import(app: &common::TestApp, query: &str) -> reqwest::Response {
+    app.post_admin(&format!("/admin/datasets/import{query}"), Some(ADMIN_TOKEN), None).await
+}
+
+async fn the_list_asks_twice_more_for_every_row(backend: Backend) {
+    let app = spawn(backend, false).await;
+    let (seeded, queries) = list(&app, "charlie-token", "").await;
+    assert_eq!((seeded["count"].as_i64(), queries), (Some(4), 10.0), "a count, the page, 2 per row: {seeded}");
+    let flagship = seeded["results"].as_array().unwrap().iter().find(|r| r["id"] == FLAGSHIP_ID).unwrap();
+    assert_eq!((flagship["owner"].as_str(), flagship["downloads"].as_i64()), (Some("alice"), Some(15)));
+
+    let imported = import(&app, "?count=1000").await;
+    assert_eq!(imported.status(), 200);
+    assert_eq!(imported.json::<Value>().await.unwrap(), json!({ "imported": 1000, "datasets": 1004 }));
+    let (all, queries) = list(&app, "charlie-token", "").await;
+    assert_eq!(all["count"], 1004);
+    assert_eq!(all["results"].as_array().unwrap().len(), 1000, "a page holds 1000 rows at most");
+    assert_eq!(queries, 2002.0, "the queries grew with the data");
+    let (_, queries) = list(&app, "charlie-token", "?page_size=10").await;
+    assert_eq!(queries, 22.0, "and with the page size");
+    let upload = all["results"].as_array().unwrap().iter().find(|r| r["name"] == "Conference upload 0007").unwrap();
+    assert_eq!(upload["downloads"], 3, "7 % 4 downloads");
+    assert!(upload["owner"].as_str().is_some_and(|o| !o.is_empty()));
+}
+
+async fn the_joined_list_costs_two_queries_and_shows_the_same(backend: Backend) {
+    let app = spawn(backend, false).await;
+    assert_eq!(import(&app, "?count=300").await.status(), 200);
+    let (buggy, buggy_queries) = list(&app, "bob-token", "?page=2&page_size=100").await;
+    assert_eq!(buggy_queries, 202.0);
+    let flip = json!({ "fixed": true });
+    assert_eq!(app.post_admin("/admin/bugs/n-plus-one", Some(ADMIN_TOKEN), Some(&flip)).await.status(), 200);
+    let (fixed, fixed_queries) = list(&app, "bob-token", "?page=2&page_size=100").await;
+    assert_eq!(fixed_queries, 2.0, "a count and one joined page");
+    assert_eq!(fixed, buggy, "the same page, owners and downloads");
+    let (_, queries) = list(&app, "bob-token", "").await;
+    assert_eq!(queries, 2.0, "whatever the page size");
+    let metrics = app.metrics().await;
+    assert_eq!(common::sample(&metrics, "datasets_list_queries_count"), Some(3.0), "{metrics}");
+}
+
+async fn bad_paging_and_imports_are_refused_and_change_nothing(backend: Backend) {
+    let app = spawn(backend, false).await;
+    for query in ["?page_size=0", "?page_size=1001", "?page_size=ten", "?page=0", "?page=-1", "?page=1.5"] {
+        let (status, body) =
+            as_user(&app, "alice-token", reqwest::Method::GET, &format!("/api/datasets/{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.contains("must be a whole number"), "{query}: {body}");
+    }
+    let (past_the_end, _) = list(&app, "charlie-token", "?page=9&page_size=2").await;
+    assert_eq!((past_the_end["count"].as_i64(), past_the_end["results"].as_array().map(Vec::len)), (Some(4), Some(0)));
+    let (second, _) = list(&app, "charlie-token", "?page=2&page_size=3").await;
+    assert_eq!(second["results"].as_array().map(Vec::len), Some(1), "4 rows: 3, then 1");
+
+    for query in ["?count=0", "?count=10001", "?count=many"] {
+        let response = import(&app, query).await;
+        assert_eq!(response.status(), 400, "{query}");
+    }
+    let anonymous = app.client.post(format!("{}/admin/datasets/import", app.url)).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let (unchanged, _) = list(&app, "charlie-token", "").await;
+    assert_eq!(unchanged["count"], 4, "nothing was imported");
+
+    assert_eq!(import(&app, "").await.json::<Value>().await.unwrap()["datasets"], 1004, "1000 by default");
+    assert_eq!(app.post_admin("/admin/reset?confirm=yes", Some(ADMIN_TOKEN), None).await.status(), 200);
+    let (reset, _) = list(&app, "charlie-token", "").await;
+    assert_eq!(reset["count"], 4, "the reset deletes the uploads");
+}
+
+async fn stage_commands_tell_a_list_that_asks_per_row_from_a_joined_one(backend: Backend) {
+    let app = spawn(backend, false).await;
+    let scenario = "datasets/n-plus-one";
+    let token = ["--token", ADMIN_TOKEN];
+    let (code, out) = breakroom(&[&["demonstrate", scenario, "--url", &app.url][..], &token].concat()).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("The list on the workshop's data: 3 rows, 8 queries"), "{out}");
+    assert!(out.contains("1000 rows of 1003, 2002 queries"), "{out}");
+    assert!(out.contains("crates/labs/datasets/src/listing.rs"), "{out}");
+
+    let (code, out) = breakroom(&["check", scenario, "--url", &app.url]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL: a page of 1 row cost 4 queries and a page of 1000 rows 2002"), "{out}");
+    let (code, out) = breakroom(&[&["reset", scenario, "--url", &app.url][..], &token].concat()).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Ready for the next workshop. uploads listed: 0   n-plus-one implementation: buggy"), "{out}");
+
+    let fixed = spawn_lab(LabName::Datasets, backend, |c| c.platform.fixed = vec!["n-plus-one".into()]).await;
+    let (code, out) = breakroom(&["check", scenario, "--url", &fixed.url]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("SUCCESS: a page of 1 row cost 2 queries and a page of 3 rows 2"), "{out}");
+    let (code, out) = breakroom(&[&["demonstrate", scenario, "--url", &fixed.url][..], &token].concat()).await;
+    assert_eq!(code, 1, "a demonstration that fails to fail says so: {out}");
+    assert!(out.contains("The bug did not reproduce"), "{out}");
+}
+
+on_both_backends!(
+    the_list_asks_twice_more_for_every_row,
+    the_joined_list_costs_two_queries_and_shows_the_same,
+    bad_paging_and_imports_are_refused_and_change_nothing,
+    stage_commands_tell_a_list_that_asks_per_row_from_a_joined_one,
+);

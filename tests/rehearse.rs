@@ -8,12 +8,21 @@ use common::{PrivateRedis, breakroom, breakroom_with_env};
 fn assert_all_rehearsed(code: i32, out: &str, outage_needs_redis: bool) {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Every scenario rehearsed: ready for the talk."), "{out}");
-    for scenario in ["vote/referral", "items/redis-outage", "datasets/stats-cache"] {
+    for scenario in
+        ["vote/referral", "vote/connection-leak", "items/redis-outage", "datasets/stats-cache", "datasets/n-plus-one"]
+    {
         assert!(out.contains(scenario), "{scenario} in\n{out}");
     }
     assert!(!out.contains('✗'), "{out}");
     assert!(out.contains("✓ vote/referral          reproduced   statuses 200×10 503×5"), "{out}");
     assert!(out.contains("✓ datasets/stats-cache   reproduced   dashboard 15, database 35"), "{out}");
+    assert!(out.contains("✓ vote/connection-leak   symptom      db_pool_checked_out 10 of 10"), "{out}");
+    assert!(
+        out.contains(
+            "✓ datasets/n-plus-one    reproduced   3 rows: 8 queries; after 1000 uploads, 1000 rows: 2002 queries"
+        ),
+        "{out}"
+    );
     assert_eq!(out.contains("needs REDIS_URL"), outage_needs_redis, "{out}");
 }
 

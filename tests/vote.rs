@@ -879,3 +879,156 @@ async fn the_openapi_document_describes_the_lab() {
     assert_eq!(doc["components"]["securitySchemes"]["admin_token"]["scheme"], "bearer");
     assert_eq!(doc["paths"]["/admin/reset"]["post"]["security"][0]["admin_token"], json!([]));
 }
+
+// vote/connection-leak: the partner lookup keeps the connection of every unknown code.
+
+const STALE_CODE: &str = "conf-partner-2025";
+/// A small pool, so the leak drains it in a few votes.
+const LEAK_POOL: u32 = 4;
+
+async fn pool_checked_out(app: &common::TestApp) -> f64 {
+    sample(&app.metrics().await, "db_pool_checked_out").expect("db_pool_checked_out is reported")
+}
+
+/// The leak on its own: the referral cache's bug is fixed so it never answers first.
+async fn leaking_app(backend: Backend) -> common::TestApp {
+    spawn_app(backend, |c| {
+        c.platform.fixed = vec!["referral".into()];
+        c.platform.backend.db_max_connections = LEAK_POOL;
+    })
+    .await
+}
+
+async fn unknown_codes_drain_the_pool_until_every_vote_fails(backend: Backend) {
+    let app = leaking_app(backend).await;
+    assert_eq!(app.vote("ai", None).await.0, 200, "the lab works before the first bad code");
+    for i in 1..=LEAK_POOL {
+        assert_eq!(app.vote("ai", Some(STALE_CODE)).await, (400, json!({ "detail": "Invalid referral code" })));
+        let out = pool_checked_out(&app).await;
+        assert!(out >= f64::from(i), "bad code {i}: db_pool_checked_out {out} climbs with each bad code");
+    }
+    // Every connection is held: a vote without any referral waits the pool out.
+    let (status, body) = app.vote("print", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["detail"], "Vote not recorded: the database connection pool is exhausted; try again");
+    let (status, _) = app.vote("ai", Some(PARTNER)).await;
+    assert_eq!(status, 503, "a valid partner code needs a connection too");
+    assert_eq!(app.get("/health").await.status(), 200, "the pod looks healthy");
+    let metrics = app.metrics().await;
+    assert_eq!(sample(&metrics, "db_pool_checked_out"), Some(f64::from(LEAK_POOL)), "and never falls");
+    assert!(sample(&metrics, "db_pool_timeout_total").unwrap_or(0.0) >= 2.0, "{metrics}");
+    assert_eq!(app.count_of("print").await, 0, "the refused vote is not counted");
+}
+
+async fn the_scoped_lookup_gives_every_connection_back(backend: Backend) {
+    let app = spawn_app(backend, |c| {
+        c.platform.fixed = vec!["referral".into(), "connection-leak".into()];
+        c.platform.backend.db_max_connections = LEAK_POOL;
+    })
+    .await;
+    for _ in 0..3 * LEAK_POOL {
+        assert_eq!(app.vote("ai", Some(STALE_CODE)).await.0, 400);
+    }
+    assert_eq!(app.vote("print", None).await.0, 200);
+    assert_eq!(app.vote("ai", Some(PARTNER)).await.0, 200);
+    assert!(pool_checked_out(&app).await < f64::from(LEAK_POOL));
+    let version: Value = app.get("/version").await.json().await.unwrap();
+    assert_eq!(version["connection_leak"], "fixed");
+}
+
+async fn running_the_fix_or_a_reset_returns_what_the_leak_held(backend: Backend) {
+    let app = leaking_app(backend).await;
+    for _ in 0..LEAK_POOL {
+        app.vote("ai", Some(STALE_CODE)).await;
+    }
+    assert_eq!(app.vote("print", None).await.0, 503);
+    // Running the fix stands for deploying it: the leaking process's connections close.
+    let flip = json!({ "fixed": true });
+    let flipped = app.post_admin("/admin/bugs/connection-leak", Some(ADMIN_TOKEN), Some(&flip)).await;
+    assert_eq!(flipped.status(), 200);
+    assert_eq!(app.vote("print", None).await.0, 200);
+
+    // The reset brings the bug back and what it leaks goes with the next reset.
+    assert_eq!(app.post_admin("/admin/reset?confirm=yes", Some(ADMIN_TOKEN), None).await.status(), 200);
+    let version: Value = app.get("/version").await.json().await.unwrap();
+    assert_eq!(version["connection_leak"], "buggy");
+    for _ in 0..LEAK_POOL {
+        app.vote("ai", Some(STALE_CODE)).await;
+    }
+    assert_eq!(app.vote("print", None).await.0, 503, "the restored bug leaks again");
+    assert_eq!(app.post_admin("/admin/reset?confirm=yes", Some(ADMIN_TOKEN), None).await.status(), 200);
+    assert!(pool_checked_out(&app).await < f64::from(LEAK_POOL));
+    assert_eq!(app.vote("print", None).await.0, 200);
+    assert_eq!(app.count_of("print").await, 1, "the reset cleared the votes before this one");
+}
+
+async fn stage_commands_tell_a_leaking_server_from_a_fixed_one(backend: Backend) {
+    let leaking = leaking_app(backend).await;
+    let url = leaking.url.as_str();
+    let scenario = "vote/connection-leak";
+
+    let (code, out) = breakroom(&["demonstrate", scenario, "--url", url, "--interval-ms", "0"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("The pool lends 4 database connections"), "{out}");
+    assert!(out.contains("Bad code 4: 400 Invalid referral code   db_pool_checked_out 4/4"), "{out}");
+    assert!(out.contains("503 Vote not recorded: the database connection pool is exhausted"), "{out}");
+    assert!(out.contains("/health still answers 200"), "{out}");
+    assert!(out.contains("crates/labs/vote/src/partners.rs"), "{out}");
+
+    let (code, out) = breakroom(&["check", scenario, "--url", url]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL: unknown code 1 of 4 answered 503"), "{out}");
+
+    let (code, out) = breakroom(&["reset", scenario, "--url", url, "--token", ADMIN_TOKEN]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Ready for the next talk. votes: 0   connections checked out: "), "{out}");
+    let (code, out) = breakroom(&["check", scenario, "--url", url]).await;
+    assert_eq!(code, 1, "the bug is back after the reset: {out}");
+    assert!(out.contains("FAIL: vote 1 of 3 after 4 unknown codes answered 503"), "{out}");
+
+    let fixed = spawn_app(backend, |c| {
+        c.platform.fixed = vec!["referral".into(), "connection-leak".into()];
+        c.platform.backend.db_max_connections = LEAK_POOL;
+    })
+    .await;
+    let (code, out) = breakroom(&["check", scenario, "--url", &fixed.url]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("SUCCESS: 4 unknown codes answered 400, then 3 votes were stored"), "{out}");
+    let (code, out) = breakroom(&["demonstrate", scenario, "--url", &fixed.url, "--interval-ms", "0"]).await;
+    assert_eq!(code, 1, "a demonstration that fails to fail says so: {out}");
+    assert!(out.contains("The bug did not reproduce"), "{out}");
+
+    // With the referral cache's bug in and full, the lookup is never reached: said so.
+    let both = spawn_app(backend, |c| c.platform.backend.db_max_connections = LEAK_POOL).await;
+    for _ in 0..11 {
+        both.vote("ai", Some(PARTNER)).await;
+    }
+    let (code, out) = breakroom(&["check", scenario, "--url", &both.url]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--fixed referral"), "{out}");
+}
+
+on_both_backends!(
+    unknown_codes_drain_the_pool_until_every_vote_fails,
+    the_scoped_lookup_gives_every_connection_back,
+    running_the_fix_or_a_reset_returns_what_the_leak_held,
+    stage_commands_tell_a_leaking_server_from_a_fixed_one,
+);
+
+/// A reset on one replica returns the connections every replica's leak holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_returns_the_leaked_connections_of_every_replica() {
+    let a = leaking_app(Backend::Services).await;
+    let b = a.replica().await;
+    for _ in 0..LEAK_POOL {
+        b.vote("ai", Some(STALE_CODE)).await;
+    }
+    assert_eq!(pool_checked_out(&b).await, f64::from(LEAK_POOL));
+    assert_eq!(a.vote("print", None).await.0, 200, "replica A's pool is its own");
+    assert_eq!(a.post_admin("/admin/reset?confirm=yes", Some(ADMIN_TOKEN), None).await.status(), 200);
+    let returned =
+        common::eventually(Duration::from_secs(5), || async { pool_checked_out(&b).await < f64::from(LEAK_POOL) })
+            .await;
+    assert!(returned, "replica B gave its leaked connections back");
+    assert_eq!(b.vote("print", None).await.0, 200);
+}

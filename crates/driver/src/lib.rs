@@ -94,6 +94,13 @@ pub struct DriveArgs {
     /// vote-audience: the referral code they carry
     #[arg(long, default_value = "conf-partner-2026")]
     pub referral: String,
+    /// vote-audience: share of votes carrying a referral code no partner has (0 to 1,
+    /// the rest split by --referral-share; what drains the pool in vote/connection-leak)
+    #[arg(long, default_value_t = 0.0)]
+    pub unknown_share: f64,
+    /// vote-audience: the unknown code they carry (last year's, from an old flyer)
+    #[arg(long, default_value = "conf-partner-2025")]
+    pub unknown_code: String,
     /// vote-audience: how often each choice is picked
     #[arg(long, default_value = "print=1,stare=1,ai=1,revert=1,restart=1")]
     pub choice_weights: String,
@@ -134,9 +141,13 @@ fn build_profile(args: &DriveArgs) -> Result<(profile::Profile, String), StageEr
             if !(0.0..=1.0).contains(&args.referral_share) {
                 return Err(usage("--referral-share is a share between 0 and 1"));
             }
+            if !(0.0..=1.0).contains(&args.unknown_share) {
+                return Err(usage("--unknown-share is a share between 0 and 1"));
+            }
             let choices = profile::parse_weights(&args.choice_weights).map_err(usage)?;
             let (base, _) = split_url(args.url.trim_end_matches('/'))?;
-            Ok((profile::vote_audience(choices, args.referral_share, &args.referral), base))
+            let room = profile::vote_audience(choices, args.referral_share, &args.referral);
+            Ok((profile::with_unknown_codes(room, args.unknown_share, &args.unknown_code), base))
         }
         ProfileName::ItemsMixed => Ok((profile::items_mixed(), split_url(args.url.trim_end_matches('/'))?.0)),
         ProfileName::Blackfriday => {

@@ -83,6 +83,25 @@ pub fn vote_audience(choices: Vec<(String, f64)>, referral_share: f64, referral:
     }
 }
 
+/// The same room with `share` of its votes carrying a referral code no partner has
+/// (`code`: last year's, from an old flyer): the trigger of `vote/connection-leak`.
+pub fn with_unknown_codes(mut profile: Profile, share: f64, code: &str) -> Profile {
+    if share <= 0.0 {
+        return profile;
+    }
+    for journey in &mut profile.journeys {
+        journey.weight *= 1.0 - share;
+    }
+    let code = serde_json::to_string(code).expect("a string serializes");
+    let body = format!(r#"{{"choice":"{{choice}}","referral":{code}}}"#);
+    profile.journeys.push(single(
+        "vote+unknown-code",
+        share,
+        step("vote+unknown-code", hyper::Method::POST, "/vote", Some(&body)),
+    ));
+    profile
+}
+
 /// Seed 002's k6 mix: 70% reads of existing items, 20% creates, 10% updates.
 pub fn items_mixed() -> Profile {
     Profile {
@@ -314,6 +333,22 @@ mod tests {
         assert!((counts[0] as f64 / 20_000.0 - 0.7).abs() < 0.03, "{counts:?}");
         assert!((counts[2] as f64 / 20_000.0 - 0.1).abs() < 0.03, "{counts:?}");
         assert_eq!(pick(&mut rng, [0.0, 0.0].into_iter()), 0);
+    }
+
+    #[test]
+    fn unknown_codes_take_their_share_of_the_room() {
+        let room = vote_audience(parse_weights("ai=1").unwrap(), 0.3, "conf-partner-2026");
+        let profile = with_unknown_codes(room, 0.1, "conf-partner-2025");
+        let weights: Vec<f64> = profile.journeys.iter().map(|j| j.weight).collect();
+        assert!((weights.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{weights:?}");
+        assert!((weights[2] - 0.1).abs() < 1e-9 && (weights[1] - 0.27).abs() < 1e-9, "{weights:?}");
+        let body = profile.journeys[2].steps[0].body.clone().unwrap();
+        assert_eq!(
+            profile.fill(&mut rand::rng(), &body, 1, 0, &[]),
+            r#"{"choice":"ai","referral":"conf-partner-2025"}"#
+        );
+        let untouched = vote_audience(parse_weights("ai=1").unwrap(), 0.3, "conf-partner-2026");
+        assert_eq!(with_unknown_codes(untouched, 0.0, "x").journeys.len(), 2);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! start (`--fixed`) and flipped at runtime through `/admin/bugs/{name}`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
 use axum::extract::State;
@@ -24,17 +23,23 @@ pub struct BugInfo {
 #[derive(Clone, Debug)]
 pub struct BugSwitch {
     info: BugInfo,
-    fixed: Arc<AtomicBool>,
+    fixed: Arc<tokio::sync::watch::Sender<bool>>,
     fixed_at_start: bool,
 }
 
 impl BugSwitch {
     pub fn is_fixed(&self) -> bool {
-        self.fixed.load(Ordering::Relaxed)
+        *self.fixed.borrow()
     }
 
     pub fn set_fixed(&self, fixed: bool) {
-        self.fixed.store(fixed, Ordering::Relaxed);
+        self.fixed.send_if_modified(|now| std::mem::replace(now, fixed) != fixed);
+    }
+
+    /// Follows the switch: the receiver sees every flip (a lab whose fix must also
+    /// undo what the bug left behind, as deploying it would).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.fixed.subscribe()
     }
 
     pub fn name(&self) -> &'static str {
@@ -91,7 +96,7 @@ impl Bugs {
             .zip(fixed)
             .map(|(info, fixed)| BugSwitch {
                 info: *info,
-                fixed: Arc::new(AtomicBool::new(fixed)),
+                fixed: Arc::new(tokio::sync::watch::Sender::new(fixed)),
                 fixed_at_start: fixed,
             })
             .collect();
@@ -259,6 +264,18 @@ mod tests {
         apply(&bugs.switches, "set nosuch buggy");
         apply(&bugs.switches, "restore");
         assert!(!bugs.switch("referral").is_fixed());
+    }
+
+    #[tokio::test]
+    async fn a_flip_reaches_its_followers_once() {
+        let bugs = Bugs::new("vote", KNOWN, &[]).unwrap();
+        let switch = bugs.switch("referral");
+        let mut changes = switch.changes();
+        switch.set_fixed(false);
+        assert!(!changes.has_changed().unwrap(), "no flip, no news");
+        switch.set_fixed(true);
+        assert!(changes.has_changed().unwrap());
+        assert!(*changes.borrow_and_update());
     }
 
     #[test]

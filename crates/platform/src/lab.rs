@@ -136,21 +136,34 @@ pub trait Lab: Send + Sync {
         Vec::new()
     }
 
-    /// Runs a stage command against a running lab; returns the process exit code.
-    fn stage<'a>(&'a self, command: StageCommand, context: &'a StageContext) -> Boxed<'a, Result<u8, StageError>>;
+    /// Runs a stage command of one of its [`scenarios`](Self::scenarios) against a
+    /// running lab; returns the process exit code.
+    fn stage<'a>(
+        &'a self,
+        scenario: &'static Scenario,
+        command: StageCommand,
+        context: &'a StageContext,
+    ) -> Boxed<'a, Result<u8, StageError>>;
 
     /// The steps that rehearse `scenario` on a running lab.
     fn rehearsal(&self, scenario: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError>;
 
-    /// `breakroom explain LAB`'s notes after the scenario's story: its planted bugs.
-    fn explain(&self) -> String {
-        let bugs: Vec<String> =
-            self.bugs().iter().map(|b| format!("  {}: {} — {}", b.name, b.summary, b.location)).collect();
-        let fixes = if bugs.is_empty() {
-            "  (no planted bug: its scenario is a fault injected from outside)".to_string()
-        } else {
-            bugs.join("\n")
-        };
-        format!("The {} lab's planted bugs (run the fix with --fixed NAME):\n{fixes}\n", self.name())
+    /// `breakroom explain SCENARIO`'s notes after the scenario's story: by default the
+    /// lab's planted bugs ([`bug_notes`]).
+    fn explain(&self, scenario: &Scenario) -> String {
+        let _ = scenario;
+        bug_notes(self)
     }
+}
+
+/// A lab's planted bugs, each with where it lives and how to run its fix.
+pub fn bug_notes<L: Lab + ?Sized>(lab: &L) -> String {
+    let bugs: Vec<String> =
+        lab.bugs().iter().map(|b| format!("  {}: {} — {}", b.name, b.summary, b.location)).collect();
+    let fixes = if bugs.is_empty() {
+        "  (no planted bug: its scenario is a fault injected from outside)".to_string()
+    } else {
+        bugs.join("\n")
+    };
+    format!("The {} lab's planted bugs (run the fix with --fixed NAME):\n{fixes}\n", lab.name())
 }

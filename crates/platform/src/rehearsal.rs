@@ -50,6 +50,16 @@ impl Judgement {
     pub fn not_applicable(why: impl Into<String>) -> Judgement {
         Judgement { ok: None, detail: why.into() }
     }
+
+    /// A check's outcome (`Ok(what passed)` or `Err(what failed)`) judged by a step that
+    /// expects it to pass (`fix`) or to fail (`check_fails`).
+    pub fn of_check(outcome: Result<String, String>, should_pass: bool) -> Judgement {
+        match outcome {
+            Ok(passed) if should_pass => Judgement::new(true, passed),
+            Ok(passed) => Judgement::new(false, format!("the check passed: {passed}")),
+            Err(failed) => Judgement::new(!should_pass, failed),
+        }
+    }
 }
 
 /// One step's judgement.

@@ -174,6 +174,37 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// Prints a check's verdict — `Ok(what passed)` or `Err(what failed)`, then `advice` —
+/// under the check's heading; returns the exit code.
+pub fn report_check(outcome: Result<String, String>, advice: &str) -> u8 {
+    let style = Style::detect();
+    println!("{}", style.heading("=== TESTING THE FIX ==="));
+    match outcome {
+        Ok(passed) => {
+            println!("{}", style.good(&format!("SUCCESS: {passed}. The fix works.")));
+            0
+        }
+        Err(failed) => {
+            println!("{}", style.bad(&format!("FAIL: {failed}")));
+            println!("{advice}");
+            EXIT_FAILED
+        }
+    }
+}
+
+/// Prints what a reset left (`state`) and whether that is ready for the next `session`
+/// (talk, workshop); returns the exit code.
+pub fn report_reset(clean: bool, session: &str, state: &str) -> u8 {
+    let style = Style::detect();
+    if clean {
+        println!("{}", style.good(&format!("Ready for the next {session}. {state}")));
+        0
+    } else {
+        println!("{}", style.bad(&format!("Reset did not leave a clean state: {state}")));
+        EXIT_FAILED
+    }
+}
+
 /// The admin token: given, or the one a local server generated into its data directory.
 pub fn admin_token(given: Option<&str>, data_dir: &Path, lab: &str) -> Result<String, StageError> {
     if let Some(token) = given.filter(|t| !t.trim().is_empty()) {

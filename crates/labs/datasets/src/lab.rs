@@ -9,7 +9,7 @@ use platform::lab::{Boxed, Built, Lab, RehearsalContext, StageContext};
 use platform::rehearsal::Rehearsal;
 use platform::stage::{Scenario, StageCommand, StageError};
 
-use crate::{BUGS, FLAGSHIP_ID, SCENARIO, stage};
+use crate::{BUGS, FLAGSHIP_ID, N_PLUS_ONE_SCENARIO, SCENARIO, stage, stage_list};
 
 /// The port the datasets lab listens on unless told otherwise.
 const NAME: &str = "datasets";
@@ -28,7 +28,7 @@ impl Lab for DatasetsLab {
     }
 
     fn scenarios(&self) -> &'static [Scenario] {
-        &[SCENARIO]
+        &[SCENARIO, N_PLUS_ONE_SCENARIO]
     }
 
     fn build<'a>(
@@ -58,9 +58,21 @@ impl Lab for DatasetsLab {
         ]
     }
 
-    fn stage<'a>(&'a self, command: StageCommand, context: &'a StageContext) -> Boxed<'a, Result<u8, StageError>> {
+    fn stage<'a>(
+        &'a self,
+        scenario: &'static Scenario,
+        command: StageCommand,
+        context: &'a StageContext,
+    ) -> Boxed<'a, Result<u8, StageError>> {
         Box::pin(async move {
             let target = context.target(NAME)?;
+            if scenario.name == N_PLUS_ONE_SCENARIO.name {
+                return match command {
+                    StageCommand::Demonstrate => stage_list::demonstrate(&target, &context.admin_token(NAME)?).await,
+                    StageCommand::Check => stage_list::check(&target).await,
+                    StageCommand::Reset => stage_list::reset(&target, &context.admin_token(NAME)?).await,
+                };
+            }
             let token = context.token.as_deref();
             match command {
                 StageCommand::Demonstrate => stage::demonstrate(&target, token, &context.data_dir).await,
@@ -70,12 +82,18 @@ impl Lab for DatasetsLab {
         })
     }
 
-    fn rehearsal(&self, _: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError> {
+    fn rehearsal(&self, scenario: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError> {
+        if scenario.name == N_PLUS_ONE_SCENARIO.name {
+            return Ok(Box::new(stage_list::Rehearse::new(context.target, context.token)));
+        }
         Ok(Box::new(stage::Rehearse::new(context.target, context.token)))
     }
 
     /// The workshop's answer: the reference fix as compiled into this binary.
-    fn explain(&self) -> String {
+    fn explain(&self, scenario: &Scenario) -> String {
+        if scenario.name == N_PLUS_ONE_SCENARIO.name {
+            return platform::lab::bug_notes(self);
+        }
         stage::explain()
     }
 }

@@ -1,10 +1,13 @@
 //! The `datasets` lab — statistics cached for an hour and never invalidated on
-//! download (seed 004). The bug is in `downloads.rs`.
+//! download (seed 004; the bug is in `downloads.rs`), and a list that asks the
+//! database twice more for every row it shows (`datasets/n-plus-one`, in `listing.rs`).
 
 mod downloads;
 pub mod lab;
+mod listing;
 mod openapi;
 pub mod stage;
+mod stage_list;
 mod store;
 
 use std::net::SocketAddr;
@@ -21,7 +24,7 @@ use downloads::Downloads;
 use platform::Platform;
 use platform::bugs::BugInfo;
 use platform::cache::Cache;
-use platform::http::{ApiError, Confirmed, PathParam};
+use platform::http::{ApiError, Confirmed, PathParam, QueryParams};
 use platform::stage::Scenario;
 use store::{DatasetStore, User};
 
@@ -29,11 +32,18 @@ pub use downloads::{reference_fix, stats_key};
 pub use lab::DatasetsLab;
 pub use store::{ATTENDEES, FLAGSHIP_ID, FLAGSHIP_NAME, SEEDED_DOWNLOADS, USERS, attendee};
 
-pub const BUGS: &[BugInfo] = &[BugInfo {
-    name: "stats-cache",
-    summary: "downloads never invalidate the cached statistics: the dashboard is stale for up to an hour",
-    location: "crates/labs/datasets/src/downloads.rs (Downloads::record_download_buggy)",
-}];
+pub const BUGS: &[BugInfo] = &[
+    BugInfo {
+        name: "stats-cache",
+        summary: "downloads never invalidate the cached statistics: the dashboard is stale for up to an hour",
+        location: "crates/labs/datasets/src/downloads.rs (Downloads::record_download_buggy)",
+    },
+    BugInfo {
+        name: "n-plus-one",
+        summary: "the list asks for each row's owner and downloads one query at a time: slow once there are many rows",
+        location: "crates/labs/datasets/src/listing.rs (Listing::page_row_by_row)",
+    },
+];
 
 pub const SCENARIO: Scenario = Scenario {
     name: "datasets/stats-cache",
@@ -56,10 +66,34 @@ pub const SCENARIO: Scenario = Scenario {
     ],
 };
 
+pub const N_PLUS_ONE_SCENARIO: Scenario = Scenario {
+    name: "datasets/n-plus-one",
+    lab: "datasets",
+    bug: "n-plus-one",
+    title: "A thousand uploads later: the list that asks once per row",
+    story: "The datasets list shows each dataset's owner and downloads. It reads the page of \
+            datasets, then asks the database for each row's owner and each row's download count, \
+            one query at a time. With the workshop's four datasets that is 10 quick queries; after \
+            the conference uploaded a thousand it is 2,000 round trips a request, and the list \
+            slows with the data, not with the load.",
+    trigger: "GET /api/datasets/ on the seeded four, then POST /admin/datasets/import?count=1000 (the conference's uploads) and GET /api/datasets/ again",
+    symptom: "datasets_list_queries (queries per list request) grows with the page: 10 for 4 rows, 2,002 for a page of 1,000; the list's latency grows with it; each request logs datasets_listed with its rows and queries",
+    fix: "--fixed n-plus-one: one query joins the owner and counts the downloads, whatever the page size",
+    check: "a list of one row and a list of every row must cost the same number of queries, with the right owners and download counts",
+    reset: "the seeded datasets and audit log (the uploads deleted), no cached statistics, the bug switches",
+    rehearsal: "about 2 s",
+    hints: [
+        "The list is fast on the seeded data and slow after the import, with the same traffic. Compare datasets_list_queries_sum / datasets_list_queries_count on /metrics for a small and a large page (`?page_size=`), and read crates/labs/datasets/src/listing.rs.",
+        "The list reads a page of datasets and then, for every row, asks the database again for its owner and for its download count: two extra round trips per row, so the queries grow with the page size.",
+        "Ask for everything the page shows in one query: join the owner and aggregate the downloads per dataset (a GROUP BY in a joined subquery), so a page costs the same number of queries however many rows it holds.",
+    ],
+};
+
 struct DatasetsApp {
     platform: Platform,
     store: DatasetStore,
     downloads: Downloads,
+    listing: listing::Listing,
 }
 
 type Lab = State<Arc<DatasetsApp>>;
@@ -68,15 +102,17 @@ pub async fn seed(db: &platform::db::Db) -> anyhow::Result<()> {
     Ok(DatasetStore::new(db.clone()).seed().await?)
 }
 
-pub async fn build(platform: &Platform, _registry: &mut Registry) -> anyhow::Result<Router> {
+pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Result<Router> {
     let store = DatasetStore::new(platform.db.clone());
     store.seed().await?;
     let cache = Cache::journaled(platform.redis.clone(), platform.db.clone(), platform.shutdown.clone()).await;
     let downloads = Downloads { store: store.clone(), cache, fix: platform.bugs.switch("stats-cache") };
-    let lab = Arc::new(DatasetsApp { platform: platform.clone(), store, downloads });
+    let listing = listing::Listing::new(store.clone(), platform.bugs.switch("n-plus-one"), registry);
+    let lab = Arc::new(DatasetsApp { platform: platform.clone(), store, downloads, listing });
     let admin = platform.admin_only(
         Router::new()
             .route("/admin/reset", post(reset))
+            .route("/admin/datasets/import", post(import))
             .route("/admin/datasets/{id}/statistics", get(database_statistics)),
     );
     // Django REST framework's URLs end in a slash; the slashless form works too.
@@ -136,19 +172,82 @@ fn not_found() -> ApiError {
     path = "/api/datasets/",
     tag = "datasets",
     security(("user_token" = [])),
+    params(
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "Page number, from 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Rows a page (default and most: 1000)"),
+    ),
     responses(
-        (status = 200, description = "The datasets this user may see", body = openapi::DatasetList),
+        (status = 200, description = "The datasets this user may see, a page at a time, each with its downloads", body = openapi::DatasetList),
+        (status = 400, description = "page or page_size is not a whole number in range", body = platform::openapi::ErrorBody),
         (status = 401, description = "No token, or not a user's token", body = platform::openapi::ErrorBody),
+        (status = 422, description = "A query string that cannot be read (a parameter given twice)", body = platform::openapi::ErrorBody),
         (status = 503, description = "The database is unavailable", body = platform::openapi::ErrorBody),
     )
 )]
-async fn list(State(lab): Lab, headers: HeaderMap) -> Response {
+async fn list(State(lab): Lab, QueryParams(query): QueryParams<ListQuery>, headers: HeaderMap) -> Response {
     let result = async {
         let user = authenticate(&lab, &headers).await?;
-        let datasets = lab.store.visible(&user).await?;
-        Ok::<_, ApiError>(Json(openapi::DatasetList { count: datasets.len(), results: datasets }))
+        let page = positive(query.page.as_deref(), "page", 1, MAX_PAGE)?;
+        let page_size =
+            positive(query.page_size.as_deref(), "page_size", listing::MAX_PAGE_SIZE, listing::MAX_PAGE_SIZE)?;
+        let page = lab.listing.page(&user, page, page_size).await?;
+        Ok::<_, ApiError>(Json(openapi::DatasetList { count: page.count, results: page.results }))
     };
     result.await.map_or_else(with_token_challenge, IntoResponse::into_response)
+}
+
+/// The last page one may ask for: far past the end of any list.
+const MAX_PAGE: u32 = 1_000_000;
+
+/// `GET /api/datasets/`'s query.
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    page: Option<String>,
+    page_size: Option<String>,
+}
+
+/// A whole number from 1 to `max`; `default` when absent.
+fn positive(raw: Option<&str>, name: &str, default: u32, max: u32) -> Result<u32, ApiError> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.trim().parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(format!("{name} must be a whole number from 1 to {max} (got '{raw}')"))),
+    }
+}
+
+/// The most uploads one import adds.
+const MAX_IMPORT: u32 = 10_000;
+
+/// `POST /admin/datasets/import?count=N`'s query.
+#[derive(serde::Deserialize)]
+struct ImportQuery {
+    count: Option<String>,
+}
+
+/// `POST /admin/datasets/import?count=N`: the conference's uploads, N more public
+/// datasets with a few downloads each (the trigger of datasets/n-plus-one).
+#[utoipa::path(
+    post,
+    path = "/admin/datasets/import",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("count" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Datasets to add (default 1000)")),
+    responses(
+        (status = 200, description = "Imported; how many datasets there are now", body = openapi::ImportBody),
+        (status = 400, description = "count is not a whole number from 1 to 10000", body = platform::openapi::ErrorBody),
+        (status = 401, description = "Admin token missing or wrong", body = platform::openapi::ErrorBody),
+        (status = 422, description = "A query string that cannot be read (a parameter given twice)", body = platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = platform::openapi::ErrorBody),
+    )
+)]
+async fn import(
+    State(lab): Lab,
+    QueryParams(query): QueryParams<ImportQuery>,
+) -> Result<Json<openapi::ImportBody>, ApiError> {
+    let count = positive(query.count.as_deref(), "count", 1_000, MAX_IMPORT)?;
+    let (imported, datasets) = lab.store.import_uploads(count).await?;
+    tracing::warn!(imported, datasets, "datasets_imported");
+    Ok(Json(openapi::ImportBody { imported, datasets }))
 }
 
 /// `GET /api/datasets/{id}/`
@@ -317,5 +416,7 @@ async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<platform::openapi::
     })?;
     lab.platform.bugs.restore_everywhere().await;
     tracing::warn!("lab_reset");
-    Ok(platform::openapi::ResetBody::success("Datasets reset to the seeded state: 15 downloads, no cached statistics."))
+    Ok(platform::openapi::ResetBody::success(
+        "Datasets reset to the seeded state: 15 downloads, no uploads, no cached statistics.",
+    ))
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::listing::Listed;
 use super::store::{Dataset, Statistics};
 use platform::openapi::{AdminAuth, ErrorBody, ResetBody};
 
@@ -23,8 +24,17 @@ impl Modify for UserToken {
 /// `GET /api/datasets/`.
 #[derive(Serialize, ToSchema)]
 pub struct DatasetList {
-    pub count: usize,
-    pub results: Vec<Dataset>,
+    /// Datasets the user may see, on every page.
+    pub count: i64,
+    pub results: Vec<Listed>,
+}
+
+/// `POST /admin/datasets/import`.
+#[derive(Serialize, ToSchema)]
+pub struct ImportBody {
+    pub imported: u32,
+    /// Datasets there are now.
+    pub datasets: i64,
 }
 
 /// `GET /health`.
@@ -40,8 +50,8 @@ pub struct HealthBody {
         title = "breakroom — datasets lab",
         description = "Research datasets whose dashboard statistics are cached and never invalidated on download."
     ),
-    paths(super::list, super::detail, super::download, super::statistics, super::database_statistics, super::health, super::reset),
-    components(schemas(ErrorBody, super::DatasetId, Dataset, DatasetList, Statistics, HealthBody, ResetBody)),
+    paths(super::list, super::detail, super::download, super::statistics, super::database_statistics, super::health, super::reset, super::import),
+    components(schemas(ErrorBody, super::DatasetId, Dataset, Listed, DatasetList, Statistics, HealthBody, ResetBody, ImportBody)),
     modifiers(&AdminAuth, &UserToken)
 )]
 pub struct DatasetsApi;

@@ -96,17 +96,34 @@ pub struct Statistics {
     pub last_accessed: Option<String>,
 }
 
+/// The id of the conference's `n`th upload.
+fn upload_id(n: u32) -> String {
+    format!("cccccccc-0000-4000-8000-{n:012}")
+}
+
+/// `n` of an upload's id.
+fn upload_number(id: &str) -> Option<u32> {
+    id.strip_prefix("cccccccc-0000-4000-8000-")?.parse().ok()
+}
+
+const COUNT_UPLOADS: &str = "SELECT COUNT(*) FROM datasets WHERE id LIKE 'cccccccc-%'";
+const DELETE_UPLOADS: &str = "DELETE FROM datasets WHERE id LIKE 'cccccccc-%'";
+
 #[derive(Clone)]
 pub struct DatasetStore {
     db: Db,
 }
 
-const DATASET_COLUMNS: &str = "d.id, d.name, d.description, d.file_type, d.size_bytes, d.privacy, \
+pub(crate) const DATASET_COLUMNS: &str = "d.id, d.name, d.description, d.file_type, d.size_bytes, d.privacy, \
      u.username AS owner, d.last_accessed, d.created_at";
 
 impl DatasetStore {
     pub fn new(db: Db) -> Self {
         DatasetStore { db }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     fn observe(&self, error: sqlx::Error) -> sqlx::Error {
@@ -169,9 +186,78 @@ impl DatasetStore {
         Ok(())
     }
 
+    /// The conference's uploads: `count` more public datasets, owned by the workshop's
+    /// users in turn, upload `n` downloaded `n % 4` times. Returns how many were added
+    /// and how many datasets there are now. Only the datasets this call inserted get
+    /// downloads, so two imports at once never double them.
+    pub async fn import_uploads(&self, count: u32) -> Result<(u32, i64), sqlx::Error> {
+        let existing: i64 = on_pool!(self.db, |pool| sqlx::query_scalar(COUNT_UPLOADS).fetch_one(pool).await)
+            .map_err(|e| self.observe(e))?;
+        let now = clock::now();
+        let first = existing as u32 + 1;
+        let numbers: Vec<u32> = (first..first.saturating_add(count)).collect();
+        let mut added = 0;
+        // 6 parameters a row (3 a download): 1,000 rows stay under SQLite's 32,766 per statement.
+        for chunk in numbers.chunks(1_000) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p = i * 6;
+                    format!("(${}, ${}, ${}, 'csv', ${}, 'public', ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6)
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO datasets (id, name, description, file_type, size_bytes, privacy, owner_id, created_at) \
+                 VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+                rows.join(", ")
+            );
+            let inserted: Vec<String> = on_pool!(self.db, |pool| {
+                let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()));
+                for &n in chunk {
+                    query = query
+                        .bind(upload_id(n))
+                        .bind(format!("Conference upload {n:04}"))
+                        .bind("Uploaded during the conference")
+                        .bind(i64::from(n) * 4096)
+                        .bind(USERS[n as usize % USERS.len()].0)
+                        .bind(&now);
+                }
+                query.fetch_all(pool).await
+            })
+            .map_err(|e| self.observe(e))?;
+            added += inserted.len() as u32;
+            let downloads: Vec<(&String, &str)> = inserted
+                .iter()
+                .filter_map(|id| upload_number(id).map(|n| (id, n)))
+                .flat_map(|(id, n)| (0..n % 4).map(move |d| (id, USERS[(n + d) as usize % USERS.len()].0)))
+                .collect();
+            if downloads.is_empty() {
+                continue;
+            }
+            let audit: Vec<String> = (0..downloads.len())
+                .map(|i| format!("(${}, 'download', 'dataset', ${}, ${}, '10.0.0.2')", i * 3 + 1, i * 3 + 2, i * 3 + 3))
+                .collect();
+            let audit_sql = format!(
+                "INSERT INTO audit_logs (user_id, action, object_type, object_id, timestamp, ip) VALUES {}",
+                audit.join(", ")
+            );
+            on_pool!(self.db, |pool| {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(audit_sql.clone()));
+                for (id, user) in &downloads {
+                    query = query.bind(*user).bind(*id).bind(&now);
+                }
+                query.execute(pool).await.map(drop)
+            })
+            .map_err(|e| self.observe(e))?;
+        }
+        let total = on_pool!(self.db, |pool| sqlx::query_scalar("SELECT COUNT(*) FROM datasets").fetch_one(pool).await)
+            .map_err(|e| self.observe(e))?;
+        Ok((added, total))
+    }
+
     /// Back to the seeded state: no audit rows but the seeded downloads, no access times.
     pub async fn restore_seed(&self) -> Result<(), sqlx::Error> {
         self.db.execute("DELETE FROM audit_logs").await.map_err(|e| self.observe(e))?;
+        self.db.execute(DELETE_UPLOADS).await.map_err(|e| self.observe(e))?;
         self.db.execute("UPDATE datasets SET last_accessed = NULL").await.map_err(|e| self.observe(e))?;
         self.seed().await?;
         self.seed_flagship_downloads().await
@@ -181,19 +267,6 @@ impl DatasetStore {
         let sql = "SELECT id, username FROM research_users WHERE token = $1";
         on_pool!(self.db, |pool| sqlx::query_as::<_, User>(sql).bind(token).fetch_optional(pool).await)
             .map_err(|e| self.observe(e))
-    }
-
-    /// Public datasets and the user's own private ones.
-    pub async fn visible(&self, user: &User) -> Result<Vec<Dataset>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {DATASET_COLUMNS} FROM datasets d JOIN research_users u ON u.id = d.owner_id \
-             WHERE d.privacy = 'public' OR d.owner_id = $1 ORDER BY d.name"
-        );
-        on_pool!(self.db, |pool| sqlx::query_as::<_, Dataset>(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(&user.id)
-            .fetch_all(pool)
-            .await)
-        .map_err(|e| self.observe(e))
     }
 
     /// One dataset, if it exists and the user may see it.

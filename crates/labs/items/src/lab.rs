@@ -53,7 +53,12 @@ impl Lab for ItemsLab {
         vec![format!("  items          {base}/items"), format!("  cache stats    {base}/cache/stats")]
     }
 
-    fn stage<'a>(&'a self, command: StageCommand, context: &'a StageContext) -> Boxed<'a, Result<u8, StageError>> {
+    fn stage<'a>(
+        &'a self,
+        _: &'static Scenario,
+        command: StageCommand,
+        context: &'a StageContext,
+    ) -> Boxed<'a, Result<u8, StageError>> {
         Box::pin(async move {
             let target = context.target(NAME)?;
             match command {

@@ -100,7 +100,12 @@ impl Lab for ShopLab {
         lines
     }
 
-    fn stage<'a>(&'a self, command: StageCommand, context: &'a StageContext) -> Boxed<'a, Result<u8, StageError>> {
+    fn stage<'a>(
+        &'a self,
+        _: &'static Scenario,
+        command: StageCommand,
+        context: &'a StageContext,
+    ) -> Boxed<'a, Result<u8, StageError>> {
         Box::pin(async move {
             let timeline =
                 self.timeline.as_ref().ok_or_else(|| StageError("the shop's stage needs its timeline".into()))?;

@@ -10,7 +10,7 @@ use platform::rehearsal::Rehearsal;
 use platform::stage::{Scenario, StageCommand, StageError};
 
 use crate::settings::VoteArgs;
-use crate::{BUGS, SCENARIO, presenter, stage};
+use crate::{BUGS, LEAK_SCENARIO, SCENARIO, presenter, stage, stage_leak};
 
 /// The port the vote lab listens on unless told otherwise.
 const SERVICE: &str = "vote-api";
@@ -35,7 +35,7 @@ impl Lab for VoteLab {
     }
 
     fn scenarios(&self) -> &'static [Scenario] {
-        &[SCENARIO]
+        &[SCENARIO, LEAK_SCENARIO]
     }
 
     fn build<'a>(
@@ -68,9 +68,24 @@ impl Lab for VoteLab {
         ]
     }
 
-    fn stage<'a>(&'a self, command: StageCommand, context: &'a StageContext) -> Boxed<'a, Result<u8, StageError>> {
+    fn stage<'a>(
+        &'a self,
+        scenario: &'static Scenario,
+        command: StageCommand,
+        context: &'a StageContext,
+    ) -> Boxed<'a, Result<u8, StageError>> {
         Box::pin(async move {
             let target = context.target(self.name())?;
+            if scenario.name == LEAK_SCENARIO.name {
+                return match command {
+                    StageCommand::Demonstrate => stage_leak::demonstrate(&target, context.interval).await,
+                    StageCommand::Check => stage_leak::check(&target).await,
+                    StageCommand::Reset => {
+                        let token = context.admin_token(self.name())?;
+                        stage_leak::reset(&target, &token).await
+                    }
+                };
+            }
             match command {
                 StageCommand::Demonstrate => stage::demonstrate(&target, context.interval).await,
                 StageCommand::Check => stage::check(&target, context.interval).await,
@@ -79,7 +94,10 @@ impl Lab for VoteLab {
         })
     }
 
-    fn rehearsal(&self, _: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError> {
+    fn rehearsal(&self, scenario: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError> {
+        if scenario.name == LEAK_SCENARIO.name {
+            return Ok(Box::new(stage_leak::Rehearse::new(context.target, context.token)));
+        }
         Ok(Box::new(stage::Rehearse::new(context.target, context.token)))
     }
 }

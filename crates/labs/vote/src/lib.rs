@@ -1,8 +1,10 @@
 //! The `vote` lab — "Honey, the Audience Broke My App" (seeds 000 and 001).
 //!
-//! A conference poll. Votes that carry a partner referral code pass through a referral
-//! "cache" that never evicts (`referral.rs`): after ten of them every referral vote
-//! answers 503 while `/health` stays green.
+//! A conference poll with two planted bugs. Votes that carry a partner referral code
+//! pass through a referral "cache" that never evicts (`referral.rs`, `vote/referral`):
+//! after ten of them every referral vote answers 503 while `/health` stays green. And
+//! the partner lookup behind it leaks a database connection on every unknown code
+//! (`partners.rs`, `vote/connection-leak`): once the pool is drained, every vote does.
 
 mod ballot;
 mod ingest;
@@ -10,10 +12,12 @@ pub mod lab;
 mod live;
 pub(crate) mod openapi;
 mod pages;
+mod partners;
 mod presenter;
 mod referral;
 pub mod settings;
 pub mod stage;
+mod stage_leak;
 mod store;
 
 use std::sync::Arc;
@@ -43,11 +47,18 @@ pub use lab::VoteLab;
 pub use presenter::{qr_text, referral_url, vote_url};
 pub use store::KNOWN_PARTNER_CODE;
 
-pub const BUGS: &[BugInfo] = &[BugInfo {
-    name: "referral",
-    summary: "an unbounded referral cache: every referral vote after the 10th answers 503",
-    location: "crates/labs/vote/src/referral.rs (ReferralValidator::validate_with_cache)",
-}];
+pub const BUGS: &[BugInfo] = &[
+    BugInfo {
+        name: "referral",
+        summary: "an unbounded referral cache: every referral vote after the 10th answers 503",
+        location: "crates/labs/vote/src/referral.rs (ReferralValidator::validate_with_cache)",
+    },
+    BugInfo {
+        name: "connection-leak",
+        summary: "an unknown referral code keeps its database connection: once the pool is drained every vote answers 503",
+        location: "crates/labs/vote/src/partners.rs (PartnerLookup::find_checked_out_by_hand)",
+    },
+];
 
 pub const SCENARIO: Scenario = Scenario {
     name: "vote/referral",
@@ -71,6 +82,30 @@ pub const SCENARIO: Scenario = Scenario {
     ],
 };
 
+pub const LEAK_SCENARIO: Scenario = Scenario {
+    name: "vote/connection-leak",
+    lab: "vote",
+    bug: "connection-leak",
+    title: "The typo that drained the pool",
+    story: "A flyer still carries last year's partner code, and a bot tries codes at random. The \
+            partner lookup checks a database connection out of the pool by hand and checks it back \
+            in at the end, but its early return for an unknown code skips the check-in: each bad \
+            code keeps one connection for good. Once the pool's connections are all held, every \
+            vote waits the pool's 5 s and answers 503, with or without a referral, while the \
+            health check stays green.",
+    trigger: "as many POST /vote with last year's code conf-partner-2025 as the pool has connections (db_pool_size), then one vote without a referral",
+    symptom: "each bad code answers 400 and db_pool_checked_out rises by one and never falls; then every vote answers 503 'the database connection pool is exhausted' after 5 s and db_pool_timeout_total rises; /health stays 200",
+    fix: "--fixed connection-leak: the lookup's connection is scoped, so it goes back to the pool on every path",
+    check: "as many unknown codes as the pool has connections (each answering 400), then 3 votes must answer 200 and leave connections free",
+    reset: "votes, live counts, the referral cache, every connection the leak holds and the bug switches, without a restart",
+    rehearsal: "about 11 s (two waits of the pool's 5 s)",
+    hints: [
+        "Bad referral codes answer 400 as they should, yet afterwards every vote fails, even without a referral, and /health stays green. Watch db_pool_checked_out on /metrics after each bad code, and read the lookup in crates/labs/vote/src/partners.rs.",
+        "The lookup takes a connection from the pool by hand and gives it back at its end, but one path returns before it does: an unknown code keeps its connection for good. After as many bad codes as the pool holds, no connection is left for anyone.",
+        "Make returning the connection impossible to forget: let it go back when its scope ends, on every path (error and not-found included), instead of by a call at the end. Then `breakroom check vote/connection-leak` must see the votes after the bad codes succeed.",
+    ],
+};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct ChoiceLabel {
     choice: &'static str,
@@ -81,8 +116,8 @@ struct VoteApp {
     platform: Platform,
     limiter: platform::limit::RateLimiter,
     votes_total: prometheus_client::metrics::family::Family<ChoiceLabel, prometheus_client::metrics::counter::Counter>,
-    store: VoteStore,
     referral: ReferralValidator,
+    partners: partners::PartnerLookup,
     live: Arc<LiveCounts>,
     feed: Feed,
     ingest: ingest::Ingest,
@@ -99,6 +134,8 @@ pub async fn build(platform: &Platform, registry: &mut Registry, settings: &Vote
     let store = VoteStore::new(platform.db.clone());
     store.seed_partners(settings.seed_partners).await?;
     let referral = ReferralValidator::new(platform.bugs.switch("referral"), settings.referral_cache_capacity, registry);
+    let partners =
+        partners::PartnerLookup::new(platform.bugs.switch("connection-leak"), platform.db.clone(), store.clone());
     let live = Arc::new(LiveCounts::start(&store, platform.redis.as_ref()).await?);
     let votes_total = prometheus_client::metrics::family::Family::default();
     registry.register("votes", "Votes recorded by this process, by choice", votes_total.clone());
@@ -116,14 +153,14 @@ pub async fn build(platform: &Platform, registry: &mut Registry, settings: &Vote
         });
         let vote = settings;
         let limiter = platform::limit::RateLimiter::new(vote.vote_rate_limit, vote.vote_rate_limit * 2.0);
-        let ingest = ingest::Ingest::start(store.clone(), live.clone(), feed.clone());
+        let ingest = ingest::Ingest::start(store, live.clone(), feed.clone());
         VoteApp {
             platform: platform.clone(),
             settings: settings.clone(),
             limiter,
             votes_total,
-            store,
             referral,
+            partners,
             live,
             feed,
             ingest,
@@ -171,6 +208,7 @@ fn follow_other_replicas(lab: &Arc<VoteApp>) {
             {
                 lab.live.forget_mirror();
                 lab.referral.clear();
+                lab.partners.give_back();
             }
             // After a (re)subscription too: messages sent meanwhile were lost, so
             // viewers get a fresh full snapshot.
@@ -205,7 +243,7 @@ struct VoteRequest {
         (status = 413, description = "Body over 64 KiB", body = platform::openapi::ErrorBody),
         (status = 422, description = "Not a JSON object with a choice", body = platform::openapi::ErrorBody),
         (status = 429, description = "Too many votes from this address; see Retry-After", body = platform::openapi::ErrorBody),
-        (status = 503, description = "Referral cache exhausted (the planted bug), or the database is unavailable", body = platform::openapi::ErrorBody),
+        (status = 503, description = "Referral cache exhausted (vote/referral), the database connection pool exhausted (vote/connection-leak), or the database unavailable", body = platform::openapi::ErrorBody),
     )
 )]
 async fn vote(
@@ -226,7 +264,7 @@ async fn vote(
         .ok_or_else(|| ApiError::bad_request(format!("Invalid choice. Must be one of: {}", Choice::keys_listed())))?;
     let referral = referral_code(request.referral)?;
     if let Some(code) = &referral {
-        let partner = lab.referral.validate(&lab.store, code).await.map_err(|e| referral_error(&lab, e))?;
+        let partner = lab.referral.validate(&lab.partners, code).await.map_err(|e| referral_error(&lab, e))?;
         tracing::debug!(partner_id = partner.id, partner = %partner.name, "referral accepted");
     }
     lab.ingest.submit(choice, referral).await?;
@@ -253,7 +291,10 @@ fn referral_code(raw: Option<String>) -> Result<Option<String>, ApiError> {
 
 fn referral_error(lab: &VoteApp, error: ReferralError) -> ApiError {
     match error {
-        ReferralError::Invalid => ApiError::bad_request("Invalid referral code"),
+        ReferralError::Invalid => {
+            tracing::info!("unknown_referral_code");
+            ApiError::bad_request("Invalid referral code")
+        }
         ReferralError::CacheExhausted { entries } => ApiError::unavailable(format!(
             "Service degraded: referral cache exhausted ({entries} entries). Referral validation keeps \
              every entry and never evicts one (capacity {}); votes without a referral still work.",
@@ -332,13 +373,14 @@ async fn version(State(lab): Lab) -> Json<openapi::VersionBody> {
         conference: config.conference.clone(),
         lab: "vote",
         referral: lab.referral.mode(),
+        connection_leak: lab.partners.mode(),
         backend: lab.platform.db.backend_name(),
         live_counts: if lab.platform.redis.is_some() { "redis" } else { "in-process" },
     })
 }
 
-/// `POST /admin/reset?confirm=yes`: votes, live counts, referral cache and the bug
-/// switch back to their pre-talk state, without a restart.
+/// `POST /admin/reset?confirm=yes`: votes, live counts, referral cache, the leaked
+/// connections and the bug switches back to their pre-talk state, without a restart.
 #[utoipa::path(
     post,
     path = "/admin/reset",
@@ -352,6 +394,8 @@ async fn version(State(lab): Lab) -> Json<openapi::VersionBody> {
     )
 )]
 async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<ResetBody>, ApiError> {
+    // The held connections first: clearing the votes needs one of them.
+    let returned = lab.partners.give_back();
     let deleted = lab.live.reset().await.map_err(|e| {
         ApiError::unavailable(format!("The session could not be reset completely: {e:#}. Try again."))
             .with_retry_after(1)
@@ -359,6 +403,6 @@ async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<ResetBody>, ApiErro
     lab.referral.clear();
     lab.platform.bugs.restore_everywhere().await;
     lab.feed.changed();
-    tracing::warn!(votes_deleted = deleted, "session_reset");
+    tracing::warn!(votes_deleted = deleted, connections_returned = returned, "session_reset");
     Ok(ResetBody::success("Session reset complete. All votes cleared."))
 }

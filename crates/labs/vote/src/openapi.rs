@@ -39,6 +39,8 @@ pub struct VersionBody {
     pub conference: Option<String>,
     pub lab: &'static str,
     pub referral: &'static str,
+    /// `buggy` or `fixed`: the partner lookup of vote/connection-leak.
+    pub connection_leak: &'static str,
     pub backend: &'static str,
     pub live_counts: &'static str,
 }

@@ -20,7 +20,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::store::{Partner, VoteStore};
+use super::partners::PartnerLookup;
+use super::store::Partner;
 use platform::bugs::BugSwitch;
 
 #[derive(Debug)]
@@ -88,16 +89,16 @@ impl ReferralValidator {
     }
 
     /// Checks a referral code with whichever implementation is switched on.
-    pub async fn validate(&self, store: &VoteStore, code: &str) -> Result<Partner, ReferralError> {
+    pub async fn validate(&self, partners: &PartnerLookup, code: &str) -> Result<Partner, ReferralError> {
         if self.fix.is_fixed() {
-            self.validate_in_database(store, code).await
+            self.validate_in_database(partners, code).await
         } else {
-            self.validate_with_cache(store, code).await
+            self.validate_with_cache(partners, code).await
         }
     }
 
     /// 🐛 BUGGY (default): an unbounded cache in front of the lookup.
-    async fn validate_with_cache(&self, store: &VoteStore, code: &str) -> Result<Partner, ReferralError> {
+    async fn validate_with_cache(&self, partners: &PartnerLookup, code: &str) -> Result<Partner, ReferralError> {
         let entries = {
             // A std mutex: the critical section is a push, never held across an await.
             let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -119,13 +120,14 @@ impl ReferralValidator {
             );
             return Err(ReferralError::CacheExhausted { entries });
         }
-        self.validate_in_database(store, code).await
+        self.validate_in_database(partners, code).await
     }
 
     /// ✅ FIXED: no cache at all — ask the database, whose unique index on
     /// `referral_partners.code` makes this a single index lookup.
-    async fn validate_in_database(&self, store: &VoteStore, code: &str) -> Result<Partner, ReferralError> {
-        store.find_partner(code).await?.ok_or(ReferralError::Invalid)
+    /// (The lookup is the `vote/connection-leak` scenario's: see `partners.rs`.)
+    async fn validate_in_database(&self, partners: &PartnerLookup, code: &str) -> Result<Partner, ReferralError> {
+        partners.find(code).await?.ok_or(ReferralError::Invalid)
     }
 
     /// Forgets every cached entry, as a restart of the process would.

@@ -12,6 +12,9 @@ use platform::on_pool;
 pub const KNOWN_PARTNER_CODE: &str = "conf-partner-2026";
 pub const KNOWN_PARTNER_NAME: &str = "SREDay Conference Partner";
 
+/// A referral code's partner, by the unique index on `code`.
+pub const FIND_PARTNER_SQL: &str = "SELECT id, name FROM referral_partners WHERE code = $1";
+
 const PARTNER_CODE_LEN: usize = 20;
 const PARTNER_NAME_STEMS: [&str; 8] =
     ["CloudLabs", "DataForge", "ByteWorks", "OpsGuild", "StackHaus", "InfraCo", "LogLine", "PagerPals"];
@@ -48,19 +51,24 @@ impl VoteStore {
                     .await
                     .map(drop)
             }
+            // In a block of its own, so every error of it (a pool timeout on `begin`
+            // included) is observed below.
             Pool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                // 2 parameters a row: 1,000 rows stay far under SQLite's limit.
-                for chunk in votes.chunks(1_000) {
-                    let placeholders = vec!["(?, ?)"; chunk.len()].join(", ");
-                    let sql = format!("INSERT INTO votes (choice, referral_code) VALUES {placeholders}");
-                    let mut query = sqlx::query(AssertSqlSafe(sql));
-                    for (choice, referral) in chunk {
-                        query = query.bind(choice.key()).bind(referral.as_deref());
+                async {
+                    let mut tx = pool.begin().await?;
+                    // 2 parameters a row: 1,000 rows stay far under SQLite's limit.
+                    for chunk in votes.chunks(1_000) {
+                        let placeholders = vec!["(?, ?)"; chunk.len()].join(", ");
+                        let sql = format!("INSERT INTO votes (choice, referral_code) VALUES {placeholders}");
+                        let mut query = sqlx::query(AssertSqlSafe(sql));
+                        for (choice, referral) in chunk {
+                            query = query.bind(choice.key()).bind(referral.as_deref());
+                        }
+                        query.execute(&mut *tx).await?;
                     }
-                    query.execute(&mut *tx).await?;
+                    tx.commit().await
                 }
-                tx.commit().await
+                .await
             }
         };
         result.map_err(|e| self.db.observe(e))
@@ -82,8 +90,7 @@ impl VoteStore {
 
     /// Looks a referral code up by its unique index.
     pub async fn find_partner(&self, code: &str) -> Result<Option<Partner>, sqlx::Error> {
-        let sql = "SELECT id, name FROM referral_partners WHERE code = $1";
-        on_pool!(self.db, |pool| sqlx::query_as::<_, Partner>(sql).bind(code).fetch_optional(pool).await)
+        on_pool!(self.db, |pool| sqlx::query_as::<_, Partner>(FIND_PARTNER_SQL).bind(code).fetch_optional(pool).await)
             .map_err(|e| self.db.observe(e))
     }
 
