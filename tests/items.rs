@@ -572,3 +572,181 @@ async fn the_items_lab_refuses_the_vote_labs_flags() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("--products belongs to the shop lab"), "{out}");
 }
+
+// items/cache-stampede: an expired popular view is recomputed by every reader who misses.
+
+const POPULAR: &str = "/items/550e8400-e29b-41d4-a716-446655440001/popular";
+
+/// The items lab with a popular view that expires after a second.
+async fn spawn_popular(backend: Backend, fixed: bool) -> common::TestApp {
+    spawn_lab(LabName::Items, backend, |c| {
+        c.settings.items.popular_ttl_seconds = 1;
+        if fixed {
+            c.platform.fixed = vec!["cache-stampede".into()];
+        }
+    })
+    .await
+}
+
+/// What a crowd of readers got the moment the hot view expired.
+struct Crowd {
+    misses: usize,
+    shared: usize,
+    views: std::collections::BTreeSet<u64>,
+    /// Growth of the aggregation counters across the crowd: (all, duplicates, shared).
+    counted: (f64, f64, f64),
+}
+
+async fn counters(app: &common::TestApp) -> (f64, f64, f64) {
+    let metrics = app.metrics().await;
+    let value = |name: &str| common::sample(&metrics, name).unwrap_or(0.0);
+    (
+        value("items_popular_recomputes_total"),
+        value("items_popular_duplicate_recomputes_total"),
+        value("items_popular_shared_total"),
+    )
+}
+
+/// `readers` GETs of `path` at once, each on a connection of its own.
+fn together(
+    app: &std::sync::Arc<common::TestApp>,
+    readers: usize,
+    path: &'static str,
+) -> tokio::task::JoinSet<(u16, Value)> {
+    let gate = std::sync::Arc::new(tokio::sync::Barrier::new(readers));
+    let mut crowd = tokio::task::JoinSet::new();
+    for _ in 0..readers {
+        let (app, gate) = (app.clone(), gate.clone());
+        crowd.spawn(async move {
+            gate.wait().await;
+            json_of(app.get(path).await).await
+        });
+    }
+    crowd
+}
+
+/// The readers connect (a /health each) while the view is still cached, then read it
+/// together once it has expired.
+async fn crowd_at_expiry(app: &std::sync::Arc<common::TestApp>, readers: usize) -> Crowd {
+    let (_, view) = json_of(app.get(POPULAR).await).await;
+    let expired = tokio::time::Instant::now() + Duration::from_millis(view["fresh_for_ms"].as_u64().unwrap() + 150);
+    together(app, readers, "/health").join_all().await;
+    tokio::time::sleep_until(expired).await;
+    let before = counters(app).await;
+    let mut crowd = together(app, readers, POPULAR);
+    let mut outcome = Crowd { misses: 0, shared: 0, views: Default::default(), counted: (0.0, 0.0, 0.0) };
+    while let Some(answer) = crowd.join_next().await {
+        let (status, body) = answer.unwrap();
+        assert_eq!(status, 200, "{body}");
+        outcome.views.insert(body["computed_at_ms"].as_u64().unwrap());
+        match body["cache"].as_str().unwrap() {
+            "miss" => outcome.misses += 1,
+            "shared" => outcome.shared += 1,
+            other => assert_eq!(other, "hit", "{body}"),
+        }
+    }
+    let after = counters(app).await;
+    outcome.counted = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    outcome
+}
+
+async fn the_popular_view_is_aggregated_from_the_sales_history_and_cached(backend: Backend) {
+    let app = spawn_popular(backend, false).await;
+    let (status, first) = json_of(app.get(POPULAR).await).await;
+    assert_eq!((status, first["cache"].as_str()), (200, Some("miss")), "{first}");
+    let sold =
+        app.sql_count("SELECT SUM(units) FROM item_sales WHERE item_id = '550e8400-e29b-41d4-a716-446655440001'").await;
+    let rows =
+        app.sql_count("SELECT COUNT(*) FROM item_sales WHERE item_id = '550e8400-e29b-41d4-a716-446655440001'").await;
+    assert_eq!(rows, 36_000, "90 days in 400 stores");
+    assert_eq!(first["units_sold"].as_i64(), Some(sold), "{first}");
+    let daily = first["daily_units"].as_array().unwrap();
+    assert_eq!(daily.len(), 90);
+    assert_eq!(daily.iter().map(|d| d.as_i64().unwrap()).sum::<i64>(), sold);
+    let top = first["top_stores"].as_array().unwrap();
+    assert_eq!(top.len(), 5);
+    assert!(top.windows(2).all(|w| w[0]["sold"].as_i64() >= w[1]["sold"].as_i64()), "best first: {top:?}");
+    assert_eq!(first["name"], "Widget A");
+
+    let (_, second) = json_of(app.get(POPULAR).await).await;
+    assert_eq!(second["cache"], "hit");
+    assert_eq!(second["computed_at_ms"], first["computed_at_ms"], "the cached view");
+    assert!(second["fresh_for_ms"].as_u64().unwrap() <= 1000);
+    assert_eq!(stats(&app).await["cached_popular_views"], 1);
+    tokio::time::sleep(Duration::from_millis(second["fresh_for_ms"].as_u64().unwrap() + 150)).await;
+    let (_, expired) = json_of(app.get(POPULAR).await).await;
+    assert_eq!(expired["cache"], "miss", "aggregated again once the TTL passed: {expired}");
+
+    // A new item has no history yet; an unknown or malformed id is refused, nothing cached.
+    let (_, created) = json_of(app.post_json("/items", &json!({ "name": "New", "price": 1.0 })).await).await;
+    let (status, fresh) = json_of(app.get(&format!("/items/{}/popular", created["id"].as_str().unwrap())).await).await;
+    assert_eq!(
+        (status, fresh["units_sold"].as_i64(), fresh["daily_units"].as_array().map(Vec::len)),
+        (200, Some(0), Some(0))
+    );
+    let (status, missing) = json_of(app.get("/items/00000000-0000-4000-8000-000000000000/popular").await).await;
+    assert_eq!(status, 404, "{missing}");
+    let (status, malformed) = json_of(app.get("/items/widget-a/popular").await).await;
+    assert_eq!(status, 422, "{malformed}");
+    assert!(malformed["detail"].as_str().unwrap().contains("expected a UUID"), "{malformed}");
+    assert_eq!(stats(&app).await["cached_popular_views"], 2, "the hot view and the new item's");
+}
+
+async fn every_reader_who_misses_an_expired_view_recomputes_it(backend: Backend) {
+    let app = std::sync::Arc::new(spawn_popular(backend, false).await);
+    let crowd = crowd_at_expiry(&app, 30).await;
+    assert!(crowd.misses > 1, "a stampede: {} of 30 readers aggregated", crowd.misses);
+    assert_eq!(crowd.counted.0, crowd.misses as f64, "each miss is one aggregation");
+    assert!(crowd.counted.1 >= 1.0, "some began while another ran: {:?}", crowd.counted);
+    assert_eq!((crowd.shared, crowd.counted.2), (0, 0.0), "nobody waits for anybody");
+}
+
+async fn the_fix_recomputes_once_and_shares_the_view(backend: Backend) {
+    let app = std::sync::Arc::new(spawn_popular(backend, false).await);
+    let flip = json!({ "fixed": true });
+    assert_eq!(app.post_admin("/admin/bugs/cache-stampede", Some(ADMIN_TOKEN), Some(&flip)).await.status(), 200);
+    for _ in 0..2 {
+        let crowd = crowd_at_expiry(&app, 30).await;
+        assert_eq!(crowd.misses, 1, "one aggregation for the crowd");
+        assert_eq!(crowd.views.len(), 1, "one view for all: {:?}", crowd.views);
+        assert_eq!(crowd.counted.0, 1.0);
+        assert_eq!(crowd.counted.1, 0.0, "no duplicates");
+        assert_eq!(crowd.counted.2, crowd.shared as f64);
+    }
+    // The reset brings the bug back and forgets the cached views.
+    assert_eq!(app.post_admin("/admin/reset?confirm=yes", Some(ADMIN_TOKEN), None).await.status(), 200);
+    assert_eq!(stats(&app).await["cached_popular_views"], 0);
+    let bugs = app.client.get(format!("{}/admin/bugs", app.url)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let (_, bugs) = json_of(bugs).await;
+    assert_eq!(bugs["bugs"][0]["mode"], "buggy", "{bugs}");
+}
+
+async fn stage_commands_tell_a_stampede_from_a_single_flight(backend: Backend) {
+    let app = spawn_popular(backend, false).await;
+    let scenario = "items/cache-stampede";
+    let (code, out) = breakroom(&["demonstrate", scenario, "--url", &app.url]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("One expiry,") && out.contains("crates/labs/items/src/popular.rs"), "{out}");
+    let (code, out) = breakroom(&["check", scenario, "--url", &app.url]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL: 50 readers at the expiry:") && out.contains("aggregations of the same rows"), "{out}");
+    let token = ["--token", ADMIN_TOKEN];
+    let (code, out) = breakroom(&[&["reset", scenario, "--url", &app.url][..], &token].concat()).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Ready for the next talk. cache-stampede implementation: buggy   cache empty: true"), "{out}");
+
+    let fixed = spawn_popular(backend, true).await;
+    let (code, out) = breakroom(&["check", scenario, "--url", &fixed.url]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("SUCCESS: 50 readers at the expiry: 1 ran the aggregation themselves"), "{out}");
+    let (code, out) = breakroom(&["demonstrate", scenario, "--url", &fixed.url]).await;
+    assert_eq!(code, 1, "a demonstration that fails to fail says so: {out}");
+    assert!(out.contains("The bug did not reproduce"), "{out}");
+}
+
+on_both_backends!(
+    the_popular_view_is_aggregated_from_the_sales_history_and_cached,
+    every_reader_who_misses_an_expired_view_recomputes_it,
+    the_fix_recomputes_once_and_shares_the_view,
+    stage_commands_tell_a_stampede_from_a_single_flight,
+);

@@ -8,9 +8,14 @@ use common::{PrivateRedis, breakroom, breakroom_with_env};
 fn assert_all_rehearsed(code: i32, out: &str, outage_needs_redis: bool) {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Every scenario rehearsed: ready for the talk."), "{out}");
-    for scenario in
-        ["vote/referral", "vote/connection-leak", "items/redis-outage", "datasets/stats-cache", "datasets/n-plus-one"]
-    {
+    for scenario in [
+        "vote/referral",
+        "vote/connection-leak",
+        "items/redis-outage",
+        "items/cache-stampede",
+        "datasets/stats-cache",
+        "datasets/n-plus-one",
+    ] {
         assert!(out.contains(scenario), "{scenario} in\n{out}");
     }
     assert!(!out.contains('✗'), "{out}");
@@ -23,17 +28,27 @@ fn assert_all_rehearsed(code: i32, out: &str, outage_needs_redis: bool) {
         ),
         "{out}"
     );
+    assert!(
+        out.contains(
+            "✓ items/cache-stampede   fixed        50 readers at the expiry: 1 ran the aggregation themselves"
+        ),
+        "{out}"
+    );
     assert_eq!(out.contains("needs REDIS_URL"), outage_needs_redis, "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_rehearses_on_the_embedded_default() {
+    // Alone: the shop's timeline measures what the machine can place, and the other
+    // rehearsal beside it would change that halfway.
+    let _turn = common::TURNS.write().await;
     let (code, out) = breakroom(&["rehearse"]).await;
     assert_all_rehearsed(code, &out, true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_rehearses_on_postgres_and_redis() {
+    let _turn = common::TURNS.write().await;
     // A Redis of its own: the outage rehearsal pauses Redis, which would stall the
     // other tests sharing the machine's Redis.
     let redis = PrivateRedis::start();
@@ -46,6 +61,7 @@ async fn every_scenario_rehearses_on_postgres_and_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_scenario_can_be_rehearsed_and_unknown_ones_are_named() {
+    let _turn = common::TURNS.read().await;
     let (code, out) = breakroom(&["rehearse", "vote/referral"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("datasets/stats-cache"), "{out}");
@@ -60,6 +76,7 @@ async fn one_scenario_can_be_rehearsed_and_unknown_ones_are_named() {
 /// Against a deployed lab, only read-only steps run unless --allow-reset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployed_lab_is_rehearsed_without_changes_unless_allowed() {
+    let _turn = common::TURNS.read().await;
     let app = common::spawn_app(common::Backend::Embedded, |_| {}).await;
     let (code, out) = breakroom(&["rehearse", "vote/referral", "--url", &app.url]).await;
     assert_eq!(code, 0, "{out}");
@@ -81,6 +98,7 @@ async fn a_deployed_lab_is_rehearsed_without_changes_unless_allowed() {
 /// the bug does not reproduce and its check never fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scenario_that_does_not_reproduce_fails_the_rehearsal() {
+    let _turn = common::TURNS.read().await;
     let app = common::spawn_app(common::Backend::Embedded, |c| c.platform.fixed = vec!["referral".into()]).await;
     // A reset restores the start mode, which is fixed here.
     let (code, out) =
@@ -92,6 +110,7 @@ async fn a_scenario_that_does_not_reproduce_fails_the_rehearsal() {
 
 #[tokio::test]
 async fn the_scenario_docs_are_generated_from_the_registry() {
+    let _turn = common::TURNS.read().await;
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/scenarios.md")).unwrap();
     assert_eq!(
         committed,

@@ -25,9 +25,9 @@ on_both_backends!(
     concurrent_checkouts_of_low_stock_products_never_deadlock,
     trace_context_reaches_catalog_and_cart,
     the_timeline_walks_its_phases_and_stop_demo_cleans_up,
-    the_compressed_timeline_shows_its_effects_in_order,
     each_service_serves_its_contract_and_keeps_it,
 );
+on_both_backends!(alone: the_compressed_timeline_shows_its_effects_in_order);
 
 async fn the_runbook_endpoints_answer(backend: Backend) {
     let shop = spawn_shop(backend, PRODUCTS, |_| {}).await;
@@ -300,6 +300,7 @@ fn slow_to_connect(upstream: String, delay: Duration) -> String {
 /// was exhausted — a demo that did not fail. The wait is the checkouts', not the resize's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_to_a_short_wait_succeeds_while_connecting_is_slow() {
+    let _turn = common::TURNS.read().await;
     let shop = spawn_shop(Backend::Services, PRODUCTS, |c| {
         let url = c.platform.backend.database_url.take().unwrap();
         let (scheme_user, rest) = url.split_once('@').unwrap();
@@ -664,17 +665,20 @@ async fn demonstrate_cleans_up_after(signal: &str, hang_up: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demonstrate_cleans_up_after_ctrl_c() {
+    let _turn = common::TURNS.read().await;
     demonstrate_cleans_up_after("-INT", false).await;
 }
 
 /// A closed terminal: SIGHUP, and nothing can be printed any more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demonstrate_cleans_up_after_the_terminal_is_closed() {
+    let _turn = common::TURNS.read().await;
     demonstrate_cleans_up_after("-HUP", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drive_sends_the_black_friday_shoppers_to_all_three_services() {
+    let _turn = common::TURNS.read().await;
     let shop = spawn_shop(Backend::Embedded, PRODUCTS, |_| {}).await;
     let (code, output) = common::breakroom(&[
         "drive",
@@ -702,6 +706,7 @@ async fn drive_sends_the_black_friday_shoppers_to_all_three_services() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_generates_the_catalog_once() {
+    let _turn = common::TURNS.read().await;
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().display().to_string();
     let (code, output) = common::breakroom(&["seed", "shop", "--products", "5000", "--data-dir", &data_dir]).await;

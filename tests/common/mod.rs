@@ -29,22 +29,38 @@ pub enum Backend {
 }
 
 /// Runs each named `async fn story(backend: Backend)` once per backend, as
-/// `story::sqlite` and `story::postgres_redis`.
+/// `story::sqlite` and `story::postgres_redis`. A story given as `on_both_backends!(alone: story)` runs with
+/// no other story of its test binary beside it (both variants too, one after the other):
+/// one whose symptom is measured against the machine's speed, which the other tests
+/// would change halfway.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($story:ident),* $(,)?) => {$(
+    (alone: $($story:ident),+ $(,)?) => {
+        $($crate::on_both_backends!(@story $story, write);)+
+    };
+    ($($story:ident),* $(,)?) => {
+        $($crate::on_both_backends!(@story $story, read);)*
+    };
+    (@story $story:ident, $turn:ident) => {
         mod $story {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
+                let _turn = $crate::common::TURNS.$turn().await;
                 super::$story($crate::common::Backend::Embedded).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres_redis() {
+                let _turn = $crate::common::TURNS.$turn().await;
                 super::$story($crate::common::Backend::Services).await
             }
         }
-    )*};
+    };
 }
+
+/// The stories of one test binary share the machine (a read each); a story run
+/// `alone:` has it to itself (the write). Fair: a waiting `alone` story holds off the
+/// stories that start after it, so it runs as soon as the running ones are done.
+pub static TURNS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 fn admin_database_url() -> String {
     std::env::var("BREAKROOM_TEST_DATABASE_URL")

@@ -28,6 +28,8 @@ pub enum ProfileName {
     VoteAudience,
     /// items: 70% reads of existing items, 20% creates, 10% updates (seed 002's k6 mix)
     ItemsMixed,
+    /// items: readers of one hot item's product page, GET /items/{id}/popular (the saw-tooth of items/cache-stampede)
+    ItemsPopular,
     /// One method + URL (+ body) for anything else: --url is the full URL
     Url,
     /// shop: seed 003's shoppers (browse_only, browse_and_cart, full_checkout) on its three services
@@ -104,6 +106,9 @@ pub struct DriveArgs {
     /// vote-audience: how often each choice is picked
     #[arg(long, default_value = "print=1,stare=1,ai=1,revert=1,restart=1")]
     pub choice_weights: String,
+    /// items-popular: the item whose product page the readers open (the seed's Widget A)
+    #[arg(long, default_value = "550e8400-e29b-41d4-a716-446655440001")]
+    pub item: String,
     /// url: the HTTP method
     #[arg(long, default_value = "GET")]
     pub method: String,
@@ -123,6 +128,18 @@ fn usage(message: impl Into<String>) -> StageError {
 }
 
 /// `scheme://host:port` and the path of the url profile's full URL.
+/// `text` when it is a hyphenated UUID, as the items lab's ids are.
+fn uuid_like(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let shaped = bytes.len() == 36
+        && bytes.iter().enumerate().all(
+            |(i, b)| {
+                if [8, 13, 18, 23].contains(&i) { *b == b'-' } else { b.is_ascii_hexdigit() }
+            },
+        );
+    shaped.then_some(text)
+}
+
 fn split_url(url: &str) -> Result<(String, String), StageError> {
     let wrong = || usage(format!("--url must start with http:// or https:// (got '{url}')"));
     let scheme_end = url.find("://").ok_or_else(wrong)?;
@@ -150,6 +167,11 @@ fn build_profile(args: &DriveArgs) -> Result<(profile::Profile, String), StageEr
             Ok((profile::with_unknown_codes(room, args.unknown_share, &args.unknown_code), base))
         }
         ProfileName::ItemsMixed => Ok((profile::items_mixed(), split_url(args.url.trim_end_matches('/'))?.0)),
+        ProfileName::ItemsPopular => {
+            let item =
+                uuid_like(&args.item).ok_or_else(|| usage(format!("--item '{}' is not an item's UUID", args.item)))?;
+            Ok((profile::items_popular(item), split_url(args.url.trim_end_matches('/'))?.0))
+        }
         ProfileName::Blackfriday => {
             let t = |s: &str| s.trim().trim_end_matches('/').to_string();
             let (catalog, cart, checkout) =
@@ -465,5 +487,13 @@ mod tests {
         assert_eq!(split_url("https://example.org/x").unwrap(), ("https://example.org".into(), "/x".into()));
         assert!(split_url("ftp://example.org/").is_err());
         assert!(split_url("localhost:8000").is_err());
+    }
+
+    #[test]
+    fn an_item_is_a_hyphenated_uuid() {
+        assert!(uuid_like("550e8400-e29b-41d4-a716-446655440001").is_some());
+        assert!(uuid_like("550e8400e29b41d4a716446655440001").is_none());
+        assert!(uuid_like("550e8400-e29b-41d4-a716-44665544000{").is_none());
+        assert!(uuid_like("{item_id}").is_none());
     }
 }

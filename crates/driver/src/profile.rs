@@ -126,6 +126,20 @@ pub fn items_mixed() -> Profile {
     }
 }
 
+/// The readers of one hot item's product page: its popular view, aggregated from the
+/// sales history whenever its short-lived cache entry expires.
+pub fn items_popular(item: &str) -> Profile {
+    let path = format!("/items/{item}/popular");
+    Profile {
+        name: "items-popular",
+        journeys: vec![single("popular", 1.0, step("popular", hyper::Method::GET, &path, None))],
+        choices: Vec::new(),
+        setup: Setup::None,
+        later_weights: None,
+        products: 0,
+    }
+}
+
 /// One plain request, for anything else.
 pub fn url(method: hyper::Method, path: &str, body: Option<&str>) -> Profile {
     Profile {

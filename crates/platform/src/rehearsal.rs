@@ -70,7 +70,8 @@ pub struct Verdict {
     pub detail: String,
 }
 
-type Judged<'a> = Boxed<'a, Result<Judgement, StageError>>;
+/// What a rehearsal step answers.
+pub type Judged<'a> = Boxed<'a, Result<Judgement, StageError>>;
 
 /// A scenario's steps on a running lab. Each step may keep what the next needs.
 pub trait Rehearsal: Send {

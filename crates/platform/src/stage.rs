@@ -23,6 +23,7 @@ impl fmt::Display for StageError {
 impl std::error::Error for StageError {}
 
 /// A running lab, reached over HTTP as the audience reaches it.
+#[derive(Clone)]
 pub struct Target {
     base: String,
     client: reqwest::Client,
@@ -154,6 +155,18 @@ impl Target {
         ))
     }
 
+    /// A bug's implementation, `buggy` or `fixed`, as `GET /admin/bugs` tells it
+    /// (`unknown` when the lab has no such bug).
+    pub async fn bug_mode(&self, name: &str, token: &str) -> Result<String, StageError> {
+        let bugs = self.get_admin("/admin/bugs", token).await?.expect_json("GET /admin/bugs")?;
+        Ok(bugs["bugs"]
+            .as_array()
+            .and_then(|all| all.iter().find(|b| b["name"] == name))
+            .and_then(|b| b["mode"].as_str())
+            .unwrap_or("unknown")
+            .to_owned())
+    }
+
     /// A sample's value from the lab's `/metrics`.
     pub async fn metric(&self, name: &str) -> Result<Option<f64>, StageError> {
         let reply = self.get("/metrics").await?;
@@ -220,6 +233,16 @@ pub fn admin_token(given: Option<&str>, data_dir: &Path, lab: &str) -> Result<St
             file.display()
         ))),
     }
+}
+
+/// Resets the lab's session: `POST /admin/reset?confirm=yes`, which must succeed.
+pub async fn reset_session(target: &Target, token: &str) -> Result<Reply, StageError> {
+    admin_call(target, "/admin/reset?confirm=yes", token, None).await
+}
+
+/// Runs a planted bug's fix: `POST /admin/bugs/{bug}` with `{"fixed": true}`.
+pub async fn run_fix(target: &Target, token: &str, bug: &str) -> Result<Reply, StageError> {
+    admin_call(target, &format!("/admin/bugs/{bug}"), token, Some(serde_json::json!({ "fixed": true }))).await
 }
 
 /// An admin POST that must succeed.

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::{ATTENDEES, FLAGSHIP_ID, SEEDED_DOWNLOADS, attendee, reference_fix, stats_key};
 use platform::lab::Boxed;
-use platform::rehearsal::{Judgement, Rehearsal};
-use platform::stage::{EXIT_FAILED, StageError, Style, Target, admin_call, admin_token};
+use platform::rehearsal::{Judged, Judgement, Rehearsal};
+use platform::stage::{EXIT_FAILED, StageError, Style, Target, admin_token, reset_session, run_fix};
 
 /// The CEO reads the dashboard as alice, the flagship's owner.
 const CEO_TOKEN: &str = "alice-token";
@@ -179,12 +179,10 @@ impl Rehearse {
     }
 }
 
-type Judged<'a> = Boxed<'a, Result<Judgement, StageError>>;
-
 impl Rehearsal for Rehearse {
     fn prepare(&mut self) -> Boxed<'_, Result<(), StageError>> {
         Box::pin(async move {
-            admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            reset_session(&self.target, &self.admin).await?;
             Ok(())
         })
     }
@@ -224,8 +222,7 @@ impl Rehearsal for Rehearse {
 
     fn fix(&mut self) -> Judged<'_> {
         Box::pin(async move {
-            let fixed = Some(serde_json::json!({ "fixed": true }));
-            admin_call(&self.target, "/admin/bugs/stats-cache", &self.admin, fixed).await?;
+            run_fix(&self.target, &self.admin, "stats-cache").await?;
             let (before, after, _) = one_more_download(&self.target).await?;
             Ok(Judgement::new(after == before + 1, format!("before {before}, after {after}")))
         })
@@ -234,10 +231,10 @@ impl Rehearsal for Rehearse {
     fn reset(&mut self) -> Judged<'_> {
         Box::pin(async move {
             let target = &self.target;
-            admin_call(target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            reset_session(target, &self.admin).await?;
             let dashboard = count(&self.ceo().statistics().await?.0, "total_downloads");
             let (before, after, _) = one_more_download(target).await?;
-            admin_call(target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            reset_session(target, &self.admin).await?;
             Ok(Judgement::new(
                 dashboard == SEEDED_DOWNLOADS as i64 && after == before,
                 format!("dashboard {dashboard}, and stale again after a download (the buggy build is back)"),
@@ -247,7 +244,7 @@ impl Rehearsal for Rehearse {
 
     fn recover(&mut self) -> Boxed<'_, ()> {
         Box::pin(async move {
-            let _ = admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await;
+            let _ = reset_session(&self.target, &self.admin).await;
         })
     }
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use platform::lab::Boxed;
-use platform::rehearsal::{Judgement, Rehearsal};
-use platform::stage::{EXIT_FAILED, StageError, Style, Target, admin_call};
+use platform::rehearsal::{Judged, Judgement, Rehearsal};
+use platform::stage::{EXIT_FAILED, StageError, Style, Target, admin_call, reset_session, run_fix};
 
 /// Who reads the list: any workshop user.
 const READER_TOKEN: &str = "bob-token";
@@ -60,7 +60,7 @@ async fn import(target: &Target, token: &str) -> Result<i64, StageError> {
 pub async fn demonstrate(target: &Target, token: &str) -> Result<u8, StageError> {
     let style = Style::detect();
     println!("{}", style.heading("=== DEMONSTRATING THE N+1 QUERIES ==="));
-    admin_call(target, "/admin/reset?confirm=yes", token, None).await?;
+    reset_session(target, token).await?;
     let before = list(target, None).await?;
     println!("The list on the workshop's data: {} rows, {} queries, {}.", before.rows, before.queries, ms(before.took));
     let datasets = import(target, token).await?;
@@ -130,19 +130,12 @@ pub async fn check(target: &Target) -> Result<u8, StageError> {
 /// What a reset left: `(uploads still listed, the list's implementation)`.
 async fn after_reset(target: &Target, token: &str) -> Result<(usize, String), StageError> {
     let listed = list(target, None).await?;
-    let bugs = target.get_admin("/admin/bugs", token).await?.expect_json("GET /admin/bugs")?;
-    let mode = bugs["bugs"]
-        .as_array()
-        .and_then(|all| all.iter().find(|b| b["name"] == "n-plus-one"))
-        .and_then(|b| b["mode"].as_str())
-        .unwrap_or("unknown")
-        .to_owned();
-    Ok((listed.uploads, mode))
+    Ok((listed.uploads, target.bug_mode("n-plus-one", token).await?))
 }
 
 /// The seeded state back, the uploads gone, then proof.
 pub async fn reset(target: &Target, token: &str) -> Result<u8, StageError> {
-    let reply = admin_call(target, "/admin/reset?confirm=yes", token, None).await?;
+    let reply = reset_session(target, token).await?;
     println!("{}", reply.message());
     let (uploads, mode) = after_reset(target, token).await?;
     let state = format!("uploads listed: {uploads}   n-plus-one implementation: {mode}");
@@ -163,12 +156,10 @@ impl Rehearse {
     }
 }
 
-type Judged<'a> = Boxed<'a, Result<Judgement, StageError>>;
-
 impl Rehearsal for Rehearse {
     fn prepare(&mut self) -> Boxed<'_, Result<(), StageError>> {
         Box::pin(async move {
-            admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            reset_session(&self.target, &self.admin).await?;
             Ok(())
         })
     }
@@ -215,15 +206,14 @@ impl Rehearsal for Rehearse {
 
     fn fix(&mut self) -> Judged<'_> {
         Box::pin(async move {
-            let body = Some(serde_json::json!({ "fixed": true }));
-            admin_call(&self.target, "/admin/bugs/n-plus-one", &self.admin, body).await?;
+            run_fix(&self.target, &self.admin, "n-plus-one").await?;
             Ok(Judgement::of_check(probe(&self.target).await?, true))
         })
     }
 
     fn reset(&mut self) -> Judged<'_> {
         Box::pin(async move {
-            admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            reset_session(&self.target, &self.admin).await?;
             let (uploads, mode) = after_reset(&self.target, &self.admin).await?;
             Ok(Judgement::new(uploads == 0 && mode == "buggy", format!("uploads listed {uploads}, n-plus-one {mode}")))
         })
@@ -231,7 +221,7 @@ impl Rehearsal for Rehearse {
 
     fn recover(&mut self) -> Boxed<'_, ()> {
         Box::pin(async move {
-            let _ = admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await;
+            let _ = reset_session(&self.target, &self.admin).await;
         })
     }
 }

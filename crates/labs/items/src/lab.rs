@@ -3,13 +3,14 @@
 use prometheus_client::registry::Registry;
 
 use platform::Platform;
+use platform::bugs::BugInfo;
 use platform::db::Db;
 use platform::lab::{Boxed, Built, Lab, RehearsalContext, StageContext};
 use platform::rehearsal::Rehearsal;
 use platform::stage::{Scenario, StageCommand, StageError};
 
 use crate::settings::ItemsArgs;
-use crate::{SCENARIO, stage};
+use crate::{BUGS, SCENARIO, STAMPEDE_SCENARIO, stage, stage_stampede};
 
 /// The port the items lab listens on unless told otherwise.
 const NAME: &str = "items";
@@ -25,8 +26,12 @@ impl Lab for ItemsLab {
         NAME
     }
 
+    fn bugs(&self) -> &'static [BugInfo] {
+        BUGS
+    }
+
     fn scenarios(&self) -> &'static [Scenario] {
-        &[SCENARIO]
+        &[SCENARIO, STAMPEDE_SCENARIO]
     }
 
     fn build<'a>(
@@ -55,12 +60,19 @@ impl Lab for ItemsLab {
 
     fn stage<'a>(
         &'a self,
-        _: &'static Scenario,
+        scenario: &'static Scenario,
         command: StageCommand,
         context: &'a StageContext,
     ) -> Boxed<'a, Result<u8, StageError>> {
         Box::pin(async move {
             let target = context.target(NAME)?;
+            if scenario.name == STAMPEDE_SCENARIO.name {
+                return match command {
+                    StageCommand::Demonstrate => stage_stampede::demonstrate(&target).await,
+                    StageCommand::Check => stage_stampede::check(&target).await,
+                    StageCommand::Reset => stage_stampede::reset(&target, &context.admin_token(NAME)?).await,
+                };
+            }
             match command {
                 StageCommand::Demonstrate => stage::demonstrate(&target).await,
                 StageCommand::Check => stage::check(&target, context.redis.as_deref()).await,
@@ -69,7 +81,20 @@ impl Lab for ItemsLab {
         })
     }
 
-    fn rehearsal(&self, _: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError> {
+    fn rehearsal(&self, scenario: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError> {
+        if scenario.name == STAMPEDE_SCENARIO.name {
+            return Ok(Box::new(stage_stampede::Rehearse::new(context.target, context.token)));
+        }
         Ok(Box::new(stage::Rehearse::new(context.target, context.token, context.redis)))
+    }
+
+    /// The outage has nothing planted to fix; the stampede names its bug.
+    fn explain(&self, scenario: &Scenario) -> String {
+        if scenario.name == STAMPEDE_SCENARIO.name {
+            return platform::lab::bug_notes(self);
+        }
+        "No planted bug: the outage is a fault injected from outside (Redis stops), and the lab \
+         recovers by itself once Redis answers again.\n"
+            .to_string()
     }
 }

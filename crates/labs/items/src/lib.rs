@@ -1,13 +1,17 @@
 //! The `items` lab — a write-through cache over the database and Redis (seed 002).
 //!
-//! Its scenario is an outage, not a planted bug: Redis stops answering and the API
-//! degrades gracefully — reads from the database, writes still succeed, `/health`
-//! says `degraded` — then recovers by itself, without serving anything stale.
+//! Its first scenario is an outage, not a planted bug: Redis stops answering and the
+//! API degrades gracefully — reads from the database, writes still succeed, `/health`
+//! says `degraded` — then recovers by itself, without serving anything stale. Its
+//! second is a planted bug: when the hot item's popular view expires, every reader
+//! recomputes it at once (`items/cache-stampede`, in `popular.rs`).
 
 pub mod lab;
 mod openapi;
+mod popular;
 pub mod settings;
 pub mod stage;
+mod stage_stampede;
 mod store;
 mod write_through;
 
@@ -31,8 +35,13 @@ use write_through::{CacheStats, WriteThrough};
 pub use lab::ItemsLab;
 pub use store::SEED_ITEMS;
 
-/// The outage is a fault injected from outside (Redis stops), not a planted bug.
-pub const BUGS: &[BugInfo] = &[];
+/// The outage is a fault injected from outside (Redis stops), not a planted bug; the
+/// stampede is one.
+pub const BUGS: &[BugInfo] = &[BugInfo {
+    name: "cache-stampede",
+    summary: "when the hot item's popular view expires, every reader who misses recomputes it at once",
+    location: "crates/labs/items/src/popular.rs (Popular::fill_every_miss)",
+}];
 
 pub const SCENARIO: Scenario = Scenario {
     name: "items/redis-outage",
@@ -55,6 +64,29 @@ pub const SCENARIO: Scenario = Scenario {
     ],
 };
 
+pub const STAMPEDE_SCENARIO: Scenario = Scenario {
+    name: "items/cache-stampede",
+    lab: "items",
+    bug: "cache-stampede",
+    title: "The hot item expires: a cache stampede every TTL",
+    story: "The product page's popular view (units sold each day, the best stores) is aggregated \
+            from the item's 36,000 rows of sales history and cached for 5 seconds. When the hot \
+            item's entry expires, every reader who asks in that moment misses, and each runs the \
+            same aggregation: the database does the work once per reader to produce one answer, \
+            and latency and queries spike every TTL.",
+    trigger: "a crowd of 50 readers of GET /items/{id}/popular the moment its entry expires (demonstrate), or breakroom drive items-popular",
+    symptom: "items_popular_recomputes_total rises by about one per reader at each expiry, items_popular_duplicate_recomputes_total climbs; each aggregation logs items_popular_recomputed with how many ran at once; p95 of /items/{id}/popular saw-tooths with the TTL",
+    fix: "--fixed cache-stampede: one aggregation per key at a time (single flight); the readers who miss meanwhile wait for it and share its view",
+    check: "a crowd of 50 readers at the moment the entry expires must cost one aggregation, all 50 getting the same view",
+    reset: "the three seed items, an empty cache, zero hit/miss statistics, the bug switch",
+    rehearsal: "about 16 s (three waits for the popular view's 5 s TTL)",
+    hints: [
+        "Send a crowd to one item's popular view right after its entry expires (`breakroom demonstrate items/cache-stampede`) and compare items_popular_recomputes_total on /metrics before and after: how many aggregations did one expiry cost? Read crates/labs/items/src/popular.rs.",
+        "Every reader that misses the cache runs the aggregation itself, and nothing tells it that the readers who missed a moment earlier are already computing the same view: one expiry, fifty identical aggregations.",
+        "Let only the first reader who misses a key recompute it; the readers who miss while it runs wait for that one computation and share its result (single flight, one in-flight computation per key), and the next expiry starts a new one.",
+    ],
+};
+
 const MAX_NAME_CHARS: usize = 200;
 const MAX_DESCRIPTION_CHARS: usize = 2_000;
 const MAX_PRICE: f64 = 1_000_000_000.0;
@@ -63,6 +95,7 @@ struct ItemsApp {
     platform: Platform,
     store: ItemStore,
     items: WriteThrough,
+    popular: popular::Popular,
 }
 
 type Lab = State<Arc<ItemsApp>>;
@@ -80,12 +113,21 @@ pub async fn build(
     store.seed().await?;
     let cache = Cache::journaled(platform.redis.clone(), platform.db.clone(), platform.shutdown.clone()).await;
     let ttl = Duration::from_secs(settings.cache_ttl_seconds.max(1));
+    let popular_ttl = Duration::from_secs(settings.popular_ttl_seconds.max(1));
+    let popular = popular::Popular::new(
+        store.clone(),
+        cache.clone(),
+        popular_ttl,
+        platform.bugs.switch("cache-stampede"),
+        registry,
+    );
     let items = WriteThrough::new(store.clone(), cache, ttl, registry);
-    let lab = Arc::new(ItemsApp { platform: platform.clone(), store, items });
+    let lab = Arc::new(ItemsApp { platform: platform.clone(), store, items, popular });
     let admin = platform.admin_only(Router::new().route("/admin/reset", post(reset)));
     Ok(Router::new()
         .route("/items", get(list).post(create))
         .route("/items/{id}", get(read).put(replace).delete(remove))
+        .route("/items/{id}/popular", get(popular_view))
         .route("/cache/stats", get(stats))
         .route("/cache/clear", post(clear))
         .route("/health", get(health))
@@ -226,6 +268,24 @@ async fn read(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<
     lab.items.read(&id).await?.map(Json).ok_or_else(|| ApiError::not_found("Item not found"))
 }
 
+/// `GET /items/{id}/popular`
+#[utoipa::path(
+    get,
+    path = "/items/{id}/popular",
+    tag = "items",
+    params(("id" = ItemId, Path, description = "The item's UUID, hyphenated")),
+    responses(
+        (status = 200, description = "The item's sales, aggregated or from the cache", body = popular::Answer),
+        (status = 404, description = "No such item", body = platform::openapi::ErrorBody),
+        (status = 422, description = "Not a UUID", body = platform::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = platform::openapi::ErrorBody),
+    )
+)]
+async fn popular_view(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<popular::Answer>, ApiError> {
+    let ItemId(id) = item_id(&id)?;
+    lab.popular.view(&id).await?.map(Json).ok_or_else(|| ApiError::not_found("Item not found"))
+}
+
 /// `PUT /items/{id}`: full replace.
 #[utoipa::path(
     put,
@@ -334,7 +394,8 @@ async fn health(State(lab): Lab) -> Json<openapi::HealthBody> {
     })
 }
 
-/// `POST /admin/reset?confirm=yes`: the three seed items, an empty cache, zero stats.
+/// `POST /admin/reset?confirm=yes`: the three seed items, an empty cache, zero stats,
+/// the bug switch as the lab started.
 #[utoipa::path(
     post,
     path = "/admin/reset",
@@ -358,11 +419,16 @@ async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<platform::openapi::
     }
     lab.store.delete_all().await?;
     lab.store.seed().await?;
-    lab.items.cache().clear(write_through::KEY_PREFIX).await.map_err(|e| {
-        ApiError::unavailable(format!("The items were reset but the cache could not be cleared ({e}); reset again"))
-            .with_retry_after(1)
-    })?;
+    for prefix in [write_through::KEY_PREFIX, popular::KEY_PREFIX] {
+        lab.items.cache().clear(prefix).await.map_err(|e| {
+            ApiError::unavailable(format!("The items were reset but the cache could not be cleared ({e}); reset again"))
+                .with_retry_after(1)
+        })?;
+    }
     lab.items.reset_stats();
+    lab.platform.bugs.restore_everywhere().await;
     tracing::warn!("lab_reset");
-    Ok(platform::openapi::ResetBody::success("Lab reset: the three seed items, an empty cache, zero stats."))
+    Ok(platform::openapi::ResetBody::success(
+        "Lab reset: the three seed items, an empty cache, zero stats, the bug switch as the lab started.",
+    ))
 }

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use platform::lab::Boxed;
-use platform::rehearsal::{Judgement, Rehearsal};
-use platform::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_call};
+use platform::rehearsal::{Judged, Judgement, Rehearsal};
+use platform::stage::{EXIT_FAILED, Reply, StageError, Style, Target, reset_session};
 
 async fn create(target: &Target, name: &str, price: f64) -> Result<Value, StageError> {
     let body = json!({ "name": name, "description": "Created by breakroom", "price": price });
@@ -260,12 +260,10 @@ impl Rehearse {
     }
 }
 
-type Judged<'a> = Boxed<'a, Result<Judgement, StageError>>;
-
 impl Rehearsal for Rehearse {
     fn prepare(&mut self) -> Boxed<'_, Result<(), StageError>> {
         Box::pin(async move {
-            admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            reset_session(&self.target, &self.admin).await?;
             let created = create(&self.target, "Rehearsal", 1.0).await?;
             self.id = created["id"].as_str().unwrap_or_default().to_string();
             self.target.get(&format!("/items/{}", self.id)).await?;
@@ -357,7 +355,7 @@ impl Rehearsal for Rehearse {
     fn reset(&mut self) -> Judged<'_> {
         Box::pin(async move {
             let target = &self.target;
-            admin_call(target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            reset_session(target, &self.admin).await?;
             let listed = target.get("/items").await?.expect_json("GET /items")?;
             let stats = stats(target).await?;
             Ok(Judgement::new(

@@ -32,6 +32,44 @@ const STOCK_UNSTOCKED_SQL: &str = "INSERT INTO item_stock (item_id, store_no, un
      WHERE NOT EXISTS (SELECT 1 FROM item_stock s WHERE s.item_id = items.id) \
      ON CONFLICT (item_id, store_no) DO NOTHING";
 
+/// The days of sales history an item's popular view covers.
+pub const SALES_DAYS: i64 = 90;
+/// The stores that report an item's daily sales.
+pub const SALES_STORES: i64 = 400;
+
+/// A day's sales in each reporting store, for every seed item without history: 36,000
+/// rows an item, so its popular view is an aggregation the database has to work for.
+/// The units are a spread of 0 to 6 a store and day, some stores selling more.
+const SALES_SEED_SQL: &str = "INSERT INTO item_sales (item_id, day_no, store_no, units) \
+     WITH RECURSIVE days(d) AS (SELECT 0 UNION ALL SELECT d + 1 FROM days WHERE d < $2 - 1), \
+     stores(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM stores WHERE n < $3) \
+     SELECT items.id, days.d, stores.n, (stores.n % 11 + days.d % 5 + LENGTH(items.name)) % 7 \
+     FROM items, days, stores \
+     WHERE items.id = $1 AND NOT EXISTS (SELECT 1 FROM item_sales s WHERE s.item_id = items.id) \
+     ON CONFLICT (item_id, day_no, store_no) DO NOTHING";
+
+/// An item's units sold each day, oldest first.
+const SALES_BY_DAY_SQL: &str = "SELECT SUM(units) FROM item_sales WHERE item_id = $1 GROUP BY day_no ORDER BY day_no";
+
+/// The item's best-selling stores.
+const TOP_STORES_SQL: &str = "SELECT CAST(store_no AS BIGINT) AS store_no, SUM(units) AS sold FROM item_sales WHERE item_id = $1 \
+     GROUP BY store_no ORDER BY sold DESC, store_no LIMIT 5";
+
+/// A store and what it sold of the item over the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct StoreSales {
+    pub store_no: i64,
+    pub sold: i64,
+}
+
+/// What the popular view is computed from: the item's sales, aggregated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sales {
+    /// Units sold each day, oldest first (days without sales left out).
+    pub by_day: Vec<i64>,
+    pub top_stores: Vec<StoreSales>,
+}
+
 /// An item's availability across the chain, assembled from its stock rows on every read
 /// the cache does not answer.
 const AVAILABILITY_SQL: &str = "SELECT COUNT(*), COALESCE(SUM(CASE WHEN units > 0 THEN 1 ELSE 0 END), 0), \
@@ -123,7 +161,35 @@ impl ItemStore {
         // A reset or a start racing another: ON CONFLICT leaves the rows the other wrote.
         on_pool!(self.db, |pool| sqlx::query(STOCK_UNSTOCKED_SQL).bind(STORES).execute(pool).await.map(drop))
             .map_err(|e| self.db.observe(e))?;
+        for (id, ..) in SEED_ITEMS {
+            on_pool!(self.db, |pool| sqlx::query(SALES_SEED_SQL)
+                .bind(id)
+                .bind(SALES_DAYS)
+                .bind(SALES_STORES)
+                .execute(pool)
+                .await
+                .map(drop))
+            .map_err(|e| self.db.observe(e))?;
+        }
         Ok(inserted)
+    }
+
+    /// The item's name, when it exists.
+    pub async fn name(&self, id: &str) -> Result<Option<String>, sqlx::Error> {
+        on_pool!(self.db, |pool| sqlx::query_scalar("SELECT name FROM items WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await)
+        .map_err(|e| self.db.observe(e))
+    }
+
+    /// The item's sales history, aggregated twice: by day and by store.
+    pub async fn sales(&self, id: &str) -> Result<Sales, sqlx::Error> {
+        let by_day = on_pool!(self.db, |pool| sqlx::query_scalar(SALES_BY_DAY_SQL).bind(id).fetch_all(pool).await)
+            .map_err(|e| self.db.observe(e))?;
+        let top_stores = on_pool!(self.db, |pool| sqlx::query_as(TOP_STORES_SQL).bind(id).fetch_all(pool).await)
+            .map_err(|e| self.db.observe(e))?;
+        Ok(Sales { by_day, top_stores })
     }
 
     /// The item's availability, summed over its stock rows.

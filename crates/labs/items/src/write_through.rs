@@ -52,6 +52,8 @@ pub struct WriteThrough {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct CacheStats {
     pub cached_items: u64,
+    /// Popular views in the cache (`GET /items/{id}/popular`).
+    pub cached_popular_views: u64,
     pub total_hits: u64,
     pub total_misses: u64,
     pub hit_rate: f64,
@@ -251,10 +253,12 @@ impl WriteThrough {
     pub async fn stats(&self) -> CacheStats {
         let (hits, misses) = (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed));
         let cached_items = self.cache.count(KEY_PREFIX).await;
+        let cached_popular_views = self.cache.count(crate::popular::KEY_PREFIX).await.unwrap_or(0);
         let hit_rate =
             if hits + misses == 0 { 0.0 } else { (hits as f64 * 10_000.0 / (hits + misses) as f64).round() / 100.0 };
         CacheStats {
             cached_items: *cached_items.as_ref().unwrap_or(&0),
+            cached_popular_views,
             total_hits: hits,
             total_misses: misses,
             hit_rate,

@@ -68,7 +68,7 @@ impl Shop {
     /// failure is returned.
     pub async fn restore(&self) -> Result<String, StageError> {
         let indexes = platform::stage::admin_call(&self.catalog, "/admin/indexes/restore", &self.token, None).await;
-        let pool = platform::stage::admin_call(&self.checkout, "/admin/reset?confirm=yes", &self.token, None).await;
+        let pool = platform::stage::reset_session(&self.checkout, &self.token).await;
         let created = indexes?.json().map(|v| v["created"].to_string()).unwrap_or_default();
         let pool = pool?.json().map(|v| v["pool"]["max_connections"].to_string()).unwrap_or_default();
         Ok(format!("indexes restored (created {created}), checkout pool back to {pool} connections"))

@@ -9,7 +9,7 @@ use driver::engine::{self, Model, Run};
 use driver::profile;
 use driver::shape::Shape;
 use platform::lab::Boxed;
-use platform::rehearsal::{Judgement, Rehearsal};
+use platform::rehearsal::{Judged, Judgement, Rehearsal};
 use platform::stage::StageCommand;
 use platform::stage::{EXIT_FAILED, StageError, Style};
 
@@ -330,9 +330,9 @@ async fn check(shop: Shop, args: &TimelineArgs) -> Result<u8, StageError> {
 
 async fn reset(shop: Shop) -> Result<u8, StageError> {
     // All three are tried, whatever one of them answers.
-    let catalog = platform::stage::admin_call(&shop.catalog, "/admin/reset?confirm=yes", &shop.token, None).await;
-    let checkout = platform::stage::admin_call(&shop.checkout, "/admin/reset?confirm=yes", &shop.token, None).await;
-    let cart = platform::stage::admin_call(&shop.cart, "/admin/reset?confirm=yes", &shop.token, None).await;
+    let catalog = platform::stage::reset_session(&shop.catalog, &shop.token).await;
+    let checkout = platform::stage::reset_session(&shop.checkout, &shop.token).await;
+    let cart = platform::stage::reset_session(&shop.cart, &shop.token).await;
     let (catalog, checkout) = (catalog?, checkout?);
     cart?;
     if let Some(message) = catalog.json().and_then(|v| v["message"].as_str().map(str::to_owned)) {
@@ -404,8 +404,6 @@ impl Rehearse {
         Ok(outcome)
     }
 }
-
-type Judged<'a> = Boxed<'a, Result<Judgement, StageError>>;
 
 impl Rehearsal for Rehearse {
     fn prepare(&mut self) -> Boxed<'_, Result<(), StageError>> {
@@ -490,7 +488,7 @@ impl Rehearsal for Rehearse {
         Box::pin(async move {
             let shop = &self.shop;
             for service in [&shop.catalog, &shop.checkout, &shop.cart] {
-                platform::stage::admin_call(service, "/admin/reset?confirm=yes", &shop.token, None).await?;
+                platform::stage::reset_session(service, &shop.token).await?;
             }
             let pool = shop.checkout.get("/health").await?.json().unwrap_or_default();
             let normal = pool["pool"]["max_connections"] == pool["pool"]["normal"]["max_connections"];
@@ -506,7 +504,7 @@ impl Rehearsal for Rehearse {
             let _ = shop.restore().await;
             // The timeline's orders and carts too (thousands of doorbuster buyers).
             for service in [&shop.catalog, &shop.checkout, &shop.cart] {
-                let _ = platform::stage::admin_call(service, "/admin/reset?confirm=yes", &shop.token, None).await;
+                let _ = platform::stage::reset_session(service, &shop.token).await;
             }
         })
     }

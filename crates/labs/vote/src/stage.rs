@@ -6,8 +6,8 @@ use serde_json::json;
 
 use super::store::KNOWN_PARTNER_CODE;
 use platform::lab::Boxed;
-use platform::rehearsal::{Judgement, Rehearsal};
-use platform::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_call, admin_token, ranges};
+use platform::rehearsal::{Judged, Judgement, Rehearsal};
+use platform::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_token, ranges, reset_session, run_fix};
 
 /// Seed 000 sends fifteen referral votes: ten fill the cache, five show the failure.
 pub const REFERRAL_VOTES: usize = 15;
@@ -163,12 +163,10 @@ impl Rehearse {
     }
 }
 
-type Judged<'a> = Boxed<'a, Result<Judgement, StageError>>;
-
 impl Rehearsal for Rehearse {
     fn prepare(&mut self) -> Boxed<'_, Result<(), StageError>> {
         Box::pin(async move {
-            admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            reset_session(&self.target, &self.admin).await?;
             self.exhausted_before = self.target.metric("referral_cache_exhausted_total").await?.unwrap_or(0.0);
             Ok(())
         })
@@ -211,7 +209,7 @@ impl Rehearsal for Rehearse {
 
     fn fix(&mut self) -> Judged<'_> {
         Box::pin(async move {
-            admin_call(&self.target, "/admin/bugs/referral", &self.admin, Some(json!({ "fixed": true }))).await?;
+            run_fix(&self.target, &self.admin, "referral").await?;
             let check = referral_votes(&self.target, Duration::ZERO, None).await?;
             let passed = check.iter().filter(|r| r.is_success()).count();
             Ok(Judgement::new(
@@ -224,7 +222,7 @@ impl Rehearsal for Rehearse {
     fn reset(&mut self) -> Judged<'_> {
         Box::pin(async move {
             let target = &self.target;
-            admin_call(target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            reset_session(target, &self.admin).await?;
             let votes = target.get("/votes").await?.json().unwrap_or_default();
             let total: i64 =
                 votes.as_object().map(|m| m.values().filter_map(|c| c["count"].as_i64()).sum()).unwrap_or(-1);
@@ -239,7 +237,7 @@ impl Rehearsal for Rehearse {
 
     fn recover(&mut self) -> Boxed<'_, ()> {
         Box::pin(async move {
-            let _ = admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await;
+            let _ = reset_session(&self.target, &self.admin).await;
         })
     }
 }

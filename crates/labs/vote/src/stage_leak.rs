@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use platform::lab::Boxed;
-use platform::rehearsal::{Judgement, Rehearsal};
-use platform::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_call};
+use platform::rehearsal::{Judged, Judgement, Rehearsal};
+use platform::stage::{EXIT_FAILED, Reply, StageError, Style, Target, reset_session, run_fix};
 
 /// Last year's partner code, still printed on a flyer: no partner has it.
 pub const STALE_CODE: &str = "conf-partner-2025";
@@ -159,7 +159,7 @@ async fn after_reset(target: &Target) -> Result<(i64, usize, usize, String), Sta
 
 /// Everything back to the pre-talk state, the held connections included, then proof.
 pub async fn reset(target: &Target, token: &str) -> Result<u8, StageError> {
-    let reply = admin_call(target, "/admin/reset?confirm=yes", token, None).await?;
+    let reply = reset_session(target, token).await?;
     println!("{}", reply.message());
     let (total, out, size, mode) = after_reset(target).await?;
     let state =
@@ -181,13 +181,11 @@ impl Rehearse {
     }
 }
 
-type Judged<'a> = Boxed<'a, Result<Judgement, StageError>>;
-
 impl Rehearsal for Rehearse {
     fn prepare(&mut self) -> Boxed<'_, Result<(), StageError>> {
         Box::pin(async move {
-            admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await?;
-            admin_call(&self.target, "/admin/bugs/referral", &self.admin, Some(json!({ "fixed": true }))).await?;
+            reset_session(&self.target, &self.admin).await?;
+            run_fix(&self.target, &self.admin, "referral").await?;
             self.timeouts_before = self.target.metric("db_pool_timeout_total").await?.unwrap_or(0.0);
             Ok(())
         })
@@ -236,15 +234,14 @@ impl Rehearsal for Rehearse {
 
     fn fix(&mut self) -> Judged<'_> {
         Box::pin(async move {
-            let body = Some(json!({ "fixed": true }));
-            admin_call(&self.target, "/admin/bugs/connection-leak", &self.admin, body).await?;
+            run_fix(&self.target, &self.admin, "connection-leak").await?;
             Ok(Judgement::of_check(probe(&self.target).await?, true))
         })
     }
 
     fn reset(&mut self) -> Judged<'_> {
         Box::pin(async move {
-            admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await?;
+            reset_session(&self.target, &self.admin).await?;
             let (total, out, size, mode) = after_reset(&self.target).await?;
             Ok(Judgement::new(
                 total == 0 && out < size && mode == "buggy",
@@ -255,7 +252,7 @@ impl Rehearsal for Rehearse {
 
     fn recover(&mut self) -> Boxed<'_, ()> {
         Box::pin(async move {
-            let _ = admin_call(&self.target, "/admin/reset?confirm=yes", &self.admin, None).await;
+            let _ = reset_session(&self.target, &self.admin).await;
         })
     }
 }
