@@ -32,5 +32,5 @@ async fn the_pages_work_in_headless_chromium() {
         .expect("node runs");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{text}");
-    assert!(text.contains("7 passed, 0 failed"), "{text}");
+    assert!(text.contains("10 passed, 0 failed"), "{text}");
 }

@@ -190,7 +190,22 @@ async fn the_presenter_gets_qr_codes_and_the_lab_state(backend: Backend) {
         "the referral link under its QR code"
     );
     assert!(page.contains(r#"src="/qr.svg?target=vote""#) && page.contains(r#"src="/qr.svg?target=referral""#));
-    assert!(!page.contains("--public-url."), "no hint when the public URL is configured");
+    for control in ["<input", "<button", "<form"] {
+        assert!(!page.contains(control), "no {control} on the projector: the controls are on /admin");
+    }
+    let admin = app.get("/admin").await.text().await.unwrap();
+    assert!(!admin.contains("--public-url."), "no hint when the public URL is configured");
+    assert!(admin.contains("/presenter?focus=qr"), "the speaker opens the projector's focus from /admin");
+    let unconfigured = spawn_app(backend, |_| {}).await;
+    let admin = unconfigured.get("/admin").await.text().await.unwrap();
+    assert!(admin.contains("--public-url."), "the speaker is told where the codes point");
+    let state: Value = app.get("/presenter/state").await.json().await.unwrap();
+    assert_eq!(
+        (state["referral"].as_str(), state["errors_last_minute"].as_u64()),
+        (Some("buggy"), Some(0)),
+        "no token"
+    );
+    assert!(page.contains(r#"id="strip-mode">BUGGY<"#), "the strip is in the HTML, right without JavaScript");
 
     let qr = app.get("/qr.svg?target=referral").await;
     assert_eq!(qr.status(), 200);
@@ -220,6 +235,22 @@ async fn the_presenter_gets_qr_codes_and_the_lab_state(backend: Backend) {
     assert_eq!(state["referral"], "buggy");
     assert_eq!(state["referral_cache"], json!({ "entries": 11, "capacity": 10 }));
     assert_eq!(state["errors_last_minute"], 1, "the one 503");
+
+    // The results are in the HTML as served: right without JavaScript, no flash of 0.
+    app.vote("print", None).await;
+    let results = app.get("/results").await.text().await.unwrap();
+    let row = |key: &str| {
+        let start = results.find(&format!(r#"data-choice="{key}""#)).unwrap();
+        results[start..start + results[start..].find("</li>").unwrap()].to_string()
+    };
+    assert!(results.contains(r#"<span id="total">11</span>"#), "{results}");
+    let ai = row("ai");
+    assert!(ai.contains("share-91") && ai.contains(">10<") && ai.contains(">91%<"), "10 of 11: {ai}");
+    assert!(row("print").contains(">9%<"), "1 of 11");
+    assert!(
+        results.contains(r#"src="/qr.svg?target=vote""#) && results.contains("https://vote.example.org/"),
+        "the join code"
+    );
 }
 
 async fn a_vote_is_recorded_and_counted(backend: Backend) {

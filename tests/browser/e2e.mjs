@@ -10,6 +10,8 @@ import { join } from "node:path";
 const BASE = process.env.BASE_URL;
 const TOKEN = process.env.ADMIN_TOKEN;
 const SHOTS = process.env.SCREENSHOT_DIR || mkdtempSync(join(tmpdir(), "breakroom-shots-"));
+// Images made only to be decoded, never kept with the screenshots.
+const WORK = mkdtempSync(join(tmpdir(), "breakroom-decode-"));
 const PHONE = { width: 390, height: 844 };
 const PROJECTOR = { width: 1920, height: 1080 };
 const origin = new URL(BASE).origin;
@@ -105,7 +107,28 @@ await story("an open results page moves its bars when another client votes", asy
   await context.close();
 });
 
-await story("the admin page refuses a wrong token and resets with the right one", async () => {
+await story("/results shows each choice's share, and a join code that decodes to the vote page", async () => {
+  await reset();
+  for (const choice of ["ai", "ai", "ai", "print"]) await api("POST", "/vote", { choice, referral: null });
+  const { context, page: p } = await page(PROJECTOR);
+  await p.goto(`${BASE}/results`);
+  await p.waitForFunction(() => document.querySelector("#live-dot").classList.contains("on"), null, { timeout: 5000 });
+  await p.waitForTimeout(600); // the bars' transition
+  const ai = await p.$eval('[data-choice="ai"]', (row) => ({
+    share: row.querySelector(".bar-share").textContent,
+    width: row.querySelector(".bar-fill").getBoundingClientRect().width / row.querySelector(".bar-track").getBoundingClientRect().width,
+  }));
+  expect(ai.share === "75%" && Math.abs(ai.width - 0.75) < 0.02, `3 of 4 votes: ${JSON.stringify(ai)}`);
+  const wide = await p.evaluate(() => document.documentElement.scrollWidth);
+  expect(wide <= PROJECTOR.width + 1, `nothing overflows sideways (${wide})`);
+  const file = join(WORK, "results-join-qr.png");
+  await (await p.$("img.join-qr")).screenshot({ path: file });
+  const decoded = execFileSync("zbarimg", ["--raw", "-q", file]).toString().trim();
+  expect(decoded === `${origin}/`, `the join code: ${decoded}`);
+  await context.close();
+});
+
+await story("the admin page refuses a wrong token, shows the lab's state and resets with the right one", async () => {
   await api("POST", "/vote", { choice: "revert", referral: null });
   const { context, page: p } = await page(PHONE);
   await p.goto(`${BASE}/admin`);
@@ -118,6 +141,9 @@ await story("the admin page refuses a wrong token and resets with the right one"
   expect(counts.body.revert.count >= 1, "nothing was reset with a wrong token");
   await p.fill("#token", TOKEN);
   await p.click("#token-form button");
+  await p.waitForSelector("#state:not([hidden])", { timeout: 5000 });
+  expect((await p.textContent("#state-mode")) === "BUGGY", "the speaker sees the implementation");
+  expect((await p.textContent("#state-cache")).includes("/ 10"), "and the referral cache's fill");
   await p.click("#reset");
   await p.waitForFunction(() => document.querySelector("#admin-status").textContent.includes("Session reset complete"), null, { timeout: 5000 });
   counts = await api("GET", "/votes");
@@ -129,29 +155,108 @@ await story("the admin page refuses a wrong token and resets with the right one"
   await context.close();
 });
 
-await story("the presenter page shows two QR codes that decode to the audience links", async () => {
-  const { context, page: p } = await page(PROJECTOR);
-  await p.goto(`${BASE}/presenter`);
-  await p.fill("#token", TOKEN);
-  await p.click("#token-form button");
-  await p.waitForSelector("#state:not([hidden])", { timeout: 5000 });
-  expect((await p.textContent("#state-mode")) === "BUGGY", "the state shows the buggy implementation");
-  await p.evaluate(() => window.scrollTo(0, 0));
-  await p.waitForTimeout(600);
-  await p.screenshot({ path: join(SHOTS, "presenter-projector.png") });
-  const decoded = [];
-  const codes = await p.$$("img.qr");
-  expect(codes.length === 2, `two QR codes (${codes.length})`);
-  for (const [i, code] of codes.entries()) {
-    const file = join(SHOTS, `qr-${i}.png`);
-    await code.screenshot({ path: file });
-    decoded.push(execFileSync("zbarimg", ["--raw", "-q", file]).toString().trim());
+const PROJECTORS = [{ width: 1280, height: 720 }, { width: 1920, height: 1080 }, { width: 3840, height: 2160 }];
+const AUDIENCE_LINKS = [`${origin}/`, `${origin}/?referral=conf-partner-2026`];
+
+// Everything the projector shows lies inside the screen, nothing scrolls, no text is cut.
+async function layoutProblems(p) {
+  return p.evaluate(() => {
+    const problems = [];
+    const { innerWidth: w, innerHeight: h } = window;
+    const root = document.documentElement;
+    if (root.scrollHeight > h + 1 || root.scrollWidth > w + 1) problems.push(`the page scrolls: ${root.scrollWidth}x${root.scrollHeight} in ${w}x${h}`);
+    for (const el of document.querySelectorAll("header *, main *")) {
+      const box = el.getBoundingClientRect();
+      if (box.width === 0 && box.height === 0) continue; // not shown in this focus
+      if (box.left < -1 || box.top < -1 || box.right > w + 1 || box.bottom > h + 1) {
+        problems.push(`${el.tagName.toLowerCase()}.${el.className} at ${Math.round(box.left)},${Math.round(box.top)}–${Math.round(box.right)},${Math.round(box.bottom)}`);
+      }
+    }
+    for (const el of document.querySelectorAll(".qr-url, .strip-item, .bar-label, .question, .qr-title")) {
+      if (el.getClientRects().length && el.scrollWidth > el.clientWidth + 1) problems.push(`${el.className} is cut off: "${el.textContent.trim()}"`);
+    }
+    return problems;
+  });
+}
+
+async function openProjector(viewport, focus) {
+  const opened = await page(viewport);
+  await opened.page.goto(`${BASE}/presenter${focus === "both" ? "" : `?focus=${focus}`}`);
+  await opened.page.waitForFunction(() => [...document.images].every((i) => i.complete && i.naturalWidth > 0));
+  await opened.page.evaluate(() => document.fonts.ready);
+  return opened;
+}
+
+// What a phone at the back sees: the screen at a fifth of its size, then zbarimg.
+async function decodedAtAFifth(p, name) {
+  const shot = await p.screenshot();
+  const { width, height } = p.viewportSize();
+  const { context, page: small } = await page({ width: Math.round(width / 5), height: Math.round(height / 5) });
+  await small.setContent(`<body style="margin:0"><img id="shot" style="display:block;width:${Math.round(width / 5)}px" src="data:image/png;base64,${shot.toString("base64")}"></body>`);
+  await small.waitForFunction(() => document.getElementById("shot").complete);
+  const file = join(WORK, `${name}-at-20-percent.png`);
+  await small.screenshot({ path: file });
+  await context.close();
+  let out = "";
+  try { out = execFileSync("zbarimg", ["--raw", "-q", file]).toString(); } catch (error) { out = String(error.stdout || ""); }
+  return out.split("\n").map((l) => l.trim()).filter(Boolean).sort();
+}
+
+await story("the projector fits 1280x720, 1920x1080 and 4K in every focus, with no controls on it", async () => {
+  await reset();
+  for (const viewport of PROJECTORS) {
+    for (const focus of ["both", "qr", "results"]) {
+      const { context, page: p } = await openProjector(viewport, focus);
+      const where = `${viewport.width}x${viewport.height}, focus ${focus}`;
+      const problems = await layoutProblems(p);
+      expect(problems.length === 0, `${where}: ${problems.join("; ")}`);
+      const codes = await p.$$eval("img.qr", (imgs) => imgs.map((i) => i.getBoundingClientRect().height));
+      const shown = codes.filter((h) => h > 0);
+      if (focus === "results") {
+        expect(shown.length === 0, `${where}: no codes (${codes})`);
+      } else {
+        expect(shown.length === 2, `${where}: two codes (${codes})`);
+        expect(shown.every((h) => h >= 0.4 * viewport.height), `${where}: each code at least 40% of the height (${codes})`);
+      }
+      const controls = await p.$$eval("input, button, form, select, textarea", (all) => all.length);
+      expect(controls === 0, `${where}: ${controls} controls shown to the room`);
+      expect((await p.textContent("#strip-mode")).trim() === "BUGGY", `${where}: the strip names the implementation`);
+      if (focus === "both" && viewport.width < 3840) await p.screenshot({ path: join(SHOTS, `presenter-${viewport.width}x${viewport.height}.png`) });
+      if (focus === "qr" && viewport.width === 1920) await p.screenshot({ path: join(SHOTS, "presenter-codes-1920x1080.png") });
+      await context.close();
+    }
   }
-  const expected = [`${origin}/`, `${origin}/?referral=conf-partner-2026`];
-  expect(JSON.stringify(decoded) === JSON.stringify(expected), `decoded ${JSON.stringify(decoded)}, expected ${JSON.stringify(expected)}`);
-  await p.setViewportSize(PHONE);
-  await p.evaluate(() => window.scrollTo(0, 0));
+  const { context, page: p } = await openProjector(PHONE, "both");
+  const wide = await p.evaluate(() => document.documentElement.scrollWidth);
+  expect(wide <= PHONE.width + 1, `the presenter page fits a phone's width (${wide})`);
   await p.screenshot({ path: join(SHOTS, "presenter-phone.png") });
+  await context.close();
+});
+
+await story("both QR codes decode from a screenshot at a fifth of its size", async () => {
+  for (const focus of ["both", "qr"]) {
+    const { context, page: p } = await openProjector(PROJECTOR, focus);
+    const decoded = await decodedAtAFifth(p, `presenter-${focus}`);
+    expect(JSON.stringify(decoded) === JSON.stringify([...AUDIENCE_LINKS].sort()), `focus ${focus}: decoded ${JSON.stringify(decoded)}, expected ${JSON.stringify(AUDIENCE_LINKS)}`);
+    await context.close();
+  }
+});
+
+await story("the status strip follows the fix, and Q, R and B switch the projector's focus", async () => {
+  await reset();
+  const { context, page: p } = await openProjector({ width: 1280, height: 720 }, "both");
+  expect((await p.textContent("#strip-mode")).trim() === "BUGGY", "buggy at first");
+  const flipped = await api("POST", "/admin/bugs/referral", { fixed: true }, TOKEN);
+  expect(flipped.status === 200, `the fix runs: ${JSON.stringify(flipped)}`);
+  await p.waitForFunction(() => document.getElementById("strip-mode").textContent.trim() === "FIXED", null, { timeout: 6000 });
+  for (const [key, focus] of [["q", "qr"], ["r", "results"], ["b", "both"]]) {
+    await p.keyboard.press(key);
+    const state = await p.evaluate(() => ({ focus: document.getElementById("projector").dataset.focus, search: window.location.search }));
+    expect(state.focus === focus, `${key} shows ${focus}: ${JSON.stringify(state)}`);
+    expect(focus === "both" ? state.search === "" : state.search === `?focus=${focus}`, `the address keeps the focus: ${state.search}`);
+  }
+  await reset();
+  await p.waitForFunction(() => document.getElementById("strip-mode").textContent.trim() === "BUGGY", null, { timeout: 6000 });
   await context.close();
 });
 

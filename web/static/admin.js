@@ -62,5 +62,29 @@
     if (data) { say(data.message); loadBugs(); }
   });
 
+  // The lab's state, every two seconds once a token is set: what the projector's strip
+  // shows, with the cache's fill.
+  async function refreshState() {
+    const token = sessionStorage.getItem(KEY);
+    if (!token) return;
+    try {
+      const response = await fetch("/admin/state", { headers: { Authorization: `Bearer ${token}` } });
+      if (!response.ok) { $("state").hidden = true; return; }
+      const state = await response.json();
+      $("state").hidden = false;
+      $("state-mode").textContent = state.referral.toUpperCase();
+      $("state-mode").className = `mode ${state.referral}`;
+      const { entries, capacity } = state.referral_cache;
+      $("state-cache").textContent = `${entries} / ${capacity}`;
+      $("state-cache-bar").style.width = `${Math.min(100, (100 * entries) / Math.max(1, capacity))}%`;
+      $("state-cache-bar").classList.toggle("over", entries >= capacity);
+      $("state-errors").textContent = state.errors_last_minute;
+      $("state-viewers").textContent = state.viewers;
+    } catch (_) { /* the next tick tries again */ }
+  }
+
+  $("token-form").addEventListener("submit", () => setTimeout(refreshState, 300));
+  setInterval(refreshState, 2000);
+  refreshState();
   if ($("token").value) loadBugs();
 })();

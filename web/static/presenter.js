@@ -1,27 +1,39 @@
-// Presenter view: the lab's state, refreshed every two seconds once a token is set.
+// The projector: the status strip from /presenter/state every two seconds, and the
+// focus keys the speaker presses on the projector's keyboard: Q the codes, R the
+// results, B both (the same as ?focus=qr|results|both).
 (() => {
   const $ = (id) => document.getElementById(id);
-  const KEY = "breakroom-admin-token";
+  const projector = $("projector");
+  const FOCUS = { q: "qr", r: "results", b: "both" };
+
+  function focus(name) {
+    projector.dataset.focus = name;
+    const url = new URL(window.location.href);
+    if (name === "both") url.searchParams.delete("focus");
+    else url.searchParams.set("focus", name);
+    window.history.replaceState(null, "", url);
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const name = FOCUS[event.key.toLowerCase()];
+    if (name) focus(name);
+  });
 
   async function refresh() {
-    const token = sessionStorage.getItem(KEY);
-    if (!token) return;
     try {
-      const response = await fetch("/admin/state", { headers: { Authorization: `Bearer ${token}` } });
-      if (!response.ok) { $("state").hidden = true; return; }
+      const response = await fetch("/presenter/state", { cache: "no-store" });
+      if (!response.ok) return;
       const state = await response.json();
-      $("state").hidden = false;
-      $("state-mode").textContent = state.referral.toUpperCase();
-      $("state-mode").className = `mode ${state.referral}`;
+      const mode = $("strip-mode");
+      mode.textContent = state.referral.toUpperCase();
+      mode.className = `mode ${state.referral}`;
       const { entries, capacity } = state.referral_cache;
-      $("state-cache").textContent = `${entries} / ${capacity}`;
-      $("state-cache-bar").style.width = `${Math.min(100, (100 * entries) / Math.max(1, capacity))}%`;
-      $("state-cache-bar").classList.toggle("over", entries > capacity);
-      $("state-errors").textContent = state.errors_last_minute;
+      $("strip-cache").textContent = `${entries} / ${capacity}`;
+      $("strip-cache").classList.toggle("over", entries >= capacity);
+      $("strip-errors").textContent = state.errors_last_minute;
     } catch (_) { /* the next tick tries again */ }
   }
 
-  $("token-form").addEventListener("submit", () => setTimeout(refresh, 300));
-  refresh();
   setInterval(refresh, 2000);
 })();

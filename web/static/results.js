@@ -7,16 +7,17 @@
   let failures = 0;
   let source = null;
 
+  // Each bar is its choice's share of all votes, as the page was rendered.
   function render(counts) {
-    const values = Object.values(counts).map((c) => c.count);
-    const total = values.reduce((a, b) => a + b, 0);
-    const max = Math.max(1, ...values);
+    const total = Object.values(counts).reduce((sum, c) => sum + c.count, 0);
     document.getElementById("total").textContent = total;
     for (const [key, { count }] of Object.entries(counts)) {
       const row = rows.get(key);
       if (!row) continue;
-      row.querySelector(".bar-fill").style.width = `${(100 * count) / max}%`;
+      const share = total > 0 ? (100 * count) / total : 0;
+      row.querySelector(".bar-fill").style.width = `${share}%`;
       row.querySelector(".bar-count").textContent = count;
+      row.querySelector(".bar-share").textContent = `${Math.round(share)}%`;
     }
   }
 

@@ -308,7 +308,9 @@ async fn replace(
 ) -> Result<Json<store::Item>, ApiError> {
     let ItemId(id) = item_id(&id)?;
     let fields = body.parse()?;
-    lab.items.replace(&id, &fields).await?.map(Json).ok_or_else(|| ApiError::not_found("Item not found"))
+    let replaced = lab.items.replace(&id, &fields).await?;
+    lab.popular.forget(&id).await;
+    replaced.map(Json).ok_or_else(|| ApiError::not_found("Item not found"))
 }
 
 /// `DELETE /items/{id}`
@@ -326,7 +328,9 @@ async fn replace(
 )]
 async fn remove(State(lab): Lab, PathParam(id): PathParam<String>) -> Result<Json<openapi::Deleted>, ApiError> {
     let ItemId(id) = item_id(&id)?;
-    if !lab.items.remove(&id).await? {
+    let removed = lab.items.remove(&id).await?;
+    lab.popular.forget(&id).await;
+    if !removed {
         return Err(ApiError::not_found("Item not found"));
     }
     Ok(Json(openapi::Deleted { status: "deleted", id }))
@@ -417,6 +421,8 @@ async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<platform::openapi::
         )
         .with_retry_after(1));
     }
+    // First, so a reset that fails later still puts the planted bug back.
+    lab.platform.bugs.restore_everywhere().await;
     lab.store.delete_all().await?;
     lab.store.seed().await?;
     for prefix in [write_through::KEY_PREFIX, popular::KEY_PREFIX] {
@@ -426,7 +432,6 @@ async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<platform::openapi::
         })?;
     }
     lab.items.reset_stats();
-    lab.platform.bugs.restore_everywhere().await;
     tracing::warn!("lab_reset");
     Ok(platform::openapi::ResetBody::success(
         "Lab reset: the three seed items, an empty cache, zero stats, the bug switch as the lab started.",

@@ -67,8 +67,20 @@ pub struct Answer {
     pub fresh_for_ms: u64,
 }
 
-/// The view of one aggregation, shared by the readers of a flight.
-type Flight = Arc<OnceCell<Option<View>>>;
+/// What one aggregation gave, shared by the readers of a flight: its failure too, so the
+/// readers who waited fail with it at once rather than each trying again in turn.
+type Outcome = Result<Option<View>, Arc<sqlx::Error>>;
+type Flight = Arc<OnceCell<Outcome>>;
+
+/// A shared failure as each reader's own: a database that timed out or is unreachable
+/// stays a 503 the client may retry.
+fn shared_error(error: &sqlx::Error) -> sqlx::Error {
+    match error {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        other => sqlx::Error::Protocol(format!("the aggregation this request waited for failed: {other}")),
+    }
+}
 
 pub struct Popular {
     store: ItemStore,
@@ -167,6 +179,16 @@ impl Popular {
         Ok(view.map(|view| self.answer(view, how)))
     }
 
+    /// Drops the item's cached view: after the item changed or was deleted, the next
+    /// reader aggregates it again (or gets the 404). A view aggregated while the item
+    /// was being changed may still land after this and live out its TTL.
+    pub async fn forget(&self, id: &str) {
+        let key = key(id);
+        if let Err(error) = self.cache.delete(&[&key]).await {
+            tracing::warn!(%error, key, "cache delete skipped; the key is invalidated when the cache recovers");
+        }
+    }
+
     fn answer(&self, view: View, cache: &'static str) -> Answer {
         let age = millis_since_epoch().saturating_sub(view.computed_at_ms);
         let fresh_for_ms = (self.ttl.as_millis() as u64).saturating_sub(age);
@@ -195,8 +217,8 @@ impl Popular {
             flight.clone()
         };
         let mut how = "shared";
-        let view = flight
-            .get_or_try_init(|| async {
+        let outcome = flight
+            .get_or_init(|| async {
                 // The flight before this one may have filled the cache after this
                 // reader missed it: then that view is the answer.
                 if let Some(view) = self.cached(&key).await {
@@ -204,9 +226,9 @@ impl Popular {
                     return Ok(Some(view));
                 }
                 how = "miss";
-                self.recompute(id).await
+                self.recompute(id).await.map_err(Arc::new)
             })
-            .await?
+            .await
             .clone();
         if how == "shared" {
             self.shared.inc();
@@ -217,6 +239,7 @@ impl Popular {
                 flights.remove(&key);
             }
         }
+        let view = outcome.map_err(|e| shared_error(&e))?;
         Ok((view, how))
     }
 
@@ -238,9 +261,6 @@ impl Popular {
         };
         self.in_flight.inc();
         let _running = Running { popular: self, key: key.clone() };
-        if concurrent > 1 {
-            self.duplicates.inc();
-        }
         let started = Instant::now();
         let span = tracing::info_span!(
             "popular_recompute",
@@ -252,6 +272,10 @@ impl Popular {
         );
         let computed = async {
             let Some(name) = self.store.name(id).await? else { return Ok(None) };
+            if concurrent > 1 {
+                // Only an item that exists is aggregated: concurrent 404s are no stampede.
+                self.duplicates.inc();
+            }
             let sales = self.store.sales(id).await?;
             Ok::<_, sqlx::Error>(Some((name, sales)))
         }

@@ -175,6 +175,7 @@ pub async fn build(platform: &Platform, registry: &mut Registry, settings: &Vote
         .route("/results", get(pages::results))
         .route("/admin", get(pages::admin))
         .route("/presenter", get(presenter::page))
+        .route("/presenter/state", get(presenter::public_state))
         .route("/qr.svg", get(presenter::qr))
         .route("/vote", post(vote))
         .route("/votes", get(votes))

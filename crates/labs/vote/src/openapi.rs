@@ -45,7 +45,8 @@ pub struct VersionBody {
     pub live_counts: &'static str,
 }
 
-/// `GET /admin/state`: the lab's state for the presenter.
+/// `GET /admin/state` and `GET /presenter/state`: the lab's state for the speaker and
+/// the projector's status strip.
 #[derive(Serialize, ToSchema)]
 pub struct StateBody {
     pub referral: &'static str,
@@ -77,6 +78,7 @@ pub struct CacheFill {
         super::reset,
         super::presenter::qr,
         super::presenter::state,
+        super::presenter::public_state,
         super::pages::vote,
         super::pages::results,
         super::pages::admin,

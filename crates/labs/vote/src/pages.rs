@@ -8,7 +8,7 @@ use axum::extract::State;
 use serde::Deserialize;
 
 use super::VoteApp;
-use super::ballot::{Choice, QUESTION};
+use super::ballot::{Choice, QUESTION, Tally};
 use platform::http::QueryParams;
 
 /// A conference the pages can be branded for, via `CONFERENCE` or `?conf=`.
@@ -46,7 +46,7 @@ fn brand(query: Option<&str>, configured: Option<&str>) -> Option<&'static Brand
 
 #[derive(Deserialize)]
 pub struct PageQuery {
-    conf: Option<String>,
+    pub conf: Option<String>,
 }
 
 /// What every page shows around its content.
@@ -56,6 +56,8 @@ pub struct Frame {
     pub version: String,
     /// `?conf=…` to carry the branding across links.
     pub conf_suffix: String,
+    /// The same after a query of its own: `&conf=…`.
+    pub conf_suffix_more: String,
 }
 
 impl Frame {
@@ -67,6 +69,7 @@ impl Frame {
             title: format!("{city} POLL '{:02}", current_year() % 100),
             version: lab.platform.config.app_version.clone(),
             conf_suffix: brand.map(|b| format!("?conf={}", b.key)).unwrap_or_default(),
+            conf_suffix_more: brand.map(|b| format!("&conf={}", b.key)).unwrap_or_default(),
         }
     }
 }
@@ -81,10 +84,29 @@ fn current_year() -> u64 {
 pub struct ChoiceView {
     pub key: &'static str,
     pub label: &'static str,
+    pub count: i64,
+    /// Its share of all votes, in whole percent: the bar's width.
+    pub percent: i64,
 }
 
+/// The choices without counts (the vote page).
 pub fn choices() -> Vec<ChoiceView> {
-    Choice::ALL.into_iter().map(|c| ChoiceView { key: c.key(), label: c.label() }).collect()
+    tallied(&Tally::default()).0
+}
+
+/// The choices with their votes and share of the total, as the bars show them before
+/// any script runs; and the total.
+pub fn tallied(tally: &Tally) -> (Vec<ChoiceView>, i64) {
+    let total: i64 = tally.0.iter().sum();
+    let views = Choice::ALL
+        .into_iter()
+        .map(|c| {
+            let count = tally.get(c);
+            let percent = if total > 0 { (count * 100 + total / 2) / total } else { 0 };
+            ChoiceView { key: c.key(), label: c.label(), count, percent: percent.clamp(0, 100) }
+        })
+        .collect();
+    (views, total)
 }
 
 #[derive(Template, WebTemplate)]
@@ -101,6 +123,10 @@ pub struct ResultsPage {
     frame: Frame,
     question: &'static str,
     choices: Vec<ChoiceView>,
+    total: i64,
+    /// Where latecomers vote, under the join code.
+    vote_url: String,
+    vote_short: Vec<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -109,6 +135,8 @@ pub struct AdminPage {
     frame: Frame,
     /// Why the configured admin token is easy to guess, when it is.
     weak_token: Option<String>,
+    /// Whether the audience links come from --public-url (else from the page's address).
+    public_url_configured: bool,
 }
 
 #[utoipa::path(
@@ -131,12 +159,27 @@ pub async fn vote(State(lab): State<Arc<VoteApp>>, QueryParams(query): QueryPara
     tag = "pages",
     params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
     responses(
-        (status = 200, description = "Live results (projector)", content_type = "text/html", body = String),
+        (status = 200, description = "Live results (projector): counts, shares and the join code, right without JavaScript", content_type = "text/html", body = String),
         (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
     )
 )]
-pub async fn results(State(lab): State<Arc<VoteApp>>, QueryParams(query): QueryParams<PageQuery>) -> ResultsPage {
-    ResultsPage { frame: Frame::new(&lab, &query), question: QUESTION, choices: choices() }
+pub async fn results(
+    State(lab): State<Arc<VoteApp>>,
+    headers: axum::http::HeaderMap,
+    QueryParams(query): QueryParams<PageQuery>,
+) -> ResultsPage {
+    // Counts that cannot be read now show as none; the live stream brings them.
+    let (choices, total) = tallied(&lab.live.snapshot().await.unwrap_or_default());
+    let (base, _) = super::presenter::public_base(&lab, &headers);
+    let vote_url = super::presenter::vote_url(&base);
+    ResultsPage {
+        frame: Frame::new(&lab, &query),
+        question: QUESTION,
+        choices,
+        total,
+        vote_short: super::presenter::short_parts(&vote_url),
+        vote_url,
+    }
 }
 
 #[utoipa::path(
@@ -145,12 +188,16 @@ pub async fn results(State(lab): State<Arc<VoteApp>>, QueryParams(query): QueryP
     tag = "pages",
     params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
     responses(
-        (status = 200, description = "The admin page (reset, fix switch; the token is asked for)", content_type = "text/html", body = String),
+        (status = 200, description = "The speaker's control view: the lab's state, reset, fix switch, the projector's focus (the token is asked for)", content_type = "text/html", body = String),
         (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
     )
 )]
 pub async fn admin(State(lab): State<Arc<VoteApp>>, QueryParams(query): QueryParams<PageQuery>) -> AdminPage {
-    AdminPage { frame: Frame::new(&lab, &query), weak_token: lab.platform.weak_admin_token() }
+    AdminPage {
+        frame: Frame::new(&lab, &query),
+        weak_token: lab.platform.weak_admin_token(),
+        public_url_configured: lab.platform.config.public_url.is_some(),
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use platform::http::{ApiError, QueryParams};
 
 /// Where the audience reaches the lab: `--public-url`, else this request's Host (and
 /// `X-Forwarded-Proto`); the bool says whether it was configured.
-fn public_base(lab: &VoteApp, headers: &HeaderMap) -> (String, bool) {
+pub(crate) fn public_base(lab: &VoteApp, headers: &HeaderMap) -> (String, bool) {
     if let Some(url) = &lab.platform.config.public_url {
         return (url.clone(), true);
     }
@@ -118,17 +118,81 @@ pub struct PresenterPage {
     frame: Frame,
     question: &'static str,
     choices: Vec<super::pages::ChoiceView>,
+    total: i64,
     vote_url: String,
     referral_url: String,
-    public_url_configured: bool,
+    /// The links as the room reads them: no scheme, in pieces that may wrap only
+    /// before a `/` or a `?`, never inside the host or its port.
+    vote_short: Vec<String>,
+    referral_short: Vec<String>,
+    /// What the projector shows: the codes, the results, or both.
+    focus: Focus,
+    /// The status strip as the page opens (then refreshed from `/presenter/state`).
+    state: super::openapi::StateBody,
 }
 
-/// `GET /presenter`: public like the admin page; its state and actions need the token.
+/// What the projector shows (`?focus=`, or the keys Q, R and B on the page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Focus {
+    /// The two QR codes, as large as the screen allows.
+    Codes,
+    Results,
+    /// The codes either side of the results.
+    #[default]
+    Both,
+}
+
+impl Focus {
+    fn parse(text: Option<&str>) -> Focus {
+        match text {
+            Some("qr" | "codes") => Focus::Codes,
+            Some("results") => Focus::Results,
+            _ => Focus::Both,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Focus::Codes => "qr",
+            Focus::Results => "results",
+            Focus::Both => "both",
+        }
+    }
+}
+
+/// A link without its scheme, cut before each `/` and `?` after the host.
+pub fn short_parts(url: &str) -> Vec<String> {
+    let bare = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    for c in bare.chars() {
+        if (c == '/' || c == '?') && !current.is_empty() {
+            parts.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    if !current.is_empty() {
+        parts.push(current);
+    }
+    parts
+}
+
+#[derive(Deserialize)]
+pub struct PresenterQuery {
+    conf: Option<String>,
+    focus: Option<String>,
+}
+
+/// `GET /presenter`: the projector's screen — the codes, the results and a status strip,
+/// no controls (those are on `/admin`, the speaker's screen).
 #[utoipa::path(
     get,
     path = "/presenter",
     tag = "pages",
-    params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
+    params(
+        ("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays"),
+        ("focus" = Option<String>, Query, description = "What the projector shows: qr, results or both (default)"),
+    ),
     responses(
         (status = 200, description = "QR codes around the live results (projector)", content_type = "text/html", body = String),
         (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
@@ -137,16 +201,22 @@ pub struct PresenterPage {
 pub async fn page(
     State(lab): State<Arc<VoteApp>>,
     headers: HeaderMap,
-    QueryParams(query): QueryParams<PageQuery>,
+    QueryParams(query): QueryParams<PresenterQuery>,
 ) -> PresenterPage {
-    let (base, configured) = public_base(&lab, &headers);
+    let (base, _) = public_base(&lab, &headers);
+    let (vote, referral) = (vote_url(&base), referral_url(&base));
+    let (choices, total) = super::pages::tallied(&lab.live.snapshot().await.unwrap_or_default());
     PresenterPage {
-        frame: Frame::new(&lab, &query),
+        frame: Frame::new(&lab, &PageQuery { conf: query.conf }),
         question: super::ballot::QUESTION,
-        choices: super::pages::choices(),
-        vote_url: vote_url(&base),
-        referral_url: referral_url(&base),
-        public_url_configured: configured,
+        choices,
+        total,
+        vote_short: short_parts(&vote),
+        referral_short: short_parts(&referral),
+        vote_url: vote,
+        referral_url: referral,
+        focus: Focus::parse(query.focus.as_deref()),
+        state: state_of(&lab),
     }
 }
 
@@ -163,7 +233,25 @@ pub async fn page(
     )
 )]
 pub async fn state(State(lab): State<Arc<VoteApp>>) -> Json<super::openapi::StateBody> {
-    Json(super::openapi::StateBody {
+    Json(state_of(&lab))
+}
+
+/// `GET /presenter/state`: the same, for the projector's status strip — what the whole
+/// room may see (it is on `/metrics` too), so without a token.
+#[utoipa::path(
+    get,
+    path = "/presenter/state",
+    tag = "pages",
+    responses(
+        (status = 200, description = "The lab's state for the projector's status strip", body = super::openapi::StateBody),
+    )
+)]
+pub async fn public_state(State(lab): State<Arc<VoteApp>>) -> Json<super::openapi::StateBody> {
+    Json(state_of(&lab))
+}
+
+fn state_of(lab: &VoteApp) -> super::openapi::StateBody {
+    super::openapi::StateBody {
         referral: lab.referral.mode(),
         referral_cache: super::openapi::CacheFill {
             entries: lab.referral.entries(),
@@ -171,7 +259,7 @@ pub async fn state(State(lab): State<Arc<VoteApp>>) -> Json<super::openapi::Stat
         },
         errors_last_minute: lab.platform.http_metrics.recent_errors.last_minute(),
         viewers: lab.feed.viewers(),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +272,16 @@ mod tests {
         assert!((15..=30).contains(&lines.len()), "{} lines", lines.len());
         assert!(lines.iter().all(|l| l.chars().count() == lines[0].chars().count()), "square");
         assert!(text.contains('▀') || text.contains('▄'));
+    }
+
+    #[test]
+    fn short_links_wrap_only_before_a_slash_or_a_question_mark() {
+        assert_eq!(
+            super::short_parts("http://192.168.1.20:8000/?referral=conf-partner-2026"),
+            ["192.168.1.20:8000", "/", "?referral=conf-partner-2026"]
+        );
+        assert_eq!(super::short_parts("https://vote.example.org/"), ["vote.example.org", "/"]);
+        assert_eq!(super::short_parts("https://[::1]:8000/a/b"), ["[::1]:8000", "/a", "/b"]);
     }
 
     #[test]
