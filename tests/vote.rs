@@ -235,6 +235,11 @@ async fn the_presenter_gets_qr_codes_and_the_lab_state(backend: Backend) {
     assert_eq!(state["referral"], "buggy");
     assert_eq!(state["referral_cache"], json!({ "entries": 11, "capacity": 10 }));
     assert_eq!(state["errors_last_minute"], 1, "the one 503");
+    let logged = &state["recent_errors"][0];
+    assert_eq!(
+        (&logged["status"], &logged["method"], &logged["endpoint"]),
+        (&json!(503), &json!("POST"), &json!("/vote"))
+    );
 
     // The results are in the HTML as served: right without JavaScript, no flash of 0.
     app.vote("print", None).await;

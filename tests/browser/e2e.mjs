@@ -63,6 +63,12 @@ await story("a phone votes and sees VOTE RECORDED!", async () => {
   const { context, page: p } = await page(PHONE);
   await p.goto(`${BASE}/`);
   await p.screenshot({ path: join(SHOTS, "vote-phone.png") });
+  for (let i = 0; i < 10; i += 1) {
+    await p.keyboard.press("Tab");
+    if (await p.evaluate(() => document.activeElement.classList.contains("choice"))) break;
+  }
+  const ring = await p.evaluate(() => { const s = getComputedStyle(document.activeElement); return { cls: document.activeElement.className, style: s.outlineStyle, width: parseFloat(s.outlineWidth) }; });
+  expect(ring.cls === "choice" && ring.style === "solid" && ring.width >= 3, `keyboard focus shows a ring: ${JSON.stringify(ring)}`);
   await p.click('[data-choice="stare"]');
   await p.waitForSelector("#recorded:not([hidden])", { timeout: 5000 });
   expect((await p.textContent("#recorded")).includes("VOTE RECORDED!"), "confirmation shown");
@@ -85,8 +91,14 @@ await story("the 11th referral vote from the page shows SERVICE DEGRADED", async
     } else {
       expect(id === "degraded", `vote 11 shows the degraded message (got ${id})`);
       const text = await p.textContent("#degraded");
-      expect(text.includes("SERVICE DEGRADED") && text.includes("referral cache exhausted"), text);
+      expect(text.includes("SERVICE DEGRADED") && text.includes("partner link is not working"), text);
+      expect(!text.includes("cache") && !text.includes("evict"), `the root cause stays for the speaker to find: ${text}`);
+      const focused = await p.evaluate(() => document.activeElement.textContent);
+      expect(focused === "SERVICE DEGRADED", `the outcome takes the focus (${focused})`);
       await p.screenshot({ path: join(SHOTS, "vote-degraded-phone.png") });
+      await p.click("#without-partner");
+      await p.waitForSelector("#recorded:not([hidden])", { timeout: 5000 });
+      expect(!p.url().includes("referral"), `the page votes without the code from now on: ${p.url()}`);
     }
   }
   await context.close();
@@ -270,6 +282,21 @@ await story("?conf=kubecon shows the KubeCon banner and logo", async () => {
   expect(fonts.some((f) => f.includes("Bebas")), `the embedded display font loaded: ${fonts}`);
   await p.screenshot({ path: join(SHOTS, "vote-projector-kubecon.png") });
   await context.close();
+  // A branded projector's codes and join link carry the brand on to the phones.
+  const { context: projector, page: q } = await openProjector(PROJECTOR, "qr");
+  await q.goto(`${BASE}/presenter?conf=kubecon`);
+  await q.waitForFunction(() => [...document.images].every((i) => i.complete && i.naturalWidth > 0));
+  const decoded = [];
+  for (const [i, code] of (await q.$$("img.qr")).entries()) {
+    const file = join(WORK, `kubecon-qr-${i}.png`);
+    await code.screenshot({ path: file });
+    decoded.push(execFileSync("zbarimg", ["--raw", "-q", file]).toString().trim());
+  }
+  const branded = [`${origin}/?conf=kubecon`, `${origin}/?referral=conf-partner-2026&conf=kubecon`];
+  expect(JSON.stringify(decoded) === JSON.stringify(branded), `decoded ${JSON.stringify(decoded)}`);
+  await q.goto(`${BASE}/results?conf=kubecon`);
+  expect((await q.getAttribute(".join-card a", "href")) === `${origin}/?conf=kubecon`, "the join link too");
+  await projector.close();
 });
 
 await story("no page requests anything from another host", async () => {

@@ -80,6 +80,13 @@
       $("state-cache-bar").classList.toggle("over", entries >= capacity);
       $("state-errors").textContent = state.errors_last_minute;
       $("state-viewers").textContent = state.viewers;
+      const log = $("error-log");
+      log.replaceChildren(...state.recent_errors.map((e) => {
+        const item = document.createElement("li");
+        item.textContent = `${e.at.slice(11, 19)}  ${e.status}  ${e.method} ${e.endpoint}`;
+        return item;
+      }));
+      $("error-log-box").hidden = state.recent_errors.length === 0;
     } catch (_) { /* the next tick tries again */ }
   }
 

@@ -36,15 +36,31 @@ pub struct HttpMetrics {
     pub recent_errors: std::sync::Arc<RecentErrors>,
 }
 
-/// Counts events in one-second buckets over a sliding minute.
+/// Counts events in one-second buckets over a sliding minute, and keeps the last few
+/// answers themselves: the speaker's error log.
 #[derive(Debug)]
 pub struct RecentErrors {
     buckets: std::sync::Mutex<[(u64, u64); 60]>,
+    latest: std::sync::Mutex<std::collections::VecDeque<ErrorAnswer>>,
 }
+
+/// One 5xx answer, for the speaker's error log.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorAnswer {
+    /// When it was answered (RFC 3339).
+    pub at: String,
+    pub method: &'static str,
+    /// The route's template, e.g. `/vote`.
+    pub endpoint: &'static str,
+    pub status: u16,
+}
+
+/// 5xx answers kept for the error log.
+const LATEST_ERRORS: usize = 20;
 
 impl Default for RecentErrors {
     fn default() -> Self {
-        RecentErrors { buckets: std::sync::Mutex::new([(0, 0); 60]) }
+        RecentErrors { buckets: std::sync::Mutex::new([(0, 0); 60]), latest: Default::default() }
     }
 }
 
@@ -53,8 +69,19 @@ impl RecentErrors {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }
 
-    pub fn record(&self) {
+    /// Counts a 5xx answer and keeps it in the error log.
+    pub fn record(&self, method: &'static str, endpoint: &'static str, status: u16) {
         self.record_at(Self::now());
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        if latest.len() == LATEST_ERRORS {
+            latest.pop_back();
+        }
+        latest.push_front(ErrorAnswer { at: crate::clock::now(), method, endpoint, status });
+    }
+
+    /// The latest 5xx answers, newest first.
+    pub fn latest(&self) -> Vec<ErrorAnswer> {
+        self.latest.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
     }
 
     fn record_at(&self, second: u64) {
@@ -349,5 +376,17 @@ mod tests {
         recent.record_at(1_060); // reuses the slot of second 1_000
         assert_eq!(recent.last_minute_at(1_061), 2);
         assert_eq!(recent.last_minute_at(1_200), 0);
+    }
+
+    #[test]
+    fn the_error_log_keeps_the_latest_answers_newest_first() {
+        let recent = RecentErrors::default();
+        for status in 500..530 {
+            recent.record("POST", "/vote", status);
+        }
+        let latest = recent.latest();
+        assert_eq!(latest.len(), super::LATEST_ERRORS);
+        assert_eq!((latest[0].status, latest[super::LATEST_ERRORS - 1].status), (529, 510));
+        assert_eq!(recent.last_minute(), 30);
     }
 }

@@ -52,6 +52,8 @@ pub struct StateBody {
     pub referral: &'static str,
     pub referral_cache: CacheFill,
     pub errors_last_minute: u64,
+    /// The latest 5xx answers, newest first (at most 20).
+    pub recent_errors: Vec<platform::telemetry::ErrorAnswer>,
     pub viewers: usize,
 }
 
@@ -95,6 +97,7 @@ pub struct CacheFill {
         NotReadyBody,
         VersionBody,
         StateBody,
+        platform::telemetry::ErrorAnswer,
         CacheFill,
         ResetBody
     )),

@@ -44,6 +44,21 @@ fn brand(query: Option<&str>, configured: Option<&str>) -> Option<&'static Brand
     BRANDS.iter().find(|b| b.key == wanted)
 }
 
+/// The brand a page's own `?conf=` names, when it names one: what its QR codes and links
+/// carry on, so phones get the branded page too.
+pub fn brand_named(query: Option<&str>) -> Option<&'static Brand> {
+    brand(query, None)
+}
+
+/// `url` with `conf=KEY` added to its query, when there is a brand to carry.
+pub fn with_conf(url: String, brand: Option<&Brand>) -> String {
+    match brand {
+        Some(b) if url.contains('?') => format!("{url}&conf={}", b.key),
+        Some(b) => format!("{url}?conf={}", b.key),
+        None => url,
+    }
+}
+
 #[derive(Deserialize)]
 pub struct PageQuery {
     pub conf: Option<String>,
@@ -127,6 +142,8 @@ pub struct ResultsPage {
     /// Where latecomers vote, under the join code.
     vote_url: String,
     vote_short: Vec<String>,
+    /// `&conf=KEY` for the join code when the page was opened with `?conf=`.
+    qr_conf: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -171,7 +188,8 @@ pub async fn results(
     // Counts that cannot be read now show as none; the live stream brings them.
     let (choices, total) = tallied(&lab.live.snapshot().await.unwrap_or_default());
     let (base, _) = super::presenter::public_base(&lab, &headers);
-    let vote_url = super::presenter::vote_url(&base);
+    let named = brand_named(query.conf.as_deref());
+    let vote_url = with_conf(super::presenter::vote_url(&base), named);
     ResultsPage {
         frame: Frame::new(&lab, &query),
         question: QUESTION,
@@ -179,6 +197,7 @@ pub async fn results(
         total,
         vote_short: super::presenter::short_parts(&vote_url),
         vote_url,
+        qr_conf: named.map(|b| format!("&conf={}", b.key)).unwrap_or_default(),
     }
 }
 

@@ -65,6 +65,8 @@ pub fn qr_text(url: &str) -> Option<String> {
 #[derive(Deserialize)]
 pub struct QrQuery {
     target: Option<String>,
+    /// A conference the link carries on (`?conf=` of the page showing the code).
+    conf: Option<String>,
 }
 
 /// Which link a QR code carries.
@@ -91,7 +93,10 @@ impl QrTarget {
     get,
     path = "/qr.svg",
     tag = "pages",
-    params(("target" = Option<QrTarget>, Query, description = "vote (default) or referral")),
+    params(
+        ("target" = Option<QrTarget>, Query, description = "vote (default) or referral"),
+        ("conf" = Option<String>, Query, description = "A conference the link carries on: sreday, kubecon, devopsdays (others: none)"),
+    ),
     responses(
         (status = 200, description = "The QR code", content_type = "image/svg+xml", body = String),
         (status = 400, description = "Unknown target", body = platform::openapi::ErrorBody),
@@ -108,6 +113,7 @@ pub async fn qr(
         QrTarget::Vote => vote_url(&base),
         QrTarget::Referral => referral_url(&base),
     };
+    let url = super::pages::with_conf(url, super::pages::brand_named(query.conf.as_deref()));
     let svg = qr_svg(&url)?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response())
 }
@@ -129,6 +135,8 @@ pub struct PresenterPage {
     focus: Focus,
     /// The status strip as the page opens (then refreshed from `/presenter/state`).
     state: super::openapi::StateBody,
+    /// `&conf=KEY` for the codes when the page was opened with `?conf=`.
+    qr_conf: String,
 }
 
 /// What the projector shows (`?focus=`, or the keys Q, R and B on the page).
@@ -204,7 +212,9 @@ pub async fn page(
     QueryParams(query): QueryParams<PresenterQuery>,
 ) -> PresenterPage {
     let (base, _) = public_base(&lab, &headers);
-    let (vote, referral) = (vote_url(&base), referral_url(&base));
+    let named = super::pages::brand_named(query.conf.as_deref());
+    let (vote, referral) =
+        (super::pages::with_conf(vote_url(&base), named), super::pages::with_conf(referral_url(&base), named));
     let (choices, total) = super::pages::tallied(&lab.live.snapshot().await.unwrap_or_default());
     PresenterPage {
         frame: Frame::new(&lab, &PageQuery { conf: query.conf }),
@@ -217,6 +227,7 @@ pub async fn page(
         referral_url: referral,
         focus: Focus::parse(query.focus.as_deref()),
         state: state_of(&lab),
+        qr_conf: named.map(|b| format!("&conf={}", b.key)).unwrap_or_default(),
     }
 }
 
@@ -258,6 +269,7 @@ fn state_of(lab: &VoteApp) -> super::openapi::StateBody {
             capacity: lab.referral.capacity(),
         },
         errors_last_minute: lab.platform.http_metrics.recent_errors.last_minute(),
+        recent_errors: lab.platform.http_metrics.recent_errors.latest(),
         viewers: lab.feed.viewers(),
     }
 }

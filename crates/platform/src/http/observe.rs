@@ -174,7 +174,7 @@ fn record(
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
     if status >= 500 {
-        metrics.recent_errors.record();
+        metrics.recent_errors.record(method, endpoint, status);
     }
     metrics.count(method, endpoint, status, elapsed);
     // The access log: failures and slow requests at info; the rest at debug
