@@ -144,6 +144,7 @@ async fn serve_loadgen(args: breakroom::config::ServeArgs) -> anyhow::Result<()>
         catalog_url: url(&shop.catalog_url, shop.catalog_port),
         cart_url: url(&shop.cart_url, shop.cart_port),
         checkout_url: url(&shop.checkout_url, shop.checkout_port),
+        payment_url: url(&shop.payment_url, shop.payment_port),
     };
     let configured = args.admin_token.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
     let data_dir = args.backend.data_dir.clone();
@@ -152,7 +153,10 @@ async fn serve_loadgen(args: breakroom::config::ServeArgs) -> anyhow::Result<()>
         None => (AdminToken::generate(), true),
     };
     eprintln!("breakroom {} · loadgen · listening on {}", args.app_version, listener.local_addr()?);
-    eprintln!("  shop           catalog {}  cart {}  checkout {}", urls.catalog_url, urls.cart_url, urls.checkout_url);
+    eprintln!(
+        "  shop           catalog {}  cart {}  checkout {}  payment {}",
+        urls.catalog_url, urls.cart_url, urls.checkout_url, urls.payment_url
+    );
     eprintln!(
         "  start          curl -X POST http://127.0.0.1:{port}/admin/start-demo -H 'Content-Type: application/json' -d '{{\"scenario\":\"blackfriday\"}}'"
     );

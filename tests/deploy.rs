@@ -113,7 +113,7 @@ fn docker_compose_runs_the_labs_as_the_binary_expects() {
             assert!(known_env.iter().any(|k| k == key), "{name}: {key} is not read by breakroom serve ({known_env:?})");
         }
         let default_ports: &[&str] = match lab {
-            "shop" => &["8014", "8013", "8016"],
+            "shop" => &["8014", "8013", "8016", "8017"],
             "loadgen" => &["8010"],
             _ => &["8000"],
         };
@@ -144,7 +144,7 @@ fn docker_compose_runs_the_labs_as_the_binary_expects() {
     for job in prometheus["scrape_configs"].as_sequence().unwrap() {
         for target in job["static_configs"][0]["targets"].as_sequence().unwrap() {
             let (host, port) = target.as_str().unwrap().split_once(':').unwrap();
-            let shop_port = host == "shop" && ["8013", "8014", "8016"].contains(&port);
+            let shop_port = host == "shop" && ["8013", "8014", "8016", "8017"].contains(&port);
             assert!(
                 services.contains_key(host) && (port == "8000" || shop_port),
                 "scrape target {host}:{port} is a lab service"
@@ -299,6 +299,7 @@ fn the_helm_chart_runs_each_shop_service_in_its_own_pod() {
         r#""name" "product-catalog" "service" "catalog" "port" 8014"#,
         r#""name" "cart" "service" "cart" "port" 8013"#,
         r#""name" "checkout" "service" "checkout" "port" 8016"#,
+        r#""name" "payment" "service" "payment" "port" 8017"#,
         r#"args: ["serve", "loadgen"]"#,
         "containerPort: 8010",
         "readOnlyRootFilesystem: true",

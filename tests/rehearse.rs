@@ -15,6 +15,8 @@ fn assert_all_rehearsed(code: i32, out: &str, outage_needs_redis: bool) {
         "items/cache-stampede",
         "datasets/stats-cache",
         "datasets/n-plus-one",
+        "shop/black-friday",
+        "shop/retry-storm",
     ] {
         assert!(out.contains(scenario), "{scenario} in\n{out}");
     }
@@ -34,6 +36,8 @@ fn assert_all_rehearsed(code: i32, out: &str, outage_needs_redis: bool) {
         ),
         "{out}"
     );
+    assert!(out.contains("✓ shop/retry-storm       fixed        checkout recovered after the peak"), "{out}");
+    assert!(out.contains("✓ shop/retry-storm       reset        retry-storm buggy, payment processor normal"), "{out}");
     assert_eq!(out.contains("needs REDIS_URL"), outage_needs_redis, "{out}");
 }
 

@@ -23,9 +23,11 @@ on_both_backends!(
     a_held_lock_exhausts_a_small_pool,
     a_resize_does_not_fail_the_checkouts_waiting_for_a_connection,
     concurrent_checkouts_of_low_stock_products_never_deadlock,
-    trace_context_reaches_catalog_and_cart,
+    trace_context_reaches_catalog_cart_and_payment,
     the_timeline_walks_its_phases_and_stop_demo_cleans_up,
     each_service_serves_its_contract_and_keeps_it,
+    the_payment_processor_scores_what_its_callers_gave_up_on,
+    the_retry_storm_outlasts_the_peak_until_the_fix,
 );
 on_both_backends!(alone: the_compressed_timeline_shows_its_effects_in_order);
 
@@ -139,6 +141,28 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(backend: Backend) {
     assert_eq!(shop.post(&shop.cart, "/cart/bob/add", &json!({ "product_id": 999_999_999 })).await.0, 404);
     let (status, _) = shop.admin(&shop.checkout, "/admin/pool", Some(&json!({ "max_connections": 0 }))).await;
     assert_eq!(status, 400);
+    for body in [
+        json!({}),
+        json!({ "user_id": "u" }),
+        json!({ "user_id": "a b", "product_id": 1 }),
+        json!({ "user_id": 7, "product_id": 1 }),
+        json!({ "user_id": "u", "product_id": 0 }),
+        json!({ "user_id": "u", "product_id": 1, "quantity": 101 }),
+    ] {
+        let (status, error) = shop.post(&shop.payment, "/payments/authorize", &body).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert!(error["error"].is_string(), "{error}");
+    }
+    for body in
+        [json!({ "workers": 0 }), json!({ "work_ms": 1001 }), json!({ "workers": "x" }), json!({ "work_ms": 2.5 })]
+    {
+        assert_eq!(shop.admin(&shop.payment, "/admin/payment", Some(&body)).await.0, 400, "{body}");
+    }
+    let (_, payment) = shop.get(&shop.payment, "/health").await;
+    assert_eq!(payment["payment"]["settings"], payment["payment"]["normal"], "{payment}");
+    let unauthorized =
+        shop.client.post(format!("{}/admin/payment", shop.payment)).json(&json!({ "workers": 1 })).send();
+    assert_eq!(unauthorized.await.unwrap().status(), 401);
     let unauthorized = shop.client.post(format!("{}/admin/indexes/drop", shop.catalog)).send().await.unwrap();
     assert_eq!(unauthorized.status(), 401);
     assert_eq!(shop.sql_count("SELECT COUNT(*) FROM orders").await, orders, "nothing was ordered");
@@ -156,6 +180,7 @@ async fn each_service_serves_its_contract_and_keeps_it(backend: Backend) {
         (&shop.catalog, "product-catalog", "/products/{id}"),
         (&shop.cart, "cart", "/cart/{cart_id}/add"),
         (&shop.checkout, "checkout", "/orders/create"),
+        (&shop.payment, "payment", "/payments/authorize"),
     ] {
         let (status, document) = shop.get(base, "/openapi.json").await;
         assert_eq!(status, 200);
@@ -398,7 +423,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-async fn trace_context_reaches_catalog_and_cart(backend: Backend) {
+async fn trace_context_reaches_catalog_cart_and_payment(backend: Backend) {
     let (endpoint, received) = collector().await;
     let mut shop = spawn_shop(backend, PRODUCTS, |c| c.platform.otlp_endpoint = Some(endpoint.clone())).await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -414,13 +439,19 @@ async fn trace_context_reaches_catalog_and_cart(backend: Backend) {
     shop.stop().await; // flushes every service's exporter
     let trace_id: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).unwrap()).collect();
     let exports = received.lock().unwrap().clone();
-    for service in [&b"checkout"[..], b"product-catalog", b"cart"] {
+    for service in [&b"checkout"[..], b"product-catalog", b"cart", b"payment"] {
         let found = exports.iter().any(|body| contains(body, service) && contains(body, &trace_id));
         assert!(found, "{} exported a span of the caller's trace", String::from_utf8_lossy(service));
     }
     let all: Vec<u8> = exports.iter().flat_map(|b| b.iter().copied()).collect();
-    for key in ["db.connection.pool.size", "db.connection.pool.wait_time_ms", "checkout.order_id", "db.full_table_scan"]
-    {
+    for key in [
+        "db.connection.pool.size",
+        "db.connection.pool.wait_time_ms",
+        "checkout.order_id",
+        "db.full_table_scan",
+        "payment.attempt",
+        "payment.calls",
+    ] {
         assert!(contains(&all, key.as_bytes()), "span attribute {key}");
     }
 }
@@ -435,7 +466,11 @@ async fn the_timeline_walks_its_phases_and_stop_demo_cleans_up(backend: Backend)
     let loadgen = start_loadgen(&shop).await;
     // The seed's own call (from loopback, so without a token), 30 minutes in 15 s.
     // pool_size written as 20.0 is the integer 20 (a finding of the contract fuzzing).
-    let start = json!({ "scenario": "blackfriday", "duration_minutes": 30, "peak_rpm": 120, "speedup": 120, "pool_size": 20.0 });
+    // With the retry storm's phase: the payment processor slowed from minute 10.
+    let start = json!({
+        "scenario": "blackfriday", "duration_minutes": 30, "peak_rpm": 120, "speedup": 120, "pool_size": 20.0,
+        "retry_storm": true
+    });
     let (status, started) = shop.post(&loadgen, "/admin/start-demo", &start).await;
     assert_eq!(status, 200, "{started}");
     assert_eq!(started["status"], "demo_started");
@@ -448,6 +483,7 @@ async fn the_timeline_walks_its_phases_and_stop_demo_cleans_up(backend: Backend)
     let mut phases: Vec<String> = Vec::new();
     let mut saw_dropped = false;
     let mut saw_small_pool = false;
+    let mut saw_slow_payment = false;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::time::Instant::now() < deadline {
         let (_, status) = shop.get(&loadgen, "/admin/demo-status").await;
@@ -466,6 +502,9 @@ async fn the_timeline_walks_its_phases_and_stop_demo_cleans_up(backend: Backend)
         if phases.last() != Some(&phase) {
             phases.push(phase.clone());
         }
+        if phase == "peak" {
+            saw_slow_payment |= shop.get(&shop.payment, "/health").await.1["payment"]["settings"]["workers"] == 1;
+        }
         if phase == "degradation" {
             saw_dropped |= indexes_present(&shop).await.iter().all(|p| !p);
         }
@@ -480,12 +519,15 @@ async fn the_timeline_walks_its_phases_and_stop_demo_cleans_up(backend: Backend)
     assert_eq!(seen, order, "the phases in order: {phases:?}");
     assert!(saw_dropped, "the indexes were really dropped during degradation");
     assert!(saw_small_pool, "checkout's pool was really cut to 20 at the exhaustion minute");
+    assert!(saw_slow_payment, "the payment processor was really slowed at the peak");
 
     let (status, stopped) = shop.post(&loadgen, "/admin/stop-demo", &json!({})).await;
     assert_eq!(status, 200);
     assert_eq!(stopped["status"], "demo_stopped", "{stopped}");
     assert_eq!(indexes_present(&shop).await, [true, true], "stop-demo restored the indexes");
     assert_eq!(shop.admin_get(&shop.checkout, "/admin/pool").await.1["max_connections"], 50, "and the pool");
+    let (_, payment) = shop.get(&shop.payment, "/health").await;
+    assert_eq!(payment["payment"]["settings"], payment["payment"]["normal"], "and the payment processor: {payment}");
     let (_, status) = shop.get(&loadgen, "/admin/demo-status").await;
     assert_eq!(status["running"], false);
     let sent = status["requests_sent"].as_u64().unwrap();
@@ -509,6 +551,7 @@ async fn the_compressed_timeline_shows_its_effects_in_order(backend: Backend) {
         catalog_url: shop.catalog.clone(),
         cart_url: shop.cart.clone(),
         checkout_url: shop.checkout.clone(),
+        payment_url: shop.payment.clone(),
     };
     // The defaults (a 20-connection pool, a 5 s wait, the automatic peak), compressed
     // 30×: 30 minutes in 60 s (the wait compressed to a 2 s minute). Nothing is staged:
@@ -517,7 +560,14 @@ async fn the_compressed_timeline_shows_its_effects_in_order(backend: Backend) {
     let shop_api = Shop::new(&urls, ADMIN_TOKEN.into()).unwrap();
     let (peak_rpm, why) = shop_api.auto_peak_rpm().await.unwrap();
     println!("peak {peak_rpm} journeys a minute: {why}");
-    let settings = Settings { speedup: 30.0, peak_rpm, duration_minutes: 30.0, pool_size: 20, pool_timeout_ms: 5000 };
+    let settings = Settings {
+        speedup: 30.0,
+        peak_rpm,
+        duration_minutes: 30.0,
+        pool_size: 20,
+        pool_timeout_ms: 5000,
+        retry_storm: false,
+    };
     let timeline = Timeline::prepare(settings, shop_api).await.unwrap();
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let readings = {
@@ -621,6 +671,7 @@ async fn demonstrate_cleans_up_after(signal: &str, hang_up: bool) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_breakroom"))
         .args(["demonstrate", "shop", "--yes", "--speedup", "60", "--peak-rpm", "120", "--token", ADMIN_TOKEN])
         .args(["--catalog-url", &shop.catalog, "--cart-url", &shop.cart, "--checkout-url", &shop.checkout])
+        .args(["--payment-url", &shop.payment])
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(if hang_up { std::process::Stdio::piped() } else { std::process::Stdio::inherit() })
@@ -704,6 +755,33 @@ async fn drive_sends_the_black_friday_shoppers_to_all_three_services() {
     assert!(shop.sql_count("SELECT COUNT(*) FROM orders WHERE user_id LIKE 'shopper-%'").await > 0, "{output}");
 }
 
+/// The retry storm's load: doorbuster buyers straight to checkout, and each pays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drive_sends_doorbuster_checkouts_that_each_pay() {
+    let _turn = common::TURNS.read().await;
+    let shop = spawn_shop(Backend::Embedded, 2_000, |_| {}).await;
+    let (code, output) = common::breakroom(&[
+        "drive",
+        "shop-checkouts",
+        "--rate",
+        "10",
+        "--duration",
+        "2s",
+        "--checkout-url",
+        &shop.checkout,
+        "--threshold",
+        "errors<1%",
+    ])
+    .await;
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("doorbuster_rush →") && output.contains("201: "), "{output}");
+    let orders = shop.sql_count("SELECT COUNT(*) FROM orders WHERE user_id LIKE 'doorbuster-%'").await;
+    assert!(orders > 0, "{output}");
+    let metrics = shop.metrics(&shop.payment).await;
+    let authorized = counter(&metrics, "shop_payment_authorizations_total{outcome=\"authorized\"}");
+    assert_eq!(authorized, orders as f64, "one authorization an order:\n{metrics}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_generates_the_catalog_once() {
     let _turn = common::TURNS.read().await;
@@ -715,4 +793,82 @@ async fn seed_generates_the_catalog_once() {
     let (code, again) = common::breakroom(&["seed", "shop", "--products", "5000", "--data-dir", &data_dir]).await;
     assert_eq!(code, 0, "{again}");
     assert!(again.contains("already has products"), "a second seed changes nothing: {again}");
+}
+
+fn counter(metrics: &str, name: &str) -> f64 {
+    sample(metrics, name).unwrap_or(0.0)
+}
+
+/// The payment processor finishes an authorization whose caller stopped waiting, and
+/// says so; a reset empties its queue.
+async fn the_payment_processor_scores_what_its_callers_gave_up_on(backend: Backend) {
+    let shop = spawn_shop(backend, 2_000, |_| {}).await;
+    let order = json!({ "user_id": "u1", "product_id": 3, "quantity": 1 });
+    let (status, paid) = shop.post(&shop.payment, "/payments/authorize", &order).await;
+    assert_eq!(status, 200, "{paid}");
+    assert!(paid["authorization_id"].as_str().unwrap().starts_with("pay-"), "{paid}");
+    let (status, slowed) =
+        shop.admin(&shop.payment, "/admin/payment", Some(&json!({ "workers": 1, "work_ms": 300 }))).await;
+    assert_eq!(status, 200, "{slowed}");
+    assert_eq!(slowed["payment"]["settings"], json!({ "workers": 1, "work_ms": 300 }));
+    // Four callers who wait 100 ms each for what takes the one worker 300 ms each.
+    let impatient = breakroom::platform::http::client().timeout(Duration::from_millis(100)).build().unwrap();
+    let calls = (0..4).map(|_| impatient.post(format!("{}/payments/authorize", shop.payment)).json(&order).send());
+    for outcome in futures_util::future::join_all(calls).await {
+        assert!(outcome.unwrap_err().is_timeout());
+    }
+    let abandoned = eventually(Duration::from_secs(10), || async {
+        counter(&shop.metrics(&shop.payment).await, "shop_payment_abandoned_total") >= 4.0
+    })
+    .await;
+    let metrics = shop.metrics(&shop.payment).await;
+    assert!(abandoned, "the four authorizations were scored for nobody:\n{metrics}");
+    assert_eq!(counter(&metrics, "shop_payment_authorizations_total{outcome=\"authorized\"}"), 5.0, "{metrics}");
+    // A queue of five, then a reset: the normal processor, nothing waiting.
+    let calls = (0..5).map(|_| impatient.post(format!("{}/payments/authorize", shop.payment)).json(&order).send());
+    let _ = futures_util::future::join_all(calls).await;
+    let (status, reset) = shop.admin(&shop.payment, "/admin/reset?confirm=yes", None).await;
+    assert_eq!(status, 200, "{reset}");
+    assert_eq!(
+        (reset["payment"]["queued"].clone(), reset["payment"]["settings"].clone()),
+        (json!(0), json!({ "workers": 4, "work_ms": 2 }))
+    );
+    let metrics = shop.metrics(&shop.payment).await;
+    assert!(counter(&metrics, "shop_payment_authorizations_total{outcome=\"dropped\"}") >= 3.0, "{metrics}");
+    assert_eq!(counter(&metrics, "shop_payment_queue_depth"), 0.0, "{metrics}");
+}
+
+/// shop/retry-storm: after a peak over the slowed processor's capacity, the planted
+/// retries keep checkouts failing in the calm; the fix recovers; reset puts it back.
+async fn the_retry_storm_outlasts_the_peak_until_the_fix(backend: Backend) {
+    use breakroom::labs::shop::stage_retry;
+    use breakroom::platform::stage::StageCommand;
+    let shop = spawn_shop(backend, 2_000, |_| {}).await;
+    let remote = Shop::new(&shop.urls(), ADMIN_TOKEN.into()).unwrap();
+    let work = stage_retry::TALK_WORK_MS;
+    assert_eq!(stage_retry::run(StageCommand::Check, &remote, work).await.unwrap(), 1, "the check fails with the bug");
+    // The processor is still buried: a shopper's checkout fails after six calls.
+    let (status, error) =
+        shop.post(&shop.checkout, "/orders/create", &json!({ "user_id": "late", "product_id": 2 })).await;
+    assert_eq!(status, 503, "{error}");
+    assert!(error["error"].as_str().unwrap().starts_with("payment not authorized after 6 calls"), "{error}");
+    let metrics = shop.metrics(&shop.checkout).await;
+    let first = counter(&metrics, "shop_payment_calls_total{attempt=\"first\"}");
+    assert!(counter(&metrics, "shop_payment_calls_total{attempt=\"retry\"}") > 2.0 * first, "{metrics}");
+    assert!(counter(&metrics, "shop_checkouts_total{outcome=\"failed\",reason=\"payment_unavailable\"}") > 0.0);
+    assert!(counter(&shop.metrics(&shop.payment).await, "shop_payment_abandoned_total") > 0.0);
+
+    let (status, _) = shop.admin(&shop.checkout, "/admin/bugs/retry-storm", Some(&json!({ "fixed": true }))).await;
+    assert_eq!(status, 200);
+    assert_eq!(stage_retry::run(StageCommand::Check, &remote, work).await.unwrap(), 0, "the fix passes the check");
+    let metrics = shop.metrics(&shop.checkout).await;
+    assert!(
+        counter(&metrics, "shop_payment_retry_budget_exhausted_total") > 0.0,
+        "the budget held retries back:\n{metrics}"
+    );
+
+    assert_eq!(stage_retry::run(StageCommand::Reset, &remote, work).await.unwrap(), 0);
+    assert_eq!(remote.checkout.bug_mode("retry-storm", ADMIN_TOKEN).await.unwrap(), "buggy");
+    let (_, health) = shop.get(&shop.payment, "/health").await;
+    assert_eq!(health["payment"]["settings"], health["payment"]["normal"], "{health}");
 }

@@ -15,6 +15,7 @@ pub struct TestShop {
     pub catalog: String,
     pub cart: String,
     pub checkout: String,
+    pub payment: String,
     pub client: reqwest::Client,
     pub backend: Backend,
     shutdown: CancellationToken,
@@ -37,13 +38,14 @@ pub async fn spawn_shop(backend: Backend, products: u64, adjust: impl FnOnce(&mu
     let shutdown = CancellationToken::new();
     let server = breakroom::build(config, shutdown.clone(), listeners).await.expect("the shop starts");
     let url = |name: &str| server.urls().into_iter().find(|(n, _)| *n == name).map(|(_, url)| url).unwrap();
-    let (catalog, cart, checkout) = (url("product-catalog"), url("cart"), url("checkout"));
+    let (catalog, cart, checkout, payment) = (url("product-catalog"), url("cart"), url("checkout"), url("payment"));
     let server = tokio::spawn(breakroom::serve(server));
     let client = breakroom::platform::http::client().timeout(Duration::from_secs(30)).build().unwrap();
     TestShop {
         catalog,
         cart,
         checkout,
+        payment,
         client,
         backend,
         shutdown,
@@ -163,17 +165,25 @@ impl Drop for TestShop {
     }
 }
 
+impl TestShop {
+    /// Where the four services answer, as the stage commands take them.
+    pub fn urls(&self) -> breakroom::driver::ShopUrls {
+        breakroom::driver::ShopUrls {
+            catalog_url: self.catalog.clone(),
+            cart_url: self.cart.clone(),
+            checkout_url: self.checkout.clone(),
+            payment_url: self.payment.clone(),
+        }
+    }
+}
+
 /// `breakroom serve loadgen` in this process, driving `shop`; its admin token is
 /// `loadgen-token` (from loopback it needs none).
 pub async fn start_loadgen(shop: &TestShop) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let config = breakroom::loadgen::LoadgenConfig {
-        urls: breakroom::driver::ShopUrls {
-            catalog_url: shop.catalog.clone(),
-            cart_url: shop.cart.clone(),
-            checkout_url: shop.checkout.clone(),
-        },
+        urls: shop.urls(),
         admin: breakroom::platform::http::AdminToken::new("loadgen-token"),
         shop_token: Some(super::ADMIN_TOKEN.into()),
         data_dir: shop.data_dir().to_path_buf(),

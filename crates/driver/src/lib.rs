@@ -34,6 +34,8 @@ pub enum ProfileName {
     Url,
     /// shop: seed 003's shoppers (browse_only, browse_and_cart, full_checkout) on its three services
     Blackfriday,
+    /// shop: doorbuster buyers straight to checkout, POST /orders/create (the load of shop/retry-storm)
+    ShopCheckouts,
 }
 
 const EXAMPLES: &str = "\
@@ -48,6 +50,8 @@ Examples:
     breakroom drive url --url http://127.0.0.1:8000/health --rate max --connections 64 --duration 10s
   The shop's Black Friday shoppers at 300 journeys a minute (the timeline with its faults is `demonstrate shop`):
     breakroom drive blackfriday --rate 300rpm --duration 5m
+  A peak of checkouts at twice a slowed payment processor's 50 a second, then a calm (shop/retry-storm):
+    breakroom drive shop-checkouts --phase 3s:100 --phase 20s:20
   Steer it while it runs (with --control 127.0.0.1:9000):
     curl -X POST 127.0.0.1:9000/rate -d '{\"rate\":\"50rps\"}' -H 'content-type: application/json'
     curl -X POST 127.0.0.1:9000/stop";
@@ -181,6 +185,11 @@ fn build_profile(args: &DriveArgs) -> Result<(profile::Profile, String), StageEr
             }
             // Products to draw from: the catalog says how many it has (1 if it cannot).
             Ok((profile::blackfriday(&catalog, &cart, &checkout, 1), catalog))
+        }
+        ProfileName::ShopCheckouts => {
+            let checkout = args.shop.checkout_url.trim().trim_end_matches('/').to_string();
+            let base = split_url(&checkout)?.0;
+            Ok((profile::doorbuster_rush(&checkout, 1), base))
         }
         ProfileName::Url => {
             let (base, path) = split_url(&args.url)?;
@@ -448,12 +457,20 @@ pub struct ShopUrls {
     /// shop: checkout
     #[arg(long, env = "SHOP_CHECKOUT_URL", default_value = "http://127.0.0.1:8016")]
     pub checkout_url: String,
+    /// shop: the payment processor
+    #[arg(long, env = "SHOP_PAYMENT_URL", default_value = "http://127.0.0.1:8017")]
+    pub payment_url: String,
 }
 
 impl ShopUrls {
     pub fn trimmed(&self) -> ShopUrls {
         let t = |s: &str| s.trim().trim_end_matches('/').to_string();
-        ShopUrls { catalog_url: t(&self.catalog_url), cart_url: t(&self.cart_url), checkout_url: t(&self.checkout_url) }
+        ShopUrls {
+            catalog_url: t(&self.catalog_url),
+            cart_url: t(&self.cart_url),
+            checkout_url: t(&self.checkout_url),
+            payment_url: t(&self.payment_url),
+        }
     }
 }
 

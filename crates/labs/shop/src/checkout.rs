@@ -5,6 +5,7 @@
 //! length; with the pool cut to 20 and a 5 s acquire timeout, the rest wait and fail.
 
 pub(crate) mod admin;
+pub mod pay;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,7 @@ use super::cart::valid_id;
 use super::pool::{CheckoutPool, Conn, Exhausted, PoolSettings, on_conn};
 use super::store::{HISTORY_USER_PREFIX, Plan, Product, QueryShape, ShopStore};
 use super::trace::{RequestTrace, ServiceTrace, inject};
-use super::{Peers, QueryMetrics, bad_request, db_error, timed_query};
+use super::{Peers, QueryMetrics, RETRY_BUG, bad_request, db_error, timed_query};
 use platform::Platform;
 use platform::clock;
 use platform::http::{ApiError, JsonBody};
@@ -48,6 +49,7 @@ struct Checkout {
     trace: ServiceTrace,
     queries: QueryMetrics,
     metrics: CheckoutMetrics,
+    payments: pay::Payments,
 }
 
 #[derive(Clone)]
@@ -69,6 +71,7 @@ pub fn router(
     trace: ServiceTrace,
     registry: &mut Registry,
 ) -> Router {
+    let payments = pay::Payments::new(peers.payment.clone(), platform.bugs.switch(RETRY_BUG), registry);
     let queries = QueryMetrics::new(registry);
     let metrics = CheckoutMetrics {
         checkouts: Family::default(),
@@ -100,8 +103,17 @@ pub fn router(
     );
     metrics.pool_size.set(i64::from(pool.settings().max_connections));
     let client = platform::http::client().timeout(PEER_TIMEOUT).build().expect("an HTTP client builds");
-    let checkout =
-        Arc::new(Checkout { platform: platform.clone(), store, pool, peers, client, trace, queries, metrics });
+    let checkout = Arc::new(Checkout {
+        platform: platform.clone(),
+        store,
+        pool,
+        peers,
+        client,
+        trace,
+        queries,
+        metrics,
+        payments,
+    });
     let admin = platform.admin_only(
         Router::new()
             .route("/admin/pool", get(admin::pool_status).post(admin::resize))
@@ -139,6 +151,7 @@ enum Failure {
     CartUnavailable,
     OutOfStock,
     DatabaseError,
+    PaymentUnavailable,
 }
 
 impl Failure {
@@ -149,6 +162,7 @@ impl Failure {
             Failure::CartUnavailable => "cart_unavailable",
             Failure::OutOfStock => "out_of_stock",
             Failure::DatabaseError => "database_error",
+            Failure::PaymentUnavailable => "payment_unavailable",
         }
     }
 }
@@ -230,7 +244,7 @@ fn user_id(value: &Value) -> Result<String, ApiError> {
         (status = 413, description = "Body over 64 KiB", body = super::openapi::ShopError),
         (status = 422, description = "Not a JSON object", body = super::openapi::ShopError),
         (status = 502, description = "The catalog or the cart did not answer; see Retry-After", body = super::openapi::ShopError),
-        (status = 503, description = "Checkout's connection pool is exhausted or the database busy; see Retry-After", body = super::openapi::ShopError),
+        (status = 503, description = "Checkout's connection pool is exhausted, the database busy, or the payment not authorized; see Retry-After", body = super::openapi::ShopError),
     )
 )]
 async fn create(
@@ -250,6 +264,20 @@ async fn create(
         .ok_or_else(|| bad_request("product_id must be a positive integer"))?;
     let quantity = super::optional_integer(body.quantity.as_ref(), 1..=100, 1, super::QUANTITY)? as i32;
     request.set([KeyValue::new("checkout.user_id", user_id.clone()), KeyValue::new("checkout.product_id", product_id)]);
+
+    // 0. The payment, before a connection is taken: a slow processor never holds the pool.
+    let order = serde_json::json!({ "user_id": user_id, "product_id": product_id, "quantity": quantity });
+    if let Err(unpaid) = lab.payments.authorize(&lab.trace, &request, &order).await {
+        lab.failed(&request, Failure::PaymentUnavailable, &user_id, product_id, 0.0);
+        tracing::warn!(
+            calls = unpaid.calls,
+            last_failure = unpaid.last.as_str(),
+            trace_id = %request.trace_id(),
+            "payment_not_authorized"
+        );
+        let message = format!("payment not authorized after {} calls: {}", unpaid.calls, unpaid.last);
+        return Err(ApiError::unavailable(message).as_error_field().with_retry_after(1));
+    }
 
     // 1. A connection from checkout's own pool, and the order's transaction opened on
     // it at once — so the connection is held while the catalog and the cart answer.

@@ -1,4 +1,4 @@
-//! The shop lab under the [`platform::lab::Lab`] contract: three services, each with
+//! The shop lab under the [`platform::lab::Lab`] contract: four services, each with
 //! its own port, which one process runs together or each alone.
 
 use platform::Platform;
@@ -9,7 +9,8 @@ use platform::stage::{Scenario, StageCommand, StageError};
 
 use crate::settings::{ShopArgs, ShopDataArgs, ShopService};
 use crate::timeline::{Shop, TimelineArgs};
-use crate::{Peers, SCENARIO, service_name, stage};
+use crate::{BUGS, Peers, RETRY_SCENARIO, SCENARIO, service_name, stage, stage_retry};
+use platform::bugs::BugInfo;
 
 const NAME: &str = "shop";
 
@@ -26,13 +27,10 @@ impl ShopLab {
     /// else at the configured URL, else on this host's port for it.
     fn peer(&self, local: &[(&'static str, String)], service: ShopService) -> String {
         let name = service_name(service);
-        let configured = match service {
-            ShopService::Catalog => &self.settings.catalog_url,
-            _ => &self.settings.cart_url,
-        };
-        let port = match service {
-            ShopService::Catalog => self.settings.catalog_port,
-            _ => self.settings.cart_port,
+        let (configured, port) = match service {
+            ShopService::Catalog => (&self.settings.catalog_url, self.settings.catalog_port),
+            ShopService::Payment => (&self.settings.payment_url, self.settings.payment_port),
+            _ => (&self.settings.cart_url, self.settings.cart_port),
         };
         let url = local.iter().find(|(n, _)| *n == name).map(|(_, url)| url.clone());
         let url = url.or_else(|| configured.clone()).unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
@@ -45,8 +43,12 @@ impl Lab for ShopLab {
         NAME
     }
 
+    fn bugs(&self) -> &'static [BugInfo] {
+        BUGS
+    }
+
     fn scenarios(&self) -> &'static [Scenario] {
-        &[SCENARIO]
+        &[SCENARIO, RETRY_SCENARIO]
     }
 
     fn services(&self) -> Vec<ServiceSpec> {
@@ -60,8 +62,11 @@ impl Lab for ShopLab {
         local: &'a [(&'static str, String)],
     ) -> Boxed<'a, anyhow::Result<Built>> {
         Box::pin(async move {
-            let peers =
-                Peers { catalog: self.peer(local, ShopService::Catalog), cart: self.peer(local, ShopService::Cart) };
+            let peers = Peers {
+                catalog: self.peer(local, ShopService::Catalog),
+                cart: self.peer(local, ShopService::Cart),
+                payment: self.peer(local, ShopService::Payment),
+            };
             let mut built = crate::build(platform, &self.settings, self.data.products, peers).await?;
             let routers = std::mem::take(&mut built.routers);
             let services = routers.into_iter().map(|(s, router)| Service { name: service_name(s), router }).collect();
@@ -92,6 +97,7 @@ impl Lab for ShopLab {
         let example = |name: &str| match name {
             "product-catalog" => "/products?category=electronics&price_min=100&price_max=200",
             "cart" => "/cart/demo-user",
+            "payment" => "/health",
             _ => "/orders/popular-products",
         };
         let mut lines: Vec<String> =
@@ -102,18 +108,23 @@ impl Lab for ShopLab {
 
     fn stage<'a>(
         &'a self,
-        _: &'static Scenario,
+        scenario: &'static Scenario,
         command: StageCommand,
         context: &'a StageContext,
     ) -> Boxed<'a, Result<u8, StageError>> {
         Box::pin(async move {
             let timeline =
                 self.timeline.as_ref().ok_or_else(|| StageError("the shop's stage needs its timeline".into()))?;
+            if scenario.name == RETRY_SCENARIO.name {
+                let token = platform::stage::admin_token(context.token.as_deref(), &context.data_dir, NAME)?;
+                let shop = Shop::new(&timeline.urls, token)?;
+                return stage_retry::run(command, &shop, timeline.payment_work_ms).await;
+            }
             stage::run(command, timeline, context.token.as_deref(), &context.data_dir).await
         })
     }
 
-    fn rehearsal(&self, _: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError> {
+    fn rehearsal(&self, scenario: &Scenario, context: RehearsalContext) -> Result<Box<dyn Rehearsal>, StageError> {
         let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let url = |service: ShopService, variable: &str, default: String| {
             let local = context.service_url(service_name(service)).map(str::to_owned);
@@ -123,8 +134,23 @@ impl Lab for ShopLab {
             catalog_url: url(ShopService::Catalog, "SHOP_CATALOG_URL", context.target.url("")),
             cart_url: url(ShopService::Cart, "SHOP_CART_URL", "http://127.0.0.1:8013".into()),
             checkout_url: url(ShopService::Checkout, "SHOP_CHECKOUT_URL", "http://127.0.0.1:8016".into()),
+            payment_url: url(ShopService::Payment, "SHOP_PAYMENT_URL", "http://127.0.0.1:8017".into()),
         };
-        Ok(Box::new(stage::Rehearse::new(Shop::new(&urls, context.token)?)))
+        let shop = Shop::new(&urls, context.token)?;
+        if scenario.name == RETRY_SCENARIO.name {
+            return Ok(Box::new(stage_retry::Rehearse::new(shop, stage_retry::TALK_WORK_MS)));
+        }
+        Ok(Box::new(stage::Rehearse::new(shop)))
+    }
+
+    /// Black Friday has nothing planted to fix; the retry storm names its bug.
+    fn explain(&self, scenario: &Scenario) -> String {
+        if scenario.name == RETRY_SCENARIO.name {
+            return platform::lab::bug_notes(self);
+        }
+        "No planted bug: Black Friday's two faults are injected from outside (DROP INDEX, then a \
+         pool cut) over the admin API, and its reset undoes both.\n"
+            .to_string()
     }
 }
 

@@ -1,11 +1,14 @@
-//! The `shop` lab — Black Friday (seed 003): a product catalog, a cart and a checkout,
-//! three services of one binary on their own ports.
+//! The `shop` lab — Black Friday (seed 003): a product catalog, a cart, a checkout and
+//! a payment processor, four services of one binary on their own ports.
 //!
-//! Its scenario is a misconfiguration, injected for real: the two catalog indexes are
-//! dropped (`DROP INDEX`), so catalog queries and checkout's restock check become
+//! Its first scenario is a misconfiguration, injected for real: the two catalog indexes
+//! are dropped (`DROP INDEX`), so catalog queries and checkout's restock check become
 //! full table scans; then checkout's pool is shrunk to 20 connections with a 5 s
 //! acquire timeout, so checkouts holding connections through slow scans starve the
-//! others and real acquire timeouts follow. Nothing is simulated: no sleep, no dice.
+//! others and real acquire timeouts follow. Its second is a planted bug: checkout
+//! retries a failed payment at once, again and again (`checkout/pay.rs`), so a payment
+//! processor slowed by the peak is buried under retries. Nothing is simulated: no
+//! sleep, no dice.
 
 mod cart;
 mod catalog;
@@ -13,11 +16,13 @@ mod checkout;
 pub mod lab;
 pub mod loadgen;
 mod openapi;
+pub mod payment;
 pub mod pool;
 pub mod remote;
 pub mod rush;
 pub mod settings;
 pub mod stage;
+pub mod stage_retry;
 pub mod store;
 pub mod timeline;
 pub mod trace;
@@ -45,8 +50,14 @@ use settings::{ShopArgs, ShopService};
 use store::{Plan, QueryShape, ShopStore};
 use trace::{RequestTrace, ServiceTrace};
 
-/// The story is a misconfiguration injected from outside, not a planted bug.
-pub const BUGS: &[BugInfo] = &[];
+/// Black Friday's faults are injected from outside; the retry storm is planted.
+pub const RETRY_BUG: &str = "retry-storm";
+
+pub const BUGS: &[BugInfo] = &[BugInfo {
+    name: RETRY_BUG,
+    summary: "checkout retries a failed payment call at once, up to five times, with no backoff and no budget",
+    location: "crates/labs/shop/src/checkout/pay.rs (retry_immediately)",
+}];
 
 pub const SCENARIO: Scenario = Scenario {
     name: "shop/black-friday",
@@ -74,6 +85,39 @@ pub const SCENARIO: Scenario = Scenario {
     ],
 };
 
+pub const RETRY_SCENARIO: Scenario = Scenario {
+    name: "shop/retry-storm",
+    lab: "shop",
+    bug: RETRY_BUG,
+    title: "Retry storm: checkout's retries bury a slowed payment processor",
+    story: "Checkout authorizes every order with the payment processor, waits 1 s per call and \
+            retries a failed call at once, up to five times. The processor has a few workers and \
+            a queue. Under the peak it slows, its queue passes 1 s, calls time out while the \
+            processor still scores them, and every timeout sends another call: the processor \
+            works only for callers who left, and checkouts keep failing after the peak is over.",
+    trigger: "breakroom demonstrate shop/retry-storm: the processor slowed to 1 worker at 20 ms an authorization, \
+              then a peak of twice its capacity for 3 s and a calm of 40% after it",
+    symptom: "shop_payment_calls_total{attempt=\"retry\"} far above the checkouts (6 calls a checkout), \
+              shop_payment_abandoned_total climbing, shop_payment_queue_depth full; checkouts answer 503 \
+              \"payment not authorized after 6 calls\" long after the peak; ShopRetryStorm fires",
+    fix: "breakroom serve shop --fixed retry-storm (or POST /admin/bugs/retry-storm on checkout): at most two \
+          retries, exponential backoff with full jitter, a retry budget of 10% of the calls",
+    check: "after the same peak, checkouts in the calm succeed (≥ 95%) with at most 1.3 payment calls each",
+    reset: "the buggy retries, the payment processor's normal settings, its queue emptied",
+    rehearsal: "about 40 s: the peak and the calm three times (reproduce, check with the bug, check with the fix)",
+    hints: [
+        "Compare shop_payment_calls_total with shop_checkouts_total on checkout, and read the payment \
+         processor's /health: how many calls does one checkout make, and who is the processor working for \
+         (shop_payment_abandoned_total)?",
+        "Each payment call that times out is retried at once, up to five times. The processor keeps scoring \
+         the calls checkout gave up on, so the queue only grows: after the peak the load on it is six times \
+         what the shoppers ask for.",
+        "Retry less and later: a small maximum of retries, a backoff that doubles with randomness (full \
+         jitter), and a budget so retries add at most a fixed share to the calls. Look at retry_immediately \
+         in crates/labs/shop/src/checkout/pay.rs.",
+    ],
+};
+
 /// A query slower than this is a slow query (`db.slow_query`), as in the original.
 const SLOW_QUERY: Duration = Duration::from_millis(1000);
 /// Checkout's normal acquire timeout: as long as a request may take.
@@ -88,6 +132,7 @@ pub fn service_name(service: ShopService) -> &'static str {
         ShopService::Catalog => "product-catalog",
         ShopService::Cart => "cart",
         ShopService::Checkout => "checkout",
+        ShopService::Payment => "payment",
         ShopService::All => "shop",
     }
 }
@@ -97,6 +142,7 @@ pub fn service_name(service: ShopService) -> &'static str {
 pub struct Peers {
     pub catalog: String,
     pub cart: String,
+    pub payment: String,
 }
 
 /// The routers of the services this process runs, ready to serve.
@@ -162,7 +208,7 @@ pub async fn build(platform: &Platform, settings: &ShopArgs, products: u64, peer
             tracing::info!(products, seconds = started.elapsed().as_secs_f64(), "catalog generated");
         }
     }
-    for s in [ShopService::Catalog, ShopService::Cart, ShopService::Checkout] {
+    for s in [ShopService::Catalog, ShopService::Cart, ShopService::Checkout, ShopService::Payment] {
         if !wanted(s) {
             continue;
         }
@@ -173,6 +219,7 @@ pub async fn build(platform: &Platform, settings: &ShopArgs, products: u64, peer
             ShopService::Catalog => catalog::router(platform, store.clone(), trace.clone(), &mut registry).await?,
             // The cart keeps its own (the platform's) pool: it stays quick while the catalog scans.
             ShopService::Cart => cart::router(platform, ShopStore::new(platform.db.clone()), trace.clone()),
+            ShopService::Payment => payment::router(platform, &mut registry),
             _ => {
                 let normal = pool::PoolSettings {
                     max_connections: settings.checkout_pool.max(1),

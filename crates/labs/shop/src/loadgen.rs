@@ -193,6 +193,7 @@ mod openapi {
         pub catalog: String,
         pub cart: String,
         pub checkout: String,
+        pub payment: String,
     }
 
     /// `GET /health`.
@@ -239,6 +240,10 @@ struct StartBody {
     /// Checkout's pool after the cut at minute 20.
     #[schema(value_type = Option<u32>, nullable, minimum = 1, maximum = 200, example = 20)]
     pool_size: Option<Value>,
+    /// With the retry storm's phase: the payment processor slows at minute 10, is half
+    /// back at 12, normal at 15.
+    #[schema(nullable, example = false)]
+    retry_storm: Option<bool>,
 }
 
 /// `POST /admin/start-demo {"scenario":"blackfriday","duration_minutes":30,"peak_rpm":120}`
@@ -298,6 +303,7 @@ async fn start(State(lab): Lab, JsonBody(body): JsonBody<StartBody>) -> Result<J
         duration_minutes: body.duration_minutes.unwrap_or(timeline::TIMELINE_MINUTES),
         pool_size,
         pool_timeout_ms: 5000,
+        retry_storm: body.retry_storm.unwrap_or(false),
     };
     settings.validate().map_err(|e| error(StatusCode::BAD_REQUEST, e.0))?;
     let timeline = Timeline::prepare(settings.clone(), shop)
@@ -393,6 +399,7 @@ async fn health(State(lab): Lab) -> Json<openapi::LoadgenHealth> {
         catalog: urls.catalog_url.clone(),
         cart: urls.cart_url.clone(),
         checkout: urls.checkout_url.clone(),
+        payment: urls.payment_url.clone(),
     };
     Json(openapi::LoadgenHealth { status: "ok", service: "load-generator", demo_running: running, shop })
 }

@@ -280,3 +280,28 @@ pub fn cart() -> utoipa::openapi::OpenApi {
 pub fn checkout() -> utoipa::openapi::OpenApi {
     platform::openapi::document(CheckoutApi::openapi())
 }
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "breakroom — shop lab: payment",
+        description = "The payment processor: authorizations scored by a few workers, in arrival order."
+    ),
+    paths(
+        super::payment::authorize,
+        super::payment::health,
+        super::payment::settings,
+        super::payment::change,
+        super::payment::reset
+    ),
+    components(schemas(
+        ShopError, super::payment::AuthorizeBody, super::payment::Authorized, super::payment::PaymentHealth,
+        super::payment::PaymentReport, super::payment::PaymentSettings, super::payment::ChangeBody, super::payment::Changed
+    )),
+    modifiers(&AdminAuth)
+)]
+struct PaymentApi;
+
+pub fn payment() -> utoipa::openapi::OpenApi {
+    platform::openapi::document(PaymentApi::openapi())
+}

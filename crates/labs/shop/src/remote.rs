@@ -1,4 +1,4 @@
-//! The shop's three services as the timeline, `demonstrate` and `rehearse` reach them:
+//! The shop's four services as the timeline, `demonstrate` and `rehearse` reach them:
 //! over HTTP, with the admin token for the fault actions, and checkout's own figures
 //! read from its `/metrics`.
 
@@ -29,6 +29,7 @@ pub struct Shop {
     pub catalog: Arc<Target>,
     pub cart: Arc<Target>,
     pub checkout: Arc<Target>,
+    pub payment: Arc<Target>,
     pub token: String,
 }
 
@@ -38,7 +39,7 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(300);
 impl Shop {
     pub fn new(urls: &ShopUrls, token: String) -> Result<Shop, StageError> {
         let urls = urls.trimmed();
-        for url in [&urls.catalog_url, &urls.cart_url, &urls.checkout_url] {
+        for url in [&urls.catalog_url, &urls.cart_url, &urls.checkout_url, &urls.payment_url] {
             if !url.starts_with("http://") && !url.starts_with("https://") {
                 return Err(StageError(format!("'{url}': a shop service's URL starts with http:// or https://")));
             }
@@ -47,6 +48,7 @@ impl Shop {
             catalog: Arc::new(Target::with_timeout(&urls.catalog_url, "shop", ADMIN_TIMEOUT)?),
             cart: Arc::new(Target::with_timeout(&urls.cart_url, "shop", ADMIN_TIMEOUT)?),
             checkout: Arc::new(Target::with_timeout(&urls.checkout_url, "shop", ADMIN_TIMEOUT)?),
+            payment: Arc::new(Target::with_timeout(&urls.payment_url, "shop", ADMIN_TIMEOUT)?),
             urls,
             token,
         })
@@ -64,14 +66,31 @@ impl Shop {
         Ok(format!("checkout pool: {size} connections, {timeout_ms} ms acquire timeout"))
     }
 
-    /// Indexes restored and checkout's normal pool: every step is tried, the first
-    /// failure is returned.
+    /// Indexes restored, checkout's normal pool and the normal payment processor: every
+    /// step is tried, the first failure is returned.
     pub async fn restore(&self) -> Result<String, StageError> {
         let indexes = platform::stage::admin_call(&self.catalog, "/admin/indexes/restore", &self.token, None).await;
         let pool = platform::stage::reset_session(&self.checkout, &self.token).await;
+        let payment = self.restore_payment().await;
         let created = indexes?.json().map(|v| v["created"].to_string()).unwrap_or_default();
         let pool = pool?.json().map(|v| v["pool"]["max_connections"].to_string()).unwrap_or_default();
-        Ok(format!("indexes restored (created {created}), checkout pool back to {pool} connections"))
+        payment?;
+        Ok(format!("indexes restored (created {created}), checkout pool back to {pool} connections, payment normal"))
+    }
+
+    /// The payment processor slowed to `workers` at `work_ms` an authorization.
+    pub async fn slow_payment(&self, workers: u32, work_ms: u32) -> Result<String, StageError> {
+        let body = json!({ "workers": workers, "work_ms": work_ms });
+        let reply = platform::stage::admin_call(&self.payment, "/admin/payment", &self.token, Some(body)).await?;
+        let capacity = reply.json().and_then(|v| v["payment"]["capacity_per_second"].as_f64()).unwrap_or(0.0);
+        Ok(format!(
+            "payment processor slowed: {workers} worker(s) at {work_ms} ms an authorization ({capacity:.0} a second at most)"
+        ))
+    }
+
+    /// The payment processor's normal settings, its queue emptied.
+    pub async fn restore_payment(&self) -> Result<serde_json::Value, StageError> {
+        platform::stage::reset_session(&self.payment, &self.token).await?.expect_json("resetting the payment processor")
     }
 
     /// [`Shop::reading`], asked up to three times: the timeline's milestones need it while
@@ -166,8 +185,14 @@ fn full_scans(metrics: &str) -> f64 {
 }
 
 /// Why checkouts fail, as checkout's `shop_checkouts_total` counts them.
-pub const FAILURE_REASONS: [&str; 5] =
-    ["pool_exhausted", "catalog_unavailable", "cart_unavailable", "out_of_stock", "database_error"];
+pub const FAILURE_REASONS: [&str; 6] = [
+    "pool_exhausted",
+    "catalog_unavailable",
+    "cart_unavailable",
+    "out_of_stock",
+    "database_error",
+    "payment_unavailable",
+];
 
 /// Checkout's counters at one moment: placed checkouts, failed ones by reason, and the
 /// restock reservation's histogram (placed checkouts hold it one at a time).
@@ -178,6 +203,9 @@ pub struct Reading {
     pub failed: [f64; FAILURE_REASONS.len()],
     pub reservation_seconds: f64,
     pub reservations: f64,
+    /// Calls to the payment processor: checkouts' first calls and their retries.
+    pub payment_calls: f64,
+    pub payment_retries: f64,
 }
 
 impl Reading {
@@ -191,6 +219,8 @@ impl Reading {
             failed,
             reservation_seconds: value(&format!("{RESERVATION_METRIC}_sum")),
             reservations: value(&format!("{RESERVATION_METRIC}_count")),
+            payment_calls: value("shop_payment_calls_total{attempt=\"first\"}"),
+            payment_retries: value("shop_payment_calls_total{attempt=\"retry\"}"),
         }
     }
 
@@ -202,6 +232,8 @@ impl Reading {
             failed: std::array::from_fn(|i| self.failed[i] - earlier.failed[i]),
             reservation_seconds: self.reservation_seconds - earlier.reservation_seconds,
             reservations: self.reservations - earlier.reservations,
+            payment_calls: self.payment_calls - earlier.payment_calls,
+            payment_retries: self.payment_retries - earlier.payment_retries,
         }
     }
 }
@@ -214,6 +246,8 @@ pub struct Change {
     pub failed: [f64; FAILURE_REASONS.len()],
     pub reservation_seconds: f64,
     pub reservations: f64,
+    pub payment_calls: f64,
+    pub payment_retries: f64,
 }
 
 impl Change {
@@ -224,6 +258,16 @@ impl Change {
     /// Checkouts that found no connection.
     pub fn pool_exhausted(&self) -> f64 {
         self.failed[0]
+    }
+
+    /// Checkouts that failed for want of a payment.
+    pub fn unpaid(&self) -> f64 {
+        self.failed[5]
+    }
+
+    /// Calls to the payment processor a checkout (first calls and retries).
+    pub fn payment_calls_per_checkout(&self) -> Option<f64> {
+        (self.payment_calls > 0.0).then(|| (self.payment_calls + self.payment_retries) / self.payment_calls)
     }
 
     /// Checkouts answered (placed or failed) per second.

@@ -6,16 +6,18 @@ use clap::{Args, ValueEnum};
 const CATALOG_PORT: u16 = 8014;
 const CART_PORT: u16 = 8013;
 const CHECKOUT_PORT: u16 = 8016;
+const PAYMENT_PORT: u16 = 8017;
 const CHECKOUT_POOL: u32 = 50;
 
 /// Which of the shop's services a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ShopService {
-    /// catalog, cart and checkout in one process, each on its own port
+    /// catalog, cart, checkout and payment in one process, each on its own port
     All,
     Catalog,
     Cart,
     Checkout,
+    Payment,
 }
 
 /// Settings of the `shop` lab.
@@ -33,12 +35,18 @@ pub struct ShopArgs {
     /// shop: checkout's port
     #[arg(long, env = "CHECKOUT_PORT", default_value_t = CHECKOUT_PORT)]
     pub checkout_port: u16,
+    /// shop: the payment processor's port
+    #[arg(long, env = "PAYMENT_PORT", default_value_t = PAYMENT_PORT)]
+    pub payment_port: u16,
     /// shop: where checkout finds the catalog (default: this host's --catalog-port)
     #[arg(long, env = "CATALOG_URL")]
     pub catalog_url: Option<String>,
     /// shop: where checkout finds the cart (default: this host's --cart-port)
     #[arg(long, env = "CART_URL")]
     pub cart_url: Option<String>,
+    /// shop: where checkout finds the payment processor (default: this host's --payment-port)
+    #[arg(long, env = "PAYMENT_URL")]
+    pub payment_url: Option<String>,
     /// loadgen: where checkout answers (default: this host's --checkout-port)
     #[arg(long, env = "CHECKOUT_URL")]
     pub checkout_url: Option<String>,
@@ -54,8 +62,10 @@ impl Default for ShopArgs {
             catalog_port: CATALOG_PORT,
             cart_port: CART_PORT,
             checkout_port: CHECKOUT_PORT,
+            payment_port: PAYMENT_PORT,
             catalog_url: None,
             cart_url: None,
+            payment_url: None,
             checkout_url: None,
             checkout_pool: CHECKOUT_POOL,
         }
@@ -87,6 +97,7 @@ impl ShopArgs {
             (ShopService::Catalog, self.catalog_port),
             (ShopService::Cart, self.cart_port),
             (ShopService::Checkout, self.checkout_port),
+            (ShopService::Payment, self.payment_port),
         ];
         all.into_iter().filter(|(service, _)| self.service == ShopService::All || self.service == *service).collect()
     }

@@ -1,4 +1,4 @@
-//! `breakroom demonstrate|check|reset shop`, against the three services over HTTP.
+//! `breakroom demonstrate|check|reset shop`, against the services over HTTP.
 
 use std::io::{BufRead, IsTerminal};
 use std::sync::Arc;
@@ -45,6 +45,7 @@ async fn settings(args: &TimelineArgs, shop: &Shop) -> Result<Settings, StageErr
         duration_minutes: t.duration_minutes,
         pool_size: t.pool_size,
         pool_timeout_ms: t.pool_timeout_ms,
+        retry_storm: t.retry_storm,
     };
     settings.validate()?;
     Ok(settings)
@@ -53,7 +54,13 @@ async fn settings(args: &TimelineArgs, shop: &Shop) -> Result<Settings, StageErr
 /// What the services say before the run; fails when one is missing or already broken.
 async fn preflight(shop: &Shop, style: &Style) -> Result<(), StageError> {
     println!("{}", style.heading("Preflight"));
-    for (name, target) in [("product-catalog", &shop.catalog), ("cart", &shop.cart), ("checkout", &shop.checkout)] {
+    let services = [
+        ("product-catalog", &shop.catalog),
+        ("cart", &shop.cart),
+        ("checkout", &shop.checkout),
+        ("payment", &shop.payment),
+    ];
+    for (name, target) in services {
         let reply = target.get("/health").await?;
         let health = reply.json().unwrap_or_default();
         if !reply.is_success() || health["status"] != "ok" {
@@ -125,6 +132,15 @@ fn print_timeline(settings: &Settings) {
     println!("\nThe timeline ({} minutes at {}×: {} in all)", settings.duration_minutes, settings.speedup, real(30.0));
     println!("  minute {:>4.0}  (+{:>7})  ramp {start:.0} → {:.0} journeys/min", m(0.0), real(0.0), settings.peak_rpm);
     println!("  minute {:>4.0}  (+{:>7})  peak traffic, normal operations", m(10.0), real(10.0));
+    if settings.retry_storm {
+        println!("  minute {:>4.0}  (+{:>7})  the payment processor slows to half the checkouts", m(10.0), real(10.0));
+        println!("  minute {:>4.0}  (+{:>7})  … and is half back: room for twice them", m(12.0), real(12.0));
+        println!(
+            "  minute {:>4.0}  (+{:>7})  … and normal (checkout's retries decide minutes 12 to 15)",
+            m(15.0),
+            real(15.0)
+        );
+    }
     println!(
         "  minute {:>4.0}  (+{:>7})  DROP INDEX idx_products_category, idx_products_stock_quantity",
         m(15.0),
@@ -329,17 +345,19 @@ async fn check(shop: Shop, args: &TimelineArgs) -> Result<u8, StageError> {
 }
 
 async fn reset(shop: Shop) -> Result<u8, StageError> {
-    // All three are tried, whatever one of them answers.
+    // All four are tried, whatever one of them answers.
     let catalog = platform::stage::reset_session(&shop.catalog, &shop.token).await;
     let checkout = platform::stage::reset_session(&shop.checkout, &shop.token).await;
     let cart = platform::stage::reset_session(&shop.cart, &shop.token).await;
+    let payment = shop.restore_payment().await;
     let (catalog, checkout) = (catalog?, checkout?);
     cart?;
+    payment?;
     if let Some(message) = catalog.json().and_then(|v| v["message"].as_str().map(str::to_owned)) {
         println!("{message}");
     }
     let pool = checkout.json().map(|v| v["pool"].to_string()).unwrap_or_default();
-    println!("Checkout pool back to normal: {pool}. Carts emptied.");
+    println!("Checkout pool back to normal: {pool}. Carts emptied. Payment processor normal, its queue empty.");
     Ok(0)
 }
 
@@ -385,6 +403,7 @@ impl Rehearse {
             duration_minutes: timeline::TIMELINE_MINUTES,
             pool_size: 20,
             pool_timeout_ms: 5000,
+            retry_storm: false,
         };
         let seconds = settings.minute_seconds() * settings.duration_minutes;
         // stderr: the verdict table stays on stdout, and a silent minute looks hung.

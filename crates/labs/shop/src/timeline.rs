@@ -28,6 +28,9 @@ use crate::remote::Reading;
 pub use crate::remote::Shop;
 use crate::rush::{Opening, PeakReport, Rush};
 
+#[path = "timeline_storm.rs"]
+mod storm;
+
 /// The timeline's length in the seed, in minutes.
 pub const TIMELINE_MINUTES: f64 = 30.0;
 /// Journeys per minute at the peak when the catalog cannot be measured. By default the
@@ -90,6 +93,15 @@ pub struct TimelineArgs {
     /// shop check: how long the burst at peak rate lasts, in seconds
     #[arg(long, default_value_t = 20)]
     pub check_seconds: u64,
+    /// shop demonstrate: add the retry storm's phase — the payment processor slows at minute 10
+    /// to half the checkouts the peak asks for, is half back at 12, normal at 15 (checkout's
+    /// retries do the rest)
+    #[arg(long)]
+    pub retry_storm: bool,
+    /// shop/retry-storm: how long one authorization takes the slowed payment processor, in ms
+    /// (its one worker completes 1000/this a second; the peak is twice that)
+    #[arg(long, default_value_t = crate::stage_retry::TALK_WORK_MS)]
+    pub payment_work_ms: u32,
 }
 
 /// What a timeline run is set to.
@@ -100,6 +112,8 @@ pub struct Settings {
     pub duration_minutes: f64,
     pub pool_size: u32,
     pub pool_timeout_ms: u64,
+    /// With the retry storm's phase (minutes 10 to 15).
+    pub retry_storm: bool,
 }
 
 impl Settings {
@@ -360,7 +374,23 @@ impl Timeline {
         // The counts at the start stand in for those at the DROP INDEX if those cannot be read.
         let first = self.shop.steady_reading().await.ok();
         let (mut dropped, mut dropped_scans, mut peak_from) = (None, None, None);
+        let storm = storm::minutes(settings, at, drop);
+        let (mut storm_from, mut storm_rate) = (None, 0.0);
         for minute in 0..total {
+            if let Some([slow, half, back]) = storm {
+                if minute + 1 == slow {
+                    storm_from = self.shop.steady_reading().await.ok();
+                }
+                if minute == slow {
+                    storm_rate = self.slow_payment(minute, storm_from, observer).await;
+                }
+                if minute == half {
+                    storm_from = self.payment_half_back(minute, storm_rate, observer).await;
+                }
+                if minute == back {
+                    self.payment_back(minute, storm_from, observer).await;
+                }
+            }
             if minute == drop {
                 observer(Event::Milestone(format!(
                     "Minute {minute}: degradation starting — dropping the catalog indexes"
@@ -554,44 +584,5 @@ impl Timeline {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(speedup: f64, duration: f64) -> Settings {
-        Settings { speedup, peak_rpm: 120.0, duration_minutes: duration, pool_size: 20, pool_timeout_ms: 5000 }
-    }
-
-    #[test]
-    fn the_phases_follow_the_seed() {
-        let phases: Vec<&str> =
-            [0.0, 9.9, 10.0, 15.0, 19.9, 20.0, 22.0, 25.0, 29.9, 30.0].into_iter().map(phase_at_minute).collect();
-        assert_eq!(
-            phases,
-            [
-                "ramp_up",
-                "ramp_up",
-                "peak",
-                "degradation",
-                "degradation",
-                "critical",
-                "critical",
-                "peak_failure",
-                "peak_failure",
-                "completed"
-            ]
-        );
-        // A 60-minute timeline keeps the shape: degradation from its minute 30.
-        assert_eq!(settings(1.0, 60.0).phase(31.0), "degradation");
-    }
-
-    #[test]
-    fn speedup_compresses_time_not_rates() {
-        let s = settings(10.0, 30.0);
-        let shape = s.shape();
-        assert_eq!(shape.total(), Duration::from_secs(180), "30 minutes → 3 at 10×");
-        assert!((shape.rate_at(0.0) * 60.0 - 30.0).abs() < 1e-9, "starts at 30 journeys a minute");
-        assert!((shape.rate_at(60.0) * 60.0 - 120.0).abs() < 1e-9, "peak from minute 10 (60 s at 10×)");
-        assert!(settings(0.0, 30.0).validate().is_err());
-        assert!(settings(10.0, 0.5).validate().is_err());
-    }
-}
+#[path = "timeline_tests.rs"]
+mod tests;

@@ -1,7 +1,7 @@
-//! Traces of the shop's three services. Each service has a tracer provider of its own
-//! (`service.name` product-catalog, cart, checkout) even when one process runs all
-//! three, and checkout passes W3C `traceparent` on its calls, so one checkout is one
-//! trace across three services.
+//! Traces of the shop's four services. Each service has a tracer provider of its own
+//! (`service.name` product-catalog, cart, checkout, payment) even when one process runs
+//! all four, and checkout passes W3C `traceparent` on its calls, so one checkout is one
+//! trace across the services.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

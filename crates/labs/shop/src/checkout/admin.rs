@@ -90,12 +90,14 @@ async fn apply(lab: &Checkout, settings: PoolSettings) -> Result<Json<Resized>, 
     security(("admin_token" = [])),
     params(platform::http::Confirmed),
     responses(
-        (status = 200, description = "Checkout's normal pool again", body = Resized),
+        (status = 200, description = "Checkout's normal pool and the retries it started with", body = Resized),
         platform::openapi::ResetRefusals,
         (status = 503, description = "The pool could not be opened", body = super::super::openapi::ShopError),
     )
 )]
 pub(super) async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<Resized>, ApiError> {
+    // First, so a reset that fails later still puts the planted retries back.
+    lab.platform.bugs.restore_everywhere().await;
     let normal = lab.pool.normal();
     apply(&lab, normal).await
 }
