@@ -74,7 +74,17 @@ pub async fn build(
     for (name, listener) in listeners {
         let position = built.services.iter().position(|s| s.name == name);
         let service = position.map(|i| built.services.remove(i));
-        let service = service.ok_or_else(|| anyhow::anyhow!("the {} lab has no service '{name}'", lab.name()))?;
+        let mut service = service.ok_or_else(|| anyhow::anyhow!("the {} lab has no service '{name}'", lab.name()))?;
+        if !lab.home_page() {
+            let landing = platform::landing::Landing {
+                lab: lab.name(),
+                service: service.name,
+                scenarios: lab.scenarios(),
+                bugs: platform.bugs.clone(),
+                siblings: local.iter().filter(|(n, _)| *n != service.name).cloned().collect(),
+            };
+            service.router = platform::landing::wrap(service.router, landing);
+        }
         services.push((service, listener));
     }
     Ok(App { platform, services, close: built.close })

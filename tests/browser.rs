@@ -16,6 +16,8 @@ async fn the_pages_work_in_headless_chromium() {
         "playwright-core is not installed: run `npm ci` in tests/browser (.ci/run does)"
     );
     let app = spawn_app(Backend::Embedded, |c| c.platform.conference = Some("sreday".into())).await;
+    // A lab without pages of its own: its landing page is checked at every size too.
+    let items = common::spawn_lab(breakroom::labs::LabName::Items, Backend::Embedded, |_| {}).await;
     let shots = tempfile::tempdir().unwrap();
     let shots_dir = std::env::var("BREAKROOM_SCREENSHOTS")
         .map(|d| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(d))
@@ -26,11 +28,12 @@ async fn the_pages_work_in_headless_chromium() {
         .current_dir(dir)
         .env("BASE_URL", &app.url)
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("ITEMS_URL", &items.url)
         .env("SCREENSHOT_DIR", &shots_dir)
         .output()
         .await
         .expect("node runs");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{text}");
-    assert!(text.contains("10 passed, 0 failed"), "{text}");
+    assert!(text.contains("13 passed, 0 failed"), "{text}");
 }

@@ -494,7 +494,43 @@ async fn starts_degraded_while_redis_is_down_and_recovers() {
     assert!(eventually(Duration::from_secs(3), || async { health_status(&app).await == "ok" }).await);
 }
 
-on_both_backends!(demonstrate_walks_the_runbook);
+on_both_backends!(demonstrate_walks_the_runbook, the_landing_page_says_what_the_lab_is_and_its_state);
+
+/// `/` is a page for the speaker's browser: the lab's stories and their commands, the
+/// planted bug's switch, what `/health` says, and where the contract and metrics are.
+async fn the_landing_page_says_what_the_lab_is_and_its_state(backend: Backend) {
+    let app = spawn(backend).await;
+    let response = app.get("/").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(response.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
+    let page = response.text().await.unwrap();
+    for expected in [
+        "<title>breakroom · items</title>",
+        "Kill Redis: graceful degradation",
+        "breakroom demonstrate items/cache-stampede",
+        "breakroom hint items/redis-outage",
+        r#"<td><code>cache-stampede</code></td><td class="mode-buggy">BUGGY</td>"#,
+        r#"<a href="/openapi.json">/openapi.json</a>"#,
+        "docs/runbooks/items.md",
+    ] {
+        assert!(page.contains(expected), "{expected} in {page}");
+    }
+    assert!(!page.contains("<script"), "no script: the page works without JavaScript");
+    let flipped =
+        app.post_admin("/admin/bugs/cache-stampede", Some(ADMIN_TOKEN), Some(&json!({ "fixed": true }))).await;
+    assert_eq!(flipped.status(), 200);
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(page.contains(r#"<td class="mode-fixed">FIXED</td>"#), "the switch as it is now: {page}");
+    let health = app.get("/health").await.json::<Value>().await.unwrap();
+    let status = health["status"].as_str().unwrap();
+    assert!(page.contains(&format!("<tr><td>status</td><td>{status}</td></tr>")), "{page}");
+    assert_eq!(app.client.head(format!("{}/", app.url)).send().await.unwrap().status(), 200);
+    // Only GET and HEAD: the rest is still the API's JSON error.
+    let post = app.post_json("/", &json!({})).await;
+    assert!(post.status().is_client_error(), "{}", post.status());
+    assert!(post.json::<Value>().await.unwrap()["detail"].is_string());
+}
 
 async fn demonstrate_walks_the_runbook(backend: Backend) {
     let app = spawn(backend).await;

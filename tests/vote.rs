@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADMIN_TOKEN, Backend, Events, breakroom, sample, spawn_app};
+use common::{ADMIN_TOKEN, Backend, Events, breakroom, eventually, sample, spawn_app};
 use serde_json::{Value, json};
 
 const PARTNER: &str = "conf-partner-2026";
@@ -31,6 +31,7 @@ on_both_backends!(
     live_viewers_are_capped,
     a_burst_of_concurrent_votes_is_counted_exactly,
     a_failed_batch_refuses_exactly_its_votes,
+    the_vote_page_votes_without_javascript,
 );
 
 async fn a_burst_of_concurrent_votes_is_counted_exactly(backend: Backend) {
@@ -1067,4 +1068,68 @@ async fn a_reset_returns_the_leaked_connections_of_every_replica() {
             .await;
     assert!(returned, "replica B gave its leaked connections back");
     assert_eq!(b.vote("print", None).await.0, 200);
+}
+
+/// The vote page's buttons are a form: without JavaScript a vote is counted and lands on
+/// the results; a refused one comes back as the page in plain words (JSON to an API client).
+async fn the_vote_page_votes_without_javascript(backend: Backend) {
+    let app = spawn_app(backend, |_| {}).await;
+    let browser = breakroom::platform::http::client().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let form = |query: &str, body: &str, html: bool| {
+        let request = browser
+            .post(format!("{}/vote/form{query}", app.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string());
+        let request =
+            if html { request.header("accept", "text/html,application/xhtml+xml,*/*;q=0.8") } else { request };
+        request.send()
+    };
+    // The page: a form to /vote/form that carries the referral code it was opened with.
+    let page = app.get(&format!("/?referral={PARTNER}&conf=kubecon")).await.text().await.unwrap();
+    assert!(
+        page.contains(r#"<form class="choices" id="choices" method="post" action="/vote/form?conf=kubecon">"#),
+        "{page}"
+    );
+    assert!(page.contains(&format!(r#"<input type="hidden" name="referral" value="{PARTNER}">"#)), "{page}");
+    assert!(page.contains(r#"type="submit" name="choice" value="ai""#), "{page}");
+    let markup = app.get("/?referral=%22%3E%3Cscript%3E").await.text().await.unwrap();
+    assert!(!markup.contains("\"><script>") && markup.contains("&#34;&#62;&#60;script&#62;"), "escaped: {markup}");
+
+    let counted = form("?conf=kubecon", "choice=ai", true).await.unwrap();
+    assert_eq!(counted.status(), 303);
+    assert_eq!(counted.headers()["location"], "/results?voted=ai&conf=kubecon");
+    let results = app.get("/results?voted=ai").await.text().await.unwrap();
+    assert!(results.contains("Your vote is in: Ask an AI to explain it."), "{results}");
+    let count = |choice: &'static str| {
+        let app = &app;
+        async move { app.get("/votes").await.json::<Value>().await.unwrap()[choice]["count"].as_i64().unwrap() }
+    };
+    assert!(eventually(Duration::from_secs(5), || async { count("ai").await == 1 }).await, "counted");
+
+    // Refused: an unknown choice, as a page and as JSON.
+    let refused = form("", "choice=nope", true).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("VOTE NOT RECORDED") && page.contains("Invalid choice. Must be one of"), "{page}");
+    let refused = form("", "choice=nope", false).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.json::<Value>().await.unwrap()["detail"].as_str().unwrap().starts_with("Invalid choice"));
+    let not_a_form =
+        browser.post(format!("{}/vote/form", app.url)).json(&json!({ "choice": "ai" })).send().await.unwrap();
+    assert!(not_a_form.status().is_client_error(), "{}", not_a_form.status());
+    assert!(not_a_form.json::<Value>().await.unwrap()["detail"].is_string());
+
+    // The partner link broken: the page says so and offers the vote without it.
+    for _ in 0..10 {
+        assert_eq!(form("", &format!("choice=print&referral={PARTNER}"), false).await.unwrap().status(), 303);
+    }
+    let degraded = form("", &format!("choice=print&referral={PARTNER}"), true).await.unwrap();
+    assert_eq!(degraded.status(), 503);
+    let page = degraded.text().await.unwrap();
+    assert!(page.contains("The partner link is not working right now"), "{page}");
+    assert!(!page.contains("never evicts"), "the root cause stays off the room's phones: {page}");
+    assert!(page.contains(r#"<input type="hidden" name="choice" value="print">"#), "{page}");
+    let without = form("", "choice=print", true).await.unwrap();
+    assert_eq!(without.status(), 303, "the vote without the partner link is counted");
+    assert!(eventually(Duration::from_secs(5), || async { count("print").await == 11 }).await);
 }

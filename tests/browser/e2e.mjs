@@ -3,9 +3,10 @@
 //   BASE_URL=http://127.0.0.1:PORT ADMIN_TOKEN=… [SCREENSHOT_DIR=…] node e2e.mjs
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 const BASE = process.env.BASE_URL;
 const TOKEN = process.env.ADMIN_TOKEN;
@@ -15,6 +16,8 @@ const WORK = mkdtempSync(join(tmpdir(), "breakroom-decode-"));
 const PHONE = { width: 390, height: 844 };
 const PROJECTOR = { width: 1920, height: 1080 };
 const origin = new URL(BASE).origin;
+// The servers under test: the vote lab, and the items lab for its landing page.
+const OWN = [origin, ...(process.env.ITEMS_URL ? [new URL(process.env.ITEMS_URL).origin] : [])];
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -25,11 +28,11 @@ const foreign = [];
 let passed = 0;
 let failed = 0;
 
-async function page(viewport) {
-  const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+async function page(viewport, options = {}) {
+  const context = await browser.newContext({ viewport, deviceScaleFactor: 1, ...options });
   context.on("request", (request) => {
     const url = request.url();
-    if (!url.startsWith(origin) && !url.startsWith("data:") && !url.startsWith("blob:")) foreign.push(url);
+    if (!OWN.some((o) => url.startsWith(o)) && !url.startsWith("data:") && !url.startsWith("blob:")) foreign.push(url);
   });
   return { context, page: await context.newPage() };
 }
@@ -297,6 +300,81 @@ await story("?conf=kubecon shows the KubeCon banner and logo", async () => {
   await q.goto(`${BASE}/results?conf=kubecon`);
   expect((await q.getAttribute(".join-card a", "href")) === `${origin}/?conf=kubecon`, "the join link too");
   await projector.close();
+});
+
+await story("without JavaScript a tap votes and the results show it, counts included", async () => {
+  await reset();
+  const { context, page: p } = await page(PHONE, { javaScriptEnabled: false });
+  await p.goto(`${BASE}/?conf=kubecon`);
+  await Promise.all([p.waitForURL(/\/results\?voted=ai/), p.click('button[value="ai"]')]);
+  expect(p.url().endsWith("/results?voted=ai&conf=kubecon"), `landed on ${p.url()}`);
+  expect((await p.textContent(".voted")).includes("Your vote is in: Ask an AI to explain it."), "the vote is acknowledged");
+  const ai = await p.textContent('[data-choice="ai"] .bar-count');
+  expect(ai.trim() === "1", `the count is in the HTML: ${ai}`);
+  await p.screenshot({ path: join(SHOTS, "vote-phone-no-javascript.png") });
+  await context.close();
+});
+
+// Every value `--conference` and `?conf=` document, on the smallest phone and a common one:
+// the logo is drawn with paths (no font it could fall back from), fits, and has no clipped word.
+const BRANDS = [["sreday", "SREday"], ["kubecon", "KubeCon"], ["devopsdays", "DevOpsDays"]];
+await story("every conference's banner fits a phone, its logo drawn without fonts", async () => {
+  for (const viewport of [{ width: 320, height: 568 }, PHONE]) {
+    const { context, page: p } = await page(viewport);
+    for (const [key, greeting] of BRANDS) {
+      await p.goto(`${BASE}/?conf=${key}`);
+      expect((await p.textContent(".greeting")) === `Hello ${greeting}!`, `${key}: the greeting`);
+      const logo = await p.$eval(".brand-logo", (img) => {
+        const box = img.getBoundingClientRect();
+        return { src: img.getAttribute("src"), loaded: img.complete && img.naturalWidth > 0,
+                 left: box.left, right: box.right, width: innerWidth, scroll: document.documentElement.scrollWidth };
+      });
+      expect(logo.src === `/static/logos/${key}.svg` && logo.loaded, `${key}: ${JSON.stringify(logo)}`);
+      expect(logo.left >= 0 && logo.right <= logo.width && logo.scroll <= logo.width, `${key} fits ${viewport.width} px: ${JSON.stringify(logo)}`);
+      const svg = await (await fetch(`${BASE}${logo.src}`)).text();
+      expect(svg.includes("<path") && !svg.includes("<text") && !svg.includes("font-family"), `${key}: the words are paths`);
+      if (viewport.width === 320 && key === "devopsdays") await p.screenshot({ path: join(SHOTS, "vote-phone-320-devopsdays.png") });
+    }
+    await context.close();
+  }
+});
+
+// Every page at the four sizes of a room: phones, a venue projector, a 1080p one. Nothing
+// sticks out sideways, and axe-core finds nothing serious (its script is injected, so these
+// contexts bypass the pages' script policy; the pages themselves are checked with it above).
+const AXE = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "node_modules/axe-core/axe.min.js"), "utf8");
+const SIZES = [{ width: 390, height: 844 }, { width: 320, height: 568 }, { width: 1280, height: 720 }, PROJECTOR];
+const PAGES = [`${BASE}/`, `${BASE}/?referral=conf-partner-2026`, `${BASE}/results`, `${BASE}/admin`, `${BASE}/presenter`,
+  ...(process.env.ITEMS_URL ? [`${process.env.ITEMS_URL}/`] : [])];
+await story("every page fits every size and axe-core finds no serious violation", async () => {
+  const problems = [];
+  for (const viewport of SIZES) {
+    const { context, page: p } = await page(viewport, { bypassCSP: true });
+    for (const url of PAGES) {
+      await p.goto(url);
+      await p.evaluate(() => document.fonts.ready);
+      const wide = await p.evaluate(() => {
+        const out = [];
+        for (const el of document.querySelectorAll("body *")) {
+          const box = el.getBoundingClientRect();
+          const style = getComputedStyle(el);
+          if (box.width === 0 || style.visibility === "hidden" || el.closest("[hidden]")) continue;
+          if (box.left < -1 || box.right > innerWidth + 1) out.push(`${el.tagName.toLowerCase()}.${el.className}: ${Math.round(box.left)}..${Math.round(box.right)}`);
+        }
+        return { out: out.slice(0, 5), scroll: document.documentElement.scrollWidth, width: innerWidth };
+      });
+      if (wide.out.length || wide.scroll > wide.width) problems.push(`${url} at ${viewport.width}×${viewport.height}: ${JSON.stringify(wide)}`);
+      await p.addScriptTag({ content: AXE });
+      const serious = await p.evaluate(async () => {
+        const { violations } = await axe.run(document, { resultTypes: ["violations"] });
+        return violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+          .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+      });
+      if (serious.length) problems.push(`${url} at ${viewport.width}×${viewport.height}: ${serious.join("; ")}`);
+    }
+    await context.close();
+  }
+  expect(problems.length === 0, problems.join("\n"));
 });
 
 await story("no page requests anything from another host", async () => {

@@ -12,6 +12,7 @@
   let lastChoice = null;
 
   function show(panel) {
+    if ($("form-outcome")) $("form-outcome").hidden = true;
     panels.forEach((id) => { $(id).hidden = id !== panel; });
     $("choices").closest(".card").hidden = panel !== null;
     // Focus the outcome's heading: keyboard users land on it, screen readers read it.
@@ -60,7 +61,10 @@
     }
   }
 
-  buttons.forEach((b) => b.addEventListener("click", () => vote(b.dataset.choice)));
+  // The buttons are a form (for phones without JavaScript); here the script sends the vote.
+  $("choices").addEventListener("submit", (event) => event.preventDefault());
+  buttons.forEach((b) => b.addEventListener("click", (event) => { event.preventDefault(); vote(b.dataset.choice); }));
+
   document.querySelectorAll("[data-again]").forEach((b) => b.addEventListener("click", () => show(null)));
   $("without-partner").addEventListener("click", () => {
     // From now on this page votes without the partner code, as a plain link would.

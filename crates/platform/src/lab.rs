@@ -123,6 +123,12 @@ pub trait Lab: Send + Sync {
     /// `breakroom seed LAB`: creates the tables and seed data; says what it did.
     fn seed<'a>(&'a self, db: &'a Db) -> Boxed<'a, anyhow::Result<String>>;
 
+    /// Whether the lab serves its own `/` (the vote lab's pages); the others get the
+    /// platform's landing page there ([`crate::landing`]).
+    fn home_page(&self) -> bool {
+        false
+    }
+
     /// Whether each service exports its own traces (under its own service name)
     /// rather than the process under [`service_name`](Self::service_name).
     fn traces_per_service(&self) -> bool {

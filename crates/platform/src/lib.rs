@@ -9,6 +9,7 @@ pub mod db;
 pub mod feed;
 pub mod http;
 pub mod lab;
+pub mod landing;
 pub mod limit;
 pub mod openapi;
 pub mod rehearsal;

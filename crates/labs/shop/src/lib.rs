@@ -96,9 +96,9 @@ pub const RETRY_SCENARIO: Scenario = Scenario {
             processor still scores them, and every timeout sends another call: the processor \
             works only for callers who left, and checkouts keep failing after the peak is over.",
     trigger: "breakroom demonstrate shop/retry-storm: the processor slowed to 1 worker at 20 ms an authorization, \
-              then a peak of twice its capacity for 3 s and a calm of 40% after it",
+              then a peak of twice what it completes for 2 s and a calm of 40% after it",
     symptom: "shop_payment_calls_total{attempt=\"retry\"} far above the checkouts (6 calls a checkout), \
-              shop_payment_abandoned_total climbing, shop_payment_queue_depth full; checkouts answer 503 \
+              shop_payment_abandoned_total climbing, shop_payment_queue_depth in the hundreds; checkouts answer 503 \
               \"payment not authorized after 6 calls\" long after the peak; ShopRetryStorm fires",
     fix: "breakroom serve shop --fixed retry-storm (or POST /admin/bugs/retry-storm on checkout): at most two \
           retries, exponential backoff with full jitter, a retry budget of 10% of the calls",

@@ -132,14 +132,16 @@ fn print_timeline(settings: &Settings) {
     println!("\nThe timeline ({} minutes at {}×: {} in all)", settings.duration_minutes, settings.speedup, real(30.0));
     println!("  minute {:>4.0}  (+{:>7})  ramp {start:.0} → {:.0} journeys/min", m(0.0), real(0.0), settings.peak_rpm);
     println!("  minute {:>4.0}  (+{:>7})  peak traffic, normal operations", m(10.0), real(10.0));
-    if settings.retry_storm {
-        println!("  minute {:>4.0}  (+{:>7})  the payment processor slows to half the checkouts", m(10.0), real(10.0));
-        println!("  minute {:>4.0}  (+{:>7})  … and is half back: room for twice them", m(12.0), real(12.0));
+    if let Some([slow, half, back]) = settings.storm_minutes() {
+        let seconds = |minute: u32| format!("{:.0} s", f64::from(minute) * settings.minute_seconds());
+        println!("  minute {slow:>4}  (+{:>7})  the payment processor slows to half the checkouts", seconds(slow));
+        println!("  minute {half:>4}  (+{:>7})  … and is half back: room for twice them", seconds(half));
         println!(
-            "  minute {:>4.0}  (+{:>7})  … and normal (checkout's retries decide minutes 12 to 15)",
-            m(15.0),
-            real(15.0)
+            "  minute {back:>4}  (+{:>7})  … and normal (checkout's retries decide the minutes between)",
+            seconds(back)
         );
+    } else if settings.retry_storm {
+        println!("  (no retry storm: a timeline this short has no room for its phase)");
     }
     println!(
         "  minute {:>4.0}  (+{:>7})  DROP INDEX idx_products_category, idx_products_stock_quantity",

@@ -165,11 +165,11 @@ fn checkouts(shop: &Shop, shape: Shape) -> (Arc<Run>, tokio::task::JoinHandle<()
 }
 
 /// What the slowed processor completes a second on this machine now, from the time its
-/// latest authorizations took (`work_ms` each when nothing else wants the CPU).
+/// latest authorizations took (about `work_ms` each when nothing else wants the CPU).
 async fn capacity_now(shop: &Shop, work_ms: u32) -> Result<f64, StageError> {
     let health = shop.payment.get("/health").await?.expect_json("GET /health on the payment processor")?;
     let took = health["payment"]["measured_work_ms"].as_f64().filter(|ms| *ms > 0.0).unwrap_or(f64::from(work_ms));
-    Ok(f64::from(TALK_WORKERS) * 1000.0 / took.max(f64::from(work_ms)))
+    Ok(f64::from(TALK_WORKERS) * 1000.0 / took.max(1.0))
 }
 
 /// What the slowed processor completes a second: a few checkouts, then what they took.
@@ -276,11 +276,19 @@ async fn demonstrate(shop: &Shop, work_ms: u32) -> Result<u8, StageError> {
     println!(
         "The bug lives in crates/labs/shop/src/checkout/pay.rs (retry_immediately). Fix: breakroom serve shop --fixed {RETRY_BUG}"
     );
+    println!(
+        "The processor stays slowed and buried so the room can look: `breakroom reset shop/retry-storm` puts it back \
+         (`breakroom check shop/retry-storm` does too, after its measurement)."
+    );
     Ok(0)
 }
 
 async fn check(shop: &Shop, work_ms: u32) -> Result<u8, StageError> {
-    let storm = storm(shop, work_ms).await?;
+    let storm = storm(shop, work_ms).await;
+    // The check leaves the lab usable: the normal processor, nothing queued.
+    let restored = shop.restore_payment().await;
+    let storm = storm?;
+    restored?;
     Ok(platform::stage::report_check(
         storm.verdict(),
         "Read crates/labs/shop/src/checkout/pay.rs (retry_immediately). Run the fix with \

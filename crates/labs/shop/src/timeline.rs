@@ -374,8 +374,8 @@ impl Timeline {
         // The counts at the start stand in for those at the DROP INDEX if those cannot be read.
         let first = self.shop.steady_reading().await.ok();
         let (mut dropped, mut dropped_scans, mut peak_from) = (None, None, None);
-        let storm = storm::minutes(settings, at, drop);
-        let (mut storm_from, mut storm_rate) = (None, 0.0);
+        let storm = settings.storm_minutes();
+        let (mut storm_from, mut storm_rate) = (None, None);
         for minute in 0..total {
             if let Some([slow, half, back]) = storm {
                 if minute + 1 == slow {
@@ -384,10 +384,10 @@ impl Timeline {
                 if minute == slow {
                     storm_rate = self.slow_payment(minute, storm_from, observer).await;
                 }
-                if minute == half {
-                    storm_from = self.payment_half_back(minute, storm_rate, observer).await;
+                if let Some(rate) = storm_rate.filter(|_| minute == half) {
+                    storm_from = self.payment_half_back(minute, rate, observer).await;
                 }
-                if minute == back {
+                if storm_rate.is_some() && minute == back {
                     self.payment_back(minute, storm_from, observer).await;
                 }
             }

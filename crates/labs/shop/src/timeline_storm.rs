@@ -19,45 +19,70 @@ const SLOW_SHARE: f64 = 0.5;
 /// …and this share once half back.
 const HALF_BACK_SHARE: f64 = 2.0;
 
+/// The longest an authorization may take the slowed processor: well inside checkout's
+/// 1 s timeout, so an empty queue still answers in time and only the queue makes calls
+/// time out. At [`SLOW_SHARE`] it needs a peak of 4 checkouts a second or more.
+const MAX_WORK_MS: f64 = 500.0;
+
 /// The phase's minutes on this timeline (`at` scales the story's), before `drop`:
 /// None when the phase is off or the timeline has no room for it.
-pub(super) fn minutes(settings: &Settings, at: impl Fn(f64) -> u32, drop: u32) -> Option<[u32; 3]> {
+fn minutes(settings: &Settings, at: impl Fn(f64) -> u32, drop: u32) -> Option<[u32; 3]> {
     let slow = at(SLOW_MINUTE).max(1);
     let half = at(HALF_BACK_MINUTE).max(slow + 1);
     let back = at(BACK_MINUTE).max(half + 1).min(drop);
     (settings.retry_storm && back > half).then_some([slow, half, back])
 }
 
+impl Settings {
+    /// When the retry storm's phase slows the processor, brings it half back and
+    /// restores it, on this timeline; None without the phase.
+    pub fn storm_minutes(&self) -> Option<[u32; 3]> {
+        let at = |minute: f64| self.scaled(minute).round() as u32;
+        minutes(self, at, at(super::DROP_MINUTE))
+    }
+}
+
 /// How long one authorization must take one worker to complete `share` of `rate`
-/// checkouts a second.
-fn work_ms(share: f64, rate: f64) -> u32 {
-    let capacity = (share * rate).max(1.0);
-    (1000.0 / capacity).round().clamp(1.0, 1000.0) as u32
+/// checkouts a second; None when that is longer than [`MAX_WORK_MS`].
+fn work_ms(share: f64, rate: f64) -> Option<u32> {
+    let ms = 1000.0 / (share * rate);
+    (ms.is_finite() && ms <= MAX_WORK_MS).then(|| ms.round().max(1.0) as u32)
 }
 
 impl Timeline {
     /// Slows the processor to half the checkouts of the minute since `before`; the
-    /// checkouts a second it was sized on.
+    /// checkouts a second it was sized on, or None when the phase could not run.
     pub(super) async fn slow_payment(
         &self,
         minute: u32,
         before: Option<Reading>,
         observer: &mut (dyn FnMut(Event) + Send),
-    ) -> f64 {
+    ) -> Option<f64> {
         let rate = match (before, self.shop.steady_reading().await.ok()) {
             (Some(before), Some(now)) => now.since(&before).attempted_rate(),
             _ => 0.0,
+        };
+        let Some(work) = work_ms(SLOW_SHARE, rate) else {
+            observer(Event::Trouble(format!(
+                "Minute {minute}: no retry storm — the peak asks for {rate:.1} checkouts a second, and the storm needs \
+                 {:.0} or more against checkout's 1 s payment timeout: raise --peak-rpm",
+                1000.0 / (SLOW_SHARE * MAX_WORK_MS)
+            )));
+            return None;
         };
         let retries = self.shop.checkout.bug_mode(crate::RETRY_BUG, &self.shop.token).await.unwrap_or_default();
         observer(Event::Milestone(format!(
             "Minute {minute}: the payment processor slows — to half the {rate:.1} checkouts a second the peak asks for \
              (checkout's retries: {retries})"
         )));
-        match self.shop.slow_payment(1, work_ms(SLOW_SHARE, rate)).await {
+        match self.shop.slow_payment(1, work).await {
             Ok(done) => observer(Event::Milestone(done)),
-            Err(error) => observer(Event::Trouble(format!("Could not slow the payment processor: {error}"))),
+            Err(error) => {
+                observer(Event::Trouble(format!("Could not slow the payment processor: {error}")));
+                return None;
+            }
         }
-        rate
+        Some(rate)
     }
 
     /// The processor half back: twice the checkouts of `rate`; the reading the end of
@@ -71,7 +96,9 @@ impl Timeline {
         observer(Event::Milestone(format!(
             "Minute {minute}: the payment processor is half back — room for twice the shoppers' checkouts"
         )));
-        match self.shop.slow_payment(1, work_ms(HALF_BACK_SHARE, rate)).await {
+        // Twice the checkouts: under the cap whenever half of them were.
+        let work = work_ms(HALF_BACK_SHARE, rate).unwrap_or(1);
+        match self.shop.slow_payment(1, work).await {
             Ok(done) => observer(Event::Milestone(done)),
             Err(error) => observer(Event::Trouble(format!("Could not change the payment processor: {error}"))),
         }
@@ -133,9 +160,17 @@ mod tests {
 
     #[test]
     fn the_slowed_processor_completes_its_share_of_the_checkouts() {
-        assert_eq!(work_ms(SLOW_SHARE, 4.0), 500, "2 a second");
-        assert_eq!(work_ms(SLOW_SHARE, 100.0), 20, "50 a second");
-        assert_eq!(work_ms(HALF_BACK_SHARE, 100.0), 5, "200 a second");
-        assert_eq!(work_ms(SLOW_SHARE, 0.0), 1000, "no checkouts measured: one a second");
+        assert_eq!(work_ms(SLOW_SHARE, 4.0), Some(500), "2 a second");
+        assert_eq!(work_ms(SLOW_SHARE, 100.0), Some(20), "50 a second");
+        assert_eq!(work_ms(HALF_BACK_SHARE, 100.0), Some(5), "200 a second");
+        // Too few checkouts: an authorization would take as long as checkout waits for it.
+        assert_eq!(work_ms(SLOW_SHARE, 0.75), None, "the fallback peak's");
+        assert_eq!(work_ms(SLOW_SHARE, 0.0), None, "none measured");
+    }
+
+    #[test]
+    fn a_timeline_too_short_for_the_phase_has_none() {
+        assert_eq!(settings(30.0, true).storm_minutes(), Some([10, 12, 15]));
+        assert_eq!(settings(5.0, true).storm_minutes(), None);
     }
 }

@@ -30,6 +30,10 @@ impl Lab for VoteLab {
         SERVICE
     }
 
+    fn home_page(&self) -> bool {
+        true
+    }
+
     fn bugs(&self) -> &'static [BugInfo] {
         BUGS
     }

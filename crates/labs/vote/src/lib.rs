@@ -7,6 +7,7 @@
 //! (`partners.rs`, `vote/connection-leak`): once the pool is drained, every vote does.
 
 mod ballot;
+mod form;
 mod ingest;
 pub mod lab;
 mod live;
@@ -178,6 +179,7 @@ pub async fn build(platform: &Platform, registry: &mut Registry, settings: &Vote
         .route("/presenter/state", get(presenter::public_state))
         .route("/qr.svg", get(presenter::qr))
         .route("/vote", post(vote))
+        .route("/vote/form", post(form::vote))
         .route("/votes", get(votes))
         .route("/stream", get(stream))
         .route("/health", get(health))
@@ -253,7 +255,20 @@ async fn vote(
     headers: axum::http::HeaderMap,
     JsonBody(request): JsonBody<VoteRequest>,
 ) -> Result<Json<openapi::VoteAccepted>, ApiError> {
-    let client = platform::limit::client_ip(peer, &headers, lab.settings.trust_proxy);
+    let choice = cast(&lab, peer, &headers, &request.choice, request.referral).await?;
+    Ok(Json(openapi::VoteAccepted { status: "ok", choice }))
+}
+
+/// A vote as `POST /vote` and the page's form take it: the rate limit, the choice, the
+/// referral through its cache, then the ballot box.
+async fn cast(
+    lab: &VoteApp,
+    peer: std::net::SocketAddr,
+    headers: &axum::http::HeaderMap,
+    choice: &str,
+    referral: Option<String>,
+) -> Result<Choice, ApiError> {
+    let client = platform::limit::client_ip(peer, headers, lab.settings.trust_proxy);
     if let Err(wait) = lab.limiter.check(client) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -261,16 +276,16 @@ async fn vote(
         )
         .with_retry_after(wait.as_secs().max(1) as u32));
     }
-    let choice = Choice::parse(&request.choice)
+    let choice = Choice::parse(choice)
         .ok_or_else(|| ApiError::bad_request(format!("Invalid choice. Must be one of: {}", Choice::keys_listed())))?;
-    let referral = referral_code(request.referral)?;
+    let referral = referral_code(referral)?;
     if let Some(code) = &referral {
-        let partner = lab.referral.validate(&lab.partners, code).await.map_err(|e| referral_error(&lab, e))?;
+        let partner = lab.referral.validate(&lab.partners, code).await.map_err(|e| referral_error(lab, e))?;
         tracing::debug!(partner_id = partner.id, partner = %partner.name, "referral accepted");
     }
     lab.ingest.submit(choice, referral).await?;
     lab.votes_total.get_or_create(&ChoiceLabel { choice: choice.key() }).inc();
-    Ok(Json(openapi::VoteAccepted { status: "ok", choice }))
+    Ok(choice)
 }
 
 /// Longest referral code accepted; partner codes are 20 characters.

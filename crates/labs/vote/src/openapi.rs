@@ -72,6 +72,7 @@ pub struct CacheFill {
     ),
     paths(
         super::vote,
+        super::form::vote,
         super::votes,
         super::stream,
         super::health,
@@ -91,6 +92,7 @@ pub struct CacheFill {
         Choice,
         QrTarget,
         super::VoteRequest,
+        super::form::VoteForm,
         VoteAccepted,
         Tally,
         StatusBody,

@@ -130,6 +130,35 @@ pub struct VotePage {
     frame: Frame,
     question: &'static str,
     choices: Vec<ChoiceView>,
+    /// The referral code the page was opened with, sent with the form's vote.
+    referral: Option<String>,
+    /// What happened to a vote sent without JavaScript, when it was refused.
+    outcome: Option<Outcome>,
+}
+
+/// A refused vote, as the page says it (the words of vote.js).
+pub struct Outcome {
+    /// `degraded` or `failed`: the card's colour.
+    pub class: &'static str,
+    pub title: &'static str,
+    pub text: String,
+    /// The choice to send again without the partner link.
+    pub choice: Option<&'static str>,
+    pub without_partner: bool,
+}
+
+/// `GET /`'s query.
+#[derive(Deserialize)]
+pub struct VoteQuery {
+    pub conf: Option<String>,
+    pub referral: Option<String>,
+}
+
+/// The vote page, with the referral code its form sends (one the ballot could take;
+/// another is left out) and a refused vote's outcome.
+pub fn vote_page(lab: &VoteApp, conf: Option<String>, referral: Option<String>, outcome: Option<Outcome>) -> VotePage {
+    let referral = referral.filter(|c| !c.is_empty() && c.chars().count() <= 64 && !c.chars().any(char::is_control));
+    VotePage { frame: Frame::new(lab, &PageQuery { conf }), question: QUESTION, choices: choices(), referral, outcome }
 }
 
 #[derive(Template, WebTemplate)]
@@ -144,6 +173,16 @@ pub struct ResultsPage {
     vote_short: Vec<String>,
     /// `&conf=KEY` for the join code when the page was opened with `?conf=`.
     qr_conf: String,
+    /// The choice of the vote that just brought the voter here (`?voted=`).
+    voted: Option<&'static str>,
+}
+
+/// `GET /results`'s query.
+#[derive(Deserialize)]
+pub struct ResultsQuery {
+    pub conf: Option<String>,
+    /// Set by the vote page's form after a counted vote.
+    pub voted: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -160,21 +199,27 @@ pub struct AdminPage {
     get,
     path = "/",
     tag = "pages",
-    params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
+    params(
+        ("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays"),
+        ("referral" = Option<String>, Query, description = "A partner's referral code, sent with the vote"),
+    ),
     responses(
-        (status = 200, description = "The vote page (phones)", content_type = "text/html", body = String),
+        (status = 200, description = "The vote page (phones); its buttons vote without JavaScript too", content_type = "text/html", body = String),
         (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
     )
 )]
-pub async fn vote(State(lab): State<Arc<VoteApp>>, QueryParams(query): QueryParams<PageQuery>) -> VotePage {
-    VotePage { frame: Frame::new(&lab, &query), question: QUESTION, choices: choices() }
+pub async fn vote(State(lab): State<Arc<VoteApp>>, QueryParams(query): QueryParams<VoteQuery>) -> VotePage {
+    vote_page(&lab, query.conf, query.referral, None)
 }
 
 #[utoipa::path(
     get,
     path = "/results",
     tag = "pages",
-    params(("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays")),
+    params(
+        ("conf" = Option<String>, Query, description = "Conference branding: sreday, kubecon, devopsdays"),
+        ("voted" = Option<String>, Query, description = "The choice just voted for (the vote page's form): said at the top"),
+    ),
     responses(
         (status = 200, description = "Live results (projector): counts, shares and the join code, right without JavaScript", content_type = "text/html", body = String),
         (status = 422, description = "A malformed query string", body = platform::openapi::ErrorBody),
@@ -183,7 +228,7 @@ pub async fn vote(State(lab): State<Arc<VoteApp>>, QueryParams(query): QueryPara
 pub async fn results(
     State(lab): State<Arc<VoteApp>>,
     headers: axum::http::HeaderMap,
-    QueryParams(query): QueryParams<PageQuery>,
+    QueryParams(query): QueryParams<ResultsQuery>,
 ) -> ResultsPage {
     // Counts that cannot be read now show as none; the live stream brings them.
     let (choices, total) = tallied(&lab.live.snapshot().await.unwrap_or_default());
@@ -191,13 +236,14 @@ pub async fn results(
     let named = brand_named(query.conf.as_deref());
     let vote_url = with_conf(super::presenter::vote_url(&base), named);
     ResultsPage {
-        frame: Frame::new(&lab, &query),
+        frame: Frame::new(&lab, &PageQuery { conf: query.conf.clone() }),
         question: QUESTION,
         choices,
         total,
         vote_short: super::presenter::short_parts(&vote_url),
         vote_url,
         qr_conf: named.map(|b| format!("&conf={}", b.key)).unwrap_or_default(),
+        voted: query.voted.as_deref().and_then(Choice::parse).map(Choice::label),
     }
 }
 

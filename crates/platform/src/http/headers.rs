@@ -23,7 +23,7 @@ const CONTENT_SECURITY_POLICY_NOT_A_DOCUMENT: &str = "default-src 'none'; frame-
 /// (which governs the requests a document makes) act on documents only; left off the
 /// answers of the API they save a header map two insertions and every client 60 bytes.
 /// (The values are checked once, at compile time, not on every response.)
-pub(super) fn add_security_headers(response: &mut Response) {
+pub(crate) fn add_security_headers(response: &mut Response) {
     const PAGE_POLICY: HeaderValue = HeaderValue::from_static(CONTENT_SECURITY_POLICY);
     const NOT_A_DOCUMENT_POLICY: HeaderValue = HeaderValue::from_static(CONTENT_SECURITY_POLICY_NOT_A_DOCUMENT);
     const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");

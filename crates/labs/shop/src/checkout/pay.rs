@@ -12,7 +12,8 @@
 //! that runs by default: up to five retries at once, no wait, no limit on how many the
 //! whole checkout sends. `retry_with_backoff` is the fix (`--fixed retry-storm`): at
 //! most two retries, each after an exponential backoff with full jitter, and only while
-//! the retry budget lasts — retries may add at most a tenth to the calls checkout
+//! the retry budget lasts — each first call earns a tenth of a retry, at most ten are
+//! saved up, so past a burst of ten retries add at most a tenth to the calls checkout
 //! makes, however many fail.
 
 use std::sync::Mutex;
