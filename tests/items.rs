@@ -517,6 +517,7 @@ async fn the_landing_page_says_what_the_lab_is_and_its_state(backend: Backend) {
         assert!(page.contains(expected), "{expected} in {page}");
     }
     assert!(!page.contains("<script"), "no script: the page works without JavaScript");
+    assert!(!page.contains("popular.rs"), "where the bug lives is for the hints, not the room's screen");
     let flipped =
         app.post_admin("/admin/bugs/cache-stampede", Some(ADMIN_TOKEN), Some(&json!({ "fixed": true }))).await;
     assert_eq!(flipped.status(), 200);

@@ -1114,9 +1114,25 @@ async fn the_vote_page_votes_without_javascript(backend: Backend) {
     let refused = form("", "choice=nope", false).await.unwrap();
     assert_eq!(refused.status(), 400);
     assert!(refused.json::<Value>().await.unwrap()["detail"].as_str().unwrap().starts_with("Invalid choice"));
+    // Another site's page cannot vote through the form; a body past the limit is refused too.
+    let forged = browser
+        .post(format!("{}/vote/form", app.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "cross-site")
+        .header("origin", "https://rival.example")
+        .body("choice=revert")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let huge = form("", &format!("choice=ai&referral={}", "x".repeat(70_000)), false).await.unwrap();
+    assert_eq!(huge.status(), 413);
+    assert!(
+        eventually(Duration::from_secs(2), || async { count("revert").await == 0 && count("ai").await == 1 }).await
+    );
     let not_a_form =
         browser.post(format!("{}/vote/form", app.url)).json(&json!({ "choice": "ai" })).send().await.unwrap();
-    assert!(not_a_form.status().is_client_error(), "{}", not_a_form.status());
+    assert_eq!(not_a_form.status(), 415);
     assert!(not_a_form.json::<Value>().await.unwrap()["detail"].is_string());
 
     // The partner link broken: the page says so and offers the vote without it.

@@ -4,7 +4,9 @@
 // gets no answer in time says so and can be sent again.
 (() => {
   const params = new URLSearchParams(location.search);
-  let referral = params.get("referral") || null;
+  // The page's form carries the code too (a page the server rendered after a vote has no query).
+  const carried = document.querySelector('#choices input[name="referral"]');
+  let referral = params.get("referral") || (carried && carried.value) || null;
   const $ = (id) => document.getElementById(id);
   const panels = ["recorded", "degraded", "failed"];
   const buttons = document.querySelectorAll(".choice");
@@ -69,6 +71,7 @@
   $("without-partner").addEventListener("click", () => {
     // From now on this page votes without the partner code, as a plain link would.
     referral = null;
+    if (carried) carried.remove();
     const url = new URL(location.href);
     url.searchParams.delete("referral");
     history.replaceState(null, "", url);

@@ -3,15 +3,18 @@
 //! tell its stories — for the speaker's browser rather than a JSON 404.
 //!
 //! The state is the service's own `/health`, asked through the service itself (so the
-//! page shows exactly what a probe sees), and the planted bugs' switches.
+//! page shows exactly what a probe sees), and the planted bugs' switches (which
+//! implementation runs; where the bug lives is left to the hints).
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tower::ServiceExt;
 
 use crate::bugs::Bugs;
 use crate::stage::Scenario;
@@ -29,27 +32,31 @@ pub struct Landing {
     pub siblings: Vec<(&'static str, String)>,
 }
 
-/// `router` with the landing page on `/`: the page sees the whole router, so it can ask
-/// the service's own `/health` (a layer on the router itself would run per route).
-pub fn wrap(router: axum::Router, landing: Landing) -> axum::Router {
-    use tower::Layer;
-    let service = axum::middleware::from_fn_with_state(Arc::new(landing), serve).layer(router);
-    axum::Router::new().fallback_service(service)
+/// `router` with the landing page on `/`. Only `/` takes the extra step: every other
+/// request goes straight to `router`. The page asks the service's own `/health` through
+/// `router` (so each view also counts as a `/health` request).
+pub fn wrap(router: Router, landing: Landing) -> Router {
+    let state = Arc::new((landing, router.clone()));
+    // `/` with another method goes on to the service too, for its own JSON answer.
+    let home = get(page).fallback_service(router.clone()).with_state(state);
+    Router::new().route("/", home).fallback_service(router)
 }
 
-/// Answers `GET /` (and `HEAD /`) with the landing page; passes everything else on.
-async fn serve(State(landing): State<Arc<Landing>>, request: Request, next: Next) -> Response {
-    let home = request.uri().path() == "/" && matches!(*request.method(), Method::GET | Method::HEAD);
-    if !home {
-        return next.run(request).await;
-    }
+async fn page(State(state): State<Arc<(Landing, Router)>>, headers: HeaderMap) -> Response {
+    let (landing, router) = &*state;
     let health = Request::get("/health").body(Body::empty()).expect("a request to /health builds");
-    let answer = next.run(health).await;
+    let answer = match router.clone().oneshot(health).await {
+        Ok(answer) => answer,
+        Err(never) => match never {},
+    };
     let status = answer.status();
     let body = axum::body::to_bytes(answer.into_body(), HEALTH_LIMIT).await.unwrap_or_default();
     let health: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    let mut page = (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Html(render(&landing, status, &health)))
-        .into_response();
+    // The siblings' links as this browser reaches this host, on their own ports.
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let host = host.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(host, |(h, _)| h);
+    let html = render(landing, host, status, &health);
+    let mut page = (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response();
     // Outside the service's own layers: the page gets the headers every page carries here.
     crate::http::add_security_headers(&mut page);
     page
@@ -85,7 +92,7 @@ fn rows(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>
     }
 }
 
-fn render(landing: &Landing, status: StatusCode, health: &serde_json::Value) -> String {
+fn render(landing: &Landing, host: &str, status: StatusCode, health: &serde_json::Value) -> String {
     let title = if landing.service == landing.lab {
         format!("breakroom · {}", landing.lab)
     } else {
@@ -114,14 +121,14 @@ fn render(landing: &Landing, status: StatusCode, health: &serde_json::Value) -> 
     html.push_str("<section class=\"card\">\n<h2>State</h2>\n");
     let bugs = landing.bugs.states();
     if !bugs.is_empty() {
-        html.push_str("<table class=\"state\">\n<tr><th>planted bug</th><th>running</th><th>where</th></tr>\n");
+        // Where each bug lives is the hints' business (and /admin/bugs'), not the room's.
+        html.push_str("<table class=\"state\">\n<tr><th>planted bug</th><th>running</th></tr>\n");
         for bug in bugs {
             html.push_str(&format!(
-                "<tr><td><code>{}</code></td><td class=\"mode-{}\">{}</td><td>{}</td></tr>\n",
+                "<tr><td><code>{}</code></td><td class=\"mode-{}\">{}</td></tr>\n",
                 escape(bug.name),
                 bug.mode,
-                bug.mode.to_uppercase(),
-                escape(bug.location)
+                bug.mode.to_uppercase()
             ));
         }
         html.push_str("</table>\n");
@@ -142,7 +149,9 @@ fn render(landing: &Landing, status: StatusCode, health: &serde_json::Value) -> 
         html.push_str(&format!("<li><a href=\"{path}\">{path}</a> — {what}</li>\n"));
     }
     for (name, url) in &landing.siblings {
-        html.push_str(&format!("<li><a href=\"{u}/\">{u}/</a> — {}</li>\n", escape(name), u = escape(url)));
+        let port = url.rsplit_once(':').map_or("", |(_, port)| port.trim_end_matches('/'));
+        let url = format!("http://{host}:{port}/");
+        html.push_str(&format!("<li><a href=\"{u}\">{u}</a> — {}</li>\n", escape(name), u = escape(&url)));
     }
     html.push_str(&format!(
         "</ul>\n<p>The runbook: <code>docs/runbooks/{}.md</code>. The admin API needs \

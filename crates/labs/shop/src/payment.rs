@@ -277,7 +277,11 @@ impl Payment {
     /// Every worker leaves and the waiting authorizations are answered 503.
     fn stop(&self) {
         let _settings = self.settings.lock().unwrap_or_else(|p| p.into_inner());
-        self.stopped.store(true, Ordering::SeqCst);
+        {
+            // Under the queue's lock: `authorize` reads it there before it queues.
+            let _queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            self.stopped.store(true, Ordering::SeqCst);
+        }
         self.retire(true);
         self.metrics.workers.set(0);
     }
@@ -354,11 +358,6 @@ async fn authorize(State(lab): Lab, JsonBody(body): JsonBody<AuthorizeBody>) -> 
         .filter(|id| *id > 0)
         .ok_or_else(|| bad_request("product_id required: a positive integer"))?;
     let quantity = optional_integer(body.quantity.as_ref(), 1..=100, 1, super::QUANTITY)?;
-    if lab.stopped.load(Ordering::SeqCst) {
-        return Err(ApiError::unavailable("the payment processor is shutting down")
-            .as_error_field()
-            .with_retry_after(1));
-    }
     let queued = lab.queued();
     if queued >= QUEUE_LIMIT {
         lab.count("queue_full");
@@ -372,7 +371,16 @@ async fn authorize(State(lab): Lab, JsonBody(body): JsonBody<AuthorizeBody>) -> 
     let (reply, answer) = tokio::sync::oneshot::channel();
     // Queued, not run by this request: the authorization is scored even when the caller leaves.
     let job = Job { enqueued: Instant::now(), seed: seed.finish(), reply };
-    lab.queue.lock().unwrap_or_else(|p| p.into_inner()).push_back(job);
+    {
+        // Under the queue's lock, as `stop` sets it: nothing joins a queue no worker serves.
+        let mut queue = lab.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if lab.stopped.load(Ordering::SeqCst) {
+            return Err(ApiError::unavailable("the payment processor is shutting down")
+                .as_error_field()
+                .with_retry_after(1));
+        }
+        queue.push_back(job);
+    }
     lab.metrics.queued.inc();
     lab.ready.notify_one();
     let (id, score, waited) = answer.await.map_err(|_| {

@@ -79,6 +79,8 @@ impl Timeline {
             Ok(done) => observer(Event::Milestone(done)),
             Err(error) => {
                 observer(Event::Trouble(format!("Could not slow the payment processor: {error}")));
+                // It may have been slowed all the same (an answer lost): the rest of the story runs on a normal one.
+                let _ = self.shop.restore_payment().await;
                 return None;
             }
         }

@@ -55,6 +55,11 @@ impl ApiError {
         self
     }
 
+    /// The `Retry-After` it answers with, in seconds, when it has one.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after_secs
+    }
+
     /// Answers `{"error": "…"}` instead of `{"detail": "…"}`, as the shop's original API did.
     pub fn as_error_field(mut self) -> Self {
         self.field = "error";

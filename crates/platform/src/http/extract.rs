@@ -37,6 +37,37 @@ where
     }
 }
 
+/// A form-encoded body (`application/x-www-form-urlencoded`, what a page's `<form>`
+/// posts), read under the same rules as [`JsonBody`]: 413 past the limit, 408 when it
+/// stalls, 415 when it is not a form, 422 when it cannot be read.
+pub struct FormBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for FormBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let essence = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        if essence.as_deref() != Some("application/x-www-form-urlencoded") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected a form with the header Content-Type: application/x-www-form-urlencoded",
+            ));
+        }
+        let bytes = body_bytes(req).await?;
+        serde_urlencoded::from_bytes(&bytes)
+            .map(FormBody)
+            .map_err(|e| ApiError::unprocessable(format!("Invalid form: {e}")))
+    }
+}
+
 /// How long a request's body may take to arrive. Every lab's bodies are a few hundred
 /// bytes: a body still incomplete after this is a stalled client, answered 408 (its
 /// fault, not a 5xx of the server's that would feed the error-rate alert).

@@ -19,7 +19,7 @@ pub use admin::{AdminToken, MIN_TOKEN_CHARS, STRONG_TOKEN_HINT, refusal, require
 pub use assets::static_file;
 pub use client::{blocking_client, client, tls_config, tls_failure};
 pub use error::{ApiError, database_failure};
-pub use extract::{BODY_TIMEOUT, Confirmed, JsonBody, PathParam, QueryParams};
+pub use extract::{BODY_TIMEOUT, Confirmed, FormBody, JsonBody, PathParam, QueryParams};
 pub(crate) use headers::add_security_headers;
 use headers::oversized_headers;
 pub use headers::{BODY_LIMIT_BYTES, HEADER_LIMIT_BYTES, HEADER_LIMIT_COUNT};
