@@ -168,7 +168,7 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing(backend: Backend) {
         "<title>breakroom · shop · payment</title>",
         "breakroom demonstrate shop/retry-storm",
         r#"<td><code>retry-storm</code></td><td class="mode-buggy">BUGGY</td>"#,
-        "<tr><td>payment.settings.workers</td><td>4</td></tr>",
+        "<tr><td>payment.settings.workers</td><td>8</td></tr>",
         sibling.as_str(),
     ] {
         assert!(page.contains(expected), "{expected} in {page}");
@@ -857,7 +857,7 @@ async fn the_payment_processor_scores_what_its_callers_gave_up_on(backend: Backe
     assert_eq!(status, 200, "{reset}");
     assert_eq!(
         (reset["payment"]["queued"].clone(), reset["payment"]["settings"].clone()),
-        (json!(0), json!({ "workers": 4, "work_ms": 2 }))
+        (json!(0), json!({ "workers": 8, "work_ms": 1 }))
     );
     let metrics = shop.metrics(&shop.payment).await;
     assert!(counter(&metrics, "shop_payment_authorizations_total{outcome=\"dropped\"}") >= 4.0, "{metrics}");
