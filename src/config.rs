@@ -41,6 +41,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// The next hint for a scenario (where to look, what is wrong, the shape of the fix)
     Hint(crate::hint::HintArgs),
+    /// Join a workshop room: your demonstrate, check and hint then report to its board
+    Join(crate::join::JoinArgs),
     /// Send traffic to a lab: open-model load with phases, live control and a report
     Drive(driver::DriveArgs),
     /// Prove every scenario before a talk: reproduces, shows, is caught, is fixed, resets
@@ -136,6 +138,9 @@ pub struct ServeArgs {
     /// The URL the audience reaches the lab at (ingress, tunnel): used in the QR codes
     #[arg(long, env = "BREAKROOM_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Open a workshop room: attendees `breakroom join` it, the board is at /room
+    #[arg(long, env = "BREAKROOM_ROOM")]
+    pub room: bool,
     #[command(flatten)]
     pub vote: VoteArgs,
     #[command(flatten)]
@@ -255,6 +260,7 @@ impl ServeConfig {
         platform.admin_token = empty_to_none(args.admin_token);
         platform.otlp_endpoint = empty_to_none(args.otlp_endpoint);
         platform.public_url = empty_to_none(args.public_url).map(|u| u.trim_end_matches('/').to_string());
+        platform.room = args.room;
         let settings = LabSettings {
             vote: args.vote,
             items: args.items,

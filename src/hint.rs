@@ -46,6 +46,11 @@ fn seen(dir: &Path, notes: &mut Vec<String>) -> BTreeMap<String, usize> {
     })
 }
 
+/// How many of `scenario`'s hints have been seen here, when that is known.
+pub fn seen_count(dir: &Path, scenario: &str) -> Option<usize> {
+    seen(dir, &mut Vec::new()).get(scenario).copied()
+}
+
 /// Remembers the hints seen; a note when it cannot (the hint is still shown).
 fn remember(dir: &Path, seen: &BTreeMap<String, usize>, notes: &mut Vec<String>) {
     let write = std::fs::create_dir_all(dir)

@@ -111,7 +111,9 @@ pub async fn stage(command: StageCommand, args: &StageArgs) -> Result<u8, platfo
         interval: Duration::from_millis(args.interval_ms),
         redis: args.redis.clone(),
     };
-    lab.stage(scenario, command, &context).await
+    let (result, finding) = platform::stage::finding_of(lab.stage(scenario, command, &context)).await;
+    crate::join::report_stage(&args.data_dir, scenario.name, command, &result, finding).await;
+    result
 }
 
 /// `breakroom explain SCENARIO`: the scenario's story, then its lab's own notes.

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod dev;
 pub mod hint;
+pub mod join;
 pub mod labs;
 pub mod rehearse;
 
@@ -27,6 +28,8 @@ use platform::lab::{Boxed, Service};
 pub struct App {
     pub platform: Platform,
     pub services: Vec<(Service, TcpListener)>,
+    /// The workshop room, when the lab was served with `--room`.
+    pub room: Option<std::sync::Arc<platform::room::Room>>,
     close: Option<Boxed<'static, ()>>,
 }
 
@@ -87,7 +90,17 @@ pub async fn build(
         }
         services.push((service, listener));
     }
-    Ok(App { platform, services, close: built.close })
+    // The room lives on the lab's first service: one board, one join URL.
+    let room = match (platform.config.room, services.first_mut()) {
+        (true, Some((service, _))) => {
+            let names = lab.scenarios().iter().map(|s| s.name).collect();
+            let room = platform::room::Room::open(&platform, names).await?;
+            service.router = room.wrap(std::mem::take(&mut service.router));
+            Some(room)
+        }
+        _ => None,
+    };
+    Ok(App { platform, services, room, close: built.close })
 }
 
 /// Serves every service of `app` until `shutdown` fires: in-flight requests finish

@@ -51,12 +51,18 @@ async fn run(cli: Cli) -> ExitCode {
                 0
             })
             .map_err(anyhow::Error::from),
-        Command::Hint(args) => breakroom::hint::run(&args)
-            .map(|text| {
+        Command::Hint(args) => match breakroom::hint::run(&args) {
+            Ok(text) => {
                 print!("{text}");
-                0
-            })
-            .map_err(anyhow::Error::from),
+                breakroom::join::report_hint(&args).await;
+                Ok(0)
+            }
+            Err(error) => Err(error.into()),
+        },
+        Command::Join(args) => breakroom::join::run(&args).await.map(|text| {
+            print!("{text}");
+            0
+        }),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -213,6 +219,13 @@ fn print_banner(lab: &dyn labs::Lab, app: &breakroom::App, token_file: Option<&s
     let base = urls.first().map(|(_, url)| url.clone()).unwrap_or_default();
     let audience_base = config.public_url.clone().unwrap_or_else(|| base.clone());
     lines.extend(lab.banner(&urls, &audience_base));
+    if let Some(room) = &app.room {
+        lines.push(format!("  room           {}   board {base}/room (admin token)", room.code()));
+        lines.push(format!("  join           {}", room.join_command(&audience_base)));
+        if config.public_url.is_none() {
+            lines.push("                 (attendees need this machine's address: serve with --public-url URL)".into());
+        }
+    }
     for bug in platform.bugs.states() {
         let hint = if bug.fixed { String::new() } else { format!("   (fix: --fixed {})", bug.name) };
         lines.push(format!("  {:<14} {}{hint}", format!("bug {}", bug.name), bug.mode.to_uppercase()));

@@ -18,6 +18,8 @@ async fn the_pages_work_in_headless_chromium() {
     let app = spawn_app(Backend::Embedded, |c| c.platform.conference = Some("sreday".into())).await;
     // A lab without pages of its own: its landing page is checked at every size too.
     let items = common::spawn_lab(breakroom::labs::LabName::Items, Backend::Embedded, |_| {}).await;
+    let room =
+        common::spawn_lab(breakroom::labs::LabName::Datasets, Backend::Embedded, |c| c.platform.room = true).await;
     let shots = tempfile::tempdir().unwrap();
     let shots_dir = std::env::var("BREAKROOM_SCREENSHOTS")
         .map(|d| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(d))
@@ -29,11 +31,12 @@ async fn the_pages_work_in_headless_chromium() {
         .env("BASE_URL", &app.url)
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .env("ITEMS_URL", &items.url)
+        .env("ROOM_URL", &room.url)
         .env("SCREENSHOT_DIR", &shots_dir)
         .output()
         .await
         .expect("node runs");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{text}");
-    assert!(text.contains("13 passed, 0 failed"), "{text}");
+    assert!(text.contains("14 passed, 0 failed"), "{text}");
 }

@@ -16,8 +16,10 @@ const WORK = mkdtempSync(join(tmpdir(), "breakroom-decode-"));
 const PHONE = { width: 390, height: 844 };
 const PROJECTOR = { width: 1920, height: 1080 };
 const origin = new URL(BASE).origin;
-// The servers under test: the vote lab, and the items lab for its landing page.
-const OWN = [origin, ...(process.env.ITEMS_URL ? [new URL(process.env.ITEMS_URL).origin] : [])];
+// The servers under test: the vote lab, the items lab for its landing page, a datasets
+// lab with a workshop room.
+const ROOM = process.env.ROOM_URL;
+const OWN = [origin, ...[process.env.ITEMS_URL, ROOM].filter(Boolean).map((u) => new URL(u).origin)];
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -345,7 +347,7 @@ await story("every conference's banner fits a phone, its logo drawn without font
 const AXE = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "node_modules/axe-core/axe.min.js"), "utf8");
 const SIZES = [{ width: 390, height: 844 }, { width: 320, height: 568 }, { width: 1280, height: 720 }, PROJECTOR];
 const PAGES = [`${BASE}/`, `${BASE}/?referral=conf-partner-2026`, `${BASE}/results`, `${BASE}/admin`, `${BASE}/presenter`,
-  ...(process.env.ITEMS_URL ? [`${process.env.ITEMS_URL}/`] : [])];
+  ...(process.env.ITEMS_URL ? [`${process.env.ITEMS_URL}/`] : []), ...(ROOM ? [`${ROOM}/room`, `${ROOM}/room/join?code=ABCDEF`] : [])];
 await story("every page fits every size and axe-core finds no serious violation", async () => {
   const problems = [];
   for (const viewport of SIZES) {
@@ -375,6 +377,67 @@ await story("every page fits every size and axe-core finds no serious violation"
     await context.close();
   }
   expect(problems.length === 0, problems.join("\n"));
+});
+
+// The workshop room's board on the projector: the board's JSON, drawn as text, live.
+async function roomApi(method, path, body) {
+  const headers = { "content-type": "application/json", authorization: `Bearer ${TOKEN}` };
+  const response = await fetch(`${ROOM}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined });
+  return { status: response.status, body: await response.json().catch(() => ({})) };
+}
+await story("the room's board shows who joined, reproduced and fixed, live, names as text", async () => {
+  const { body: card } = await roomApi("GET", "/room/card");
+  const names = ['Zoë "the fixer" & co', "Ann", "Bob", "Cy", "Di", "x".repeat(40)];
+  const ids = {};
+  for (const name of names) {
+    const joined = await roomApi("POST", "/room/join", { code: card.code, name });
+    expect(joined.status === 201, `join ${name}: ${joined.status} ${JSON.stringify(joined.body)}`);
+    ids[name] = joined.body;
+  }
+  const report = async (name, kind, outcome, detail) => {
+    const r = await roomApi("POST", "/room/report", { code: card.code, attendee: ids[name].attendee, secret: ids[name].secret,
+      scenario: "datasets/stats-cache", kind, outcome, detail });
+    expect(r.status === 200, `report ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+  };
+  await report("Ann", "demonstrate", "reproduced", "the dashboard shows 15 downloads, the database has 35");
+  await report(names[0], "check", "pass", "one more download showed at once");
+  await report("Bob", "check", "fail", "the cache is still stale");
+  await report("Cy", "check", "pass", "one more download showed at once");
+  const { context, page: p } = await page(PROJECTOR);
+  await context.addInitScript((token) => sessionStorage.setItem("breakroom-admin-token", token), TOKEN);
+  await p.goto(`${ROOM}/room`);
+  const shows = async (counts) => p.waitForFunction((c) => ["joined", "reproduced", "fixed"]
+    .every((k) => document.getElementById(`count-${k}`).textContent === String(c[k])), counts, { timeout: 10000 });
+  let { body: board } = await roomApi("GET", "/room/state");
+  await shows(board.counts);
+  const rows = await p.$$eval("#attendees tr", (trs) => trs.map((tr) => ({
+    name: tr.querySelector(".name").textContent, state: tr.querySelector(".st").textContent, cls: tr.className })));
+  expect(JSON.stringify(rows.map((r) => [r.name, r.state])) === JSON.stringify(board.attendees.map((a) => [a.name, a.state])),
+    `rows ${JSON.stringify(rows)} vs ${JSON.stringify(board.attendees)}`);
+  expect(rows.filter((r) => /rank-\d/.test(r.cls)).length === 2, `the two who fixed are highlighted: ${JSON.stringify(rows)}`);
+  expect(await p.$$eval("#attendees b, #attendees script", (e) => e.length) === 0, "names are text");
+  expect((await p.textContent("#join-command")).trim() === card.command, "the join command for latecomers");
+  const stuck = await p.$$eval("#stuck li", (lis) => lis.map((li) => li.textContent.split(" — ")[0]));
+  expect(JSON.stringify(stuck) === JSON.stringify(board.stuck), `stuck ${JSON.stringify(stuck)} vs ${JSON.stringify(board.stuck)}`);
+  // A report while the page is open reaches it without a reload.
+  await report("Di", "check", "pass", "one more download showed at once");
+  ({ body: board } = await roomApi("GET", "/room/state"));
+  expect(board.counts.fixed === 3, JSON.stringify(board.counts));
+  await shows(board.counts);
+  expect(await p.$$eval("#attendees tr.rank-3", (e) => e.length) === 1, "the third to fix is highlighted");
+  await p.waitForFunction(() => document.getElementById("join-qr").complete);
+  const shot = join(WORK, "room-board.png");
+  await p.screenshot({ path: shot, fullPage: true });
+  let decoded = "";
+  try { decoded = execFileSync("zbarimg", ["--raw", "-q", shot]).toString().trim(); } catch (error) { decoded = String(error.stdout || ""); }
+  expect(decoded === card.join_page, `the QR code decodes to ${card.join_page}: ${decoded}`);
+  await p.screenshot({ path: join(SHOTS, "room-board-1920x1080.png") });
+  for (const viewport of SIZES) {
+    await p.setViewportSize(viewport);
+    const wide = await p.evaluate(() => document.documentElement.scrollWidth);
+    expect(wide <= viewport.width + 1, `the board fits ${viewport.width} wide (${wide})`);
+  }
+  await context.close();
 });
 
 await story("no page requests anything from another host", async () => {

@@ -189,8 +189,17 @@ fn database_url_for(admin: &str, database: &str) -> String {
 }
 
 async fn start(backend: Backend, config: ServeConfig, resources: Arc<Resources>) -> TestApp {
-    let shutdown = CancellationToken::new();
     let listeners = breakroom::local_listeners(&config).await.unwrap();
+    start_on(backend, config, resources, listeners).await
+}
+
+async fn start_on(
+    backend: Backend,
+    config: ServeConfig,
+    resources: Arc<Resources>,
+    listeners: Vec<(&'static str, tokio::net::TcpListener)>,
+) -> TestApp {
+    let shutdown = CancellationToken::new();
     let app = breakroom::build(config.clone(), shutdown.clone(), listeners).await.expect("the lab starts");
     let url = app.urls()[0].1.clone();
     let server = tokio::spawn(breakroom::serve(app));
@@ -208,6 +217,16 @@ impl TestApp {
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
         start(self.backend, self.config.clone(), self.resources.clone()).await
+    }
+
+    /// [`restart`](Self::restart) on the same address (a lab with one service): what
+    /// a presenter's lab is to the attendees who report to it.
+    pub async fn restart_in_place(mut self) -> TestApp {
+        self.stop().await;
+        let address = self.url.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind(&address).await.expect("the lab's port is free again");
+        let name = self.config.open().services()[0].name;
+        start_on(self.backend, self.config.clone(), self.resources.clone(), vec![(name, listener)]).await
     }
 
     /// Graceful shutdown; returns once the server has finished.
@@ -353,9 +372,22 @@ pub struct Events {
 
 impl Events {
     pub async fn open(app: &TestApp, path: &str) -> Events {
+        Events::open_with(app, path, None).await
+    }
+
+    /// A stream that needs the admin token.
+    pub async fn open_admin(app: &TestApp, path: &str) -> Events {
+        Events::open_with(app, path, Some(ADMIN_TOKEN)).await
+    }
+
+    async fn open_with(app: &TestApp, path: &str, token: Option<&str>) -> Events {
         // No overall timeout: the stream stays open as long as the test reads it.
         let client = breakroom::platform::http::client().build().unwrap();
-        let response = client.get(format!("{}{path}", app.url)).send().await.expect("the stream opens");
+        let mut request = client.get(format!("{}{path}", app.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("the stream opens");
         assert_eq!(response.status(), 200);
         let headers = response.headers().clone();
         Events { stream: Box::pin(response.bytes_stream()), buffer: String::new(), headers }

@@ -41,6 +41,8 @@ pub struct PlatformConfig {
     /// How often live viewers' state is re-read even without a change notification (a
     /// safety net for lost notifications; changes themselves are pushed at once).
     pub feed_refresh: Duration,
+    /// Open a workshop room on the lab's first service (`/room`, `breakroom join`).
+    pub room: bool,
 }
 
 impl PlatformConfig {
@@ -63,6 +65,7 @@ impl PlatformConfig {
             public_url: None,
             redis_timeout: Duration::from_millis(150),
             feed_refresh: Duration::from_secs(2),
+            room: false,
         }
     }
 }

@@ -12,7 +12,9 @@ pub mod lab;
 pub mod landing;
 pub mod limit;
 pub mod openapi;
+pub mod qr;
 pub mod rehearsal;
+pub mod room;
 pub mod stage;
 pub mod telemetry;
 

@@ -2,6 +2,7 @@
 //! buckets) and the client address it is keyed by.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -32,27 +33,28 @@ struct Bucket {
     updated: Instant,
 }
 
-/// `rate` requests a second per client, in bursts of up to `burst`.
-pub struct RateLimiter {
+/// `rate` requests a second per client, in bursts of up to `burst`. A client is an
+/// address unless said otherwise (a room keys its attendees' reports by attendee).
+pub struct RateLimiter<K = IpAddr> {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
 /// Clients tracked before idle ones are forgotten.
 const MAX_TRACKED: usize = 50_000;
 
-impl RateLimiter {
-    pub fn new(rate: f64, burst: f64) -> RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
+    pub fn new(rate: f64, burst: f64) -> RateLimiter<K> {
         RateLimiter { rate: rate.max(0.001), burst: burst.max(1.0), buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Ok, or how long until the client may try again.
-    pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
+    pub fn check(&self, client: K) -> Result<(), Duration> {
         self.check_at(client, Instant::now())
     }
 
-    fn check_at(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+    fn check_at(&self, client: K, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= MAX_TRACKED {
             let burst = self.burst;
@@ -78,7 +80,7 @@ mod tests {
 
     #[test]
     fn a_client_gets_its_burst_then_the_rate() {
-        let limiter = RateLimiter::new(2.0, 3.0);
+        let limiter: RateLimiter = RateLimiter::new(2.0, 3.0);
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let start = Instant::now();
         for _ in 0..3 {

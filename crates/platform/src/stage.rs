@@ -187,6 +187,37 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// What a stage command found, for a workshop room to hear: each `demonstrate` says
+/// whether the bug showed, and [`report_check`] gives every check's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    Reproduced(String),
+    NotReproduced(String),
+    Passed(String),
+    Failed(String),
+}
+
+tokio::task_local! {
+    static FINDING: std::cell::RefCell<Option<Finding>>;
+}
+
+/// Runs a stage command and returns what it found (None when it said nothing: it could
+/// not do its job, or the command finds nothing, like `reset`).
+pub async fn finding_of<T>(command: impl std::future::Future<Output = T>) -> (T, Option<Finding>) {
+    FINDING
+        .scope(std::cell::RefCell::new(None), async {
+            let result = command.await;
+            (result, FINDING.with(|f| f.borrow_mut().take()))
+        })
+        .await
+}
+
+/// Records what the running stage command found; nothing happens outside
+/// [`finding_of`] (the rehearsal runs stage commands without a room).
+pub fn found(finding: Finding) {
+    let _ = FINDING.try_with(|f| *f.borrow_mut() = Some(finding));
+}
+
 /// Prints a check's verdict — `Ok(what passed)` or `Err(what failed)`, then `advice` —
 /// under the check's heading; returns the exit code.
 pub fn report_check(outcome: Result<String, String>, advice: &str) -> u8 {
@@ -195,10 +226,12 @@ pub fn report_check(outcome: Result<String, String>, advice: &str) -> u8 {
     match outcome {
         Ok(passed) => {
             println!("{}", style.good(&format!("SUCCESS: {passed}. The fix works.")));
+            found(Finding::Passed(passed));
             0
         }
         Err(failed) => {
             println!("{}", style.bad(&format!("FAIL: {failed}")));
+            found(Finding::Failed(failed));
             println!("{advice}");
             EXIT_FAILED
         }
@@ -399,7 +432,7 @@ pub struct Scenario {
 }
 
 /// What a stage command does; each lab implements the ones its story has.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StageCommand {
     Demonstrate,
     Check,

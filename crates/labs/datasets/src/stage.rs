@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::{ATTENDEES, FLAGSHIP_ID, SEEDED_DOWNLOADS, attendee, reference_fix, stats_key};
 use platform::lab::Boxed;
 use platform::rehearsal::{Judged, Judgement, Rehearsal};
-use platform::stage::{EXIT_FAILED, StageError, Style, Target, admin_token, reset_session, run_fix};
+use platform::stage::{EXIT_FAILED, Finding, StageError, Style, Target, admin_token, found, reset_session, run_fix};
 
 /// The CEO reads the dashboard as alice, the flagship's owner.
 const CEO_TOKEN: &str = "alice-token";
@@ -77,6 +77,7 @@ pub async fn demonstrate(target: &Target, token: Option<&str>, data_dir: &std::p
             "\n{}",
             style.good("✅ The dashboard is in step with the database: downloads invalidate the cached statistics.")
         );
+        found(Finding::NotReproduced(format!("the dashboard shows all {actual} downloads")));
         return Ok(0);
     }
     let missing = actual - shown;
@@ -90,6 +91,7 @@ pub async fn demonstrate(target: &Target, token: Option<&str>, data_dir: &std::p
     println!("  Statistics are cached for an hour under {}", stats_key(FLAGSHIP_ID));
     println!("  and recording a download never deletes that key.");
     println!("  Look at crates/labs/datasets/src/downloads.rs: statistics, then record_download.");
+    found(Finding::Reproduced(format!("the dashboard shows {shown} downloads, the database has {actual}")));
     Ok(0)
 }
 
@@ -104,6 +106,7 @@ pub async fn check(target: &Target) -> Result<u8, StageError> {
         println!("  • Before download: {before}");
         println!("  • After download: {after}");
         println!("  • Cache properly invalidated and refreshed");
+        found(Finding::Passed(format!("one more download showed at once ({before} → {after})")));
         let (slow, fast) = (first_read.as_secs_f64() * 1000.0, second_read.as_secs_f64() * 1000.0);
         println!(
             "  (for information: recomputing took {slow:.1} ms, the cached read {fast:.1} ms: the cache is {:.1}× faster)",
@@ -114,6 +117,7 @@ pub async fn check(target: &Target) -> Result<u8, StageError> {
         println!("{}", style.bad("❌ FAIL! Cache is still stale!"));
         println!("  • Expected: {}", before + 1);
         println!("  • Got: {after}");
+        found(Finding::Failed(format!("the cache is still stale: expected {}, got {after}", before + 1)));
         println!("  Hints:");
         println!("  • Is the cached statistics key deleted after the audit row is recorded, in record_download?");
         println!("  • Is it exactly the key statistics() uses: {} ?", stats_key(FLAGSHIP_ID));

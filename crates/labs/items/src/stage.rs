@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use platform::lab::Boxed;
 use platform::rehearsal::{Judged, Judgement, Rehearsal};
-use platform::stage::{EXIT_FAILED, Reply, StageError, Style, Target, reset_session};
+use platform::stage::{EXIT_FAILED, Finding, Reply, StageError, Style, Target, found, reset_session};
 
 async fn create(target: &Target, name: &str, price: f64) -> Result<Value, StageError> {
     let body = json!({ "name": name, "description": "Created by breakroom", "price": price });
@@ -103,6 +103,11 @@ pub async fn demonstrate(target: &Target) -> Result<u8, StageError> {
 
     println!("\n{}", style.heading("=== Part 5: consistency ==="));
     kept &= read_your_writes(target, &style).await?;
+    found(if kept {
+        Finding::NotReproduced("every promise of the write-through cache held".into())
+    } else {
+        Finding::Reproduced("a promise of the write-through cache was broken".into())
+    });
     Ok(if kept { 0 } else { EXIT_FAILED })
 }
 
@@ -142,9 +147,11 @@ pub async fn check(target: &Target, redis_url: Option<&str>) -> Result<u8, Stage
     }
     if kept {
         println!("{}", style.good("SUCCESS: every promise held."));
+        found(Finding::Passed("every promise held".into()));
         Ok(0)
     } else {
         println!("{}", style.bad("FAIL: a promise was broken (✗ above)."));
+        found(Finding::Failed("a promise was broken".into()));
         Ok(EXIT_FAILED)
     }
 }

@@ -11,7 +11,7 @@ use driver::shape::Shape;
 use platform::lab::Boxed;
 use platform::rehearsal::{Judged, Judgement, Rehearsal};
 use platform::stage::StageCommand;
-use platform::stage::{EXIT_FAILED, StageError, Style};
+use platform::stage::{EXIT_FAILED, Finding, StageError, Style};
 
 pub async fn run(
     command: StageCommand,
@@ -343,6 +343,8 @@ async fn check(shop: Shop, args: &TimelineArgs) -> Result<u8, StageError> {
             checkout.requests, checkout.errors, checkout.latency_ms.p95
         );
     }
+    let summary = format!("p95 {p95:.0} ms, errors {errors:.2}%, missing indexes: {}", missing.len());
+    platform::stage::found(if ok { Finding::Passed(summary) } else { Finding::Failed(summary) });
     Ok(if ok { 0 } else { EXIT_FAILED })
 }
 

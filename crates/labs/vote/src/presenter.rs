@@ -42,25 +42,7 @@ pub fn referral_url(base: &str) -> String {
     format!("{base}/?referral={KNOWN_PARTNER_CODE}")
 }
 
-/// A QR code as SVG, black on white with its quiet zone, scaled by the page.
-pub fn qr_svg(url: &str) -> Result<String, ApiError> {
-    let code = qrcode::QrCode::new(url.as_bytes())
-        .map_err(|e| ApiError::bad_request(format!("Cannot encode {url} as a QR code: {e}")))?;
-    Ok(code
-        .render::<qrcode::render::svg::Color>()
-        .min_dimensions(320, 320)
-        .dark_color(qrcode::render::svg::Color("#1a1a1a"))
-        .light_color(qrcode::render::svg::Color("#ffffff"))
-        .quiet_zone(true)
-        .build())
-}
-
-/// A QR code for a terminal, two rows a character, light on dark.
-pub fn qr_text(url: &str) -> Option<String> {
-    use qrcode::render::unicode::Dense1x2;
-    let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
-    Some(code.render::<Dense1x2>().dark_color(Dense1x2::Light).light_color(Dense1x2::Dark).quiet_zone(true).build())
-}
+pub use platform::qr::{svg as qr_svg, text as qr_text};
 
 #[derive(Deserialize)]
 pub struct QrQuery {

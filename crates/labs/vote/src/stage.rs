@@ -7,7 +7,9 @@ use serde_json::json;
 use super::store::KNOWN_PARTNER_CODE;
 use platform::lab::Boxed;
 use platform::rehearsal::{Judged, Judgement, Rehearsal};
-use platform::stage::{EXIT_FAILED, Reply, StageError, Style, Target, admin_token, ranges, reset_session, run_fix};
+use platform::stage::{
+    EXIT_FAILED, Finding, Reply, StageError, Style, Target, admin_token, found, ranges, reset_session, run_fix,
+};
 
 /// Seed 000 sends fifteen referral votes: ten fill the cache, five show the failure.
 pub const REFERRAL_VOTES: usize = 15;
@@ -93,6 +95,7 @@ pub async fn check(target: &Target, interval: Duration) -> Result<u8, StageError
             "{}",
             style.good(&format!("SUCCESS: all {REFERRAL_VOTES} referral votes were accepted. The fix works."))
         );
+        found(Finding::Passed(format!("all {REFERRAL_VOTES} referral votes were accepted")));
         return Ok(0);
     };
     let reply = &replies[first - 1];
@@ -101,6 +104,11 @@ pub async fn check(target: &Target, interval: Duration) -> Result<u8, StageError
         style.bad(&format!("FAIL: request {first} of {REFERRAL_VOTES} answered {} {}", reply.status, reply.body))
     );
     println!("{} of {REFERRAL_VOTES} referral votes failed (requests {}).", failed.len(), ranges(&failed));
+    found(Finding::Failed(format!(
+        "request {first} of {REFERRAL_VOTES} answered {}; {} failed",
+        reply.status,
+        failed.len()
+    )));
     println!(
         "The bug lives in crates/labs/vote/src/referral.rs: validate_with_cache appends to a list that is never cleared. \
          Run the fix with `breakroom serve vote --fixed referral`, then `breakroom reset vote` and check again."
