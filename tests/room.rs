@@ -117,6 +117,62 @@ async fn attend(i: usize, url: String, code: String) -> (Attendee, TestApp) {
     (me, lab)
 }
 
+/// The board on a projector: tests/browser/board.mjs in headless Chromium, showing `expect`.
+struct Projector {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Projector {
+    /// Opens the board and returns once it shows `expect`; with `then`, the page stays
+    /// open until it shows that too (by itself, no reload).
+    async fn open(app: &TestApp, expect: &Value, then: Option<&Value>) -> Projector {
+        use tokio::io::AsyncBufReadExt;
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+        let mut command = tokio::process::Command::new("node");
+        command
+            .arg("board.mjs")
+            .current_dir(dir)
+            .env("ROOM_URL", &app.url)
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("EXPECT", expect.to_string())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(then) = then {
+            command.env("THEN", then.to_string());
+        }
+        let mut child = command.spawn().expect("node runs (tests/browser: npm ci)");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let shown = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.expect("the board opens");
+        assert_eq!(shown.unwrap().as_deref(), Some("shown"), "the board shows {expect}");
+        Projector { child, lines }
+    }
+
+    /// What the page showed at the end: its rows, the stuck and its status.
+    async fn rendered(mut self) -> Value {
+        let last = tokio::time::timeout(Duration::from_secs(90), self.lines.next_line()).await.expect("the page ends");
+        let last = last.unwrap().unwrap_or_default();
+        let status = self.child.wait().await.unwrap();
+        assert!(status.success(), "{last}");
+        serde_json::from_str(&last).unwrap_or_else(|_| panic!("{last}"))
+    }
+}
+
+/// The page shows the board's JSON: every row in order, as text, the podium, the stuck.
+fn assert_rendered(page: &Value, board: &Value) {
+    let rows = page["rows"].as_array().unwrap();
+    let attendees = board["attendees"].as_array().unwrap();
+    assert_eq!(rows.len(), attendees.len(), "{page}");
+    for (shown, attendee) in rows.iter().zip(attendees) {
+        assert_eq!(shown["name"], attendee["name"]);
+        assert_eq!(shown["state"], attendee["state"], "{}", attendee["name"]);
+        assert_eq!(shown["hints"], attendee["hints"].to_string(), "{}", attendee["name"]);
+        assert_eq!(shown["podium"], attendee["rank"].is_u64(), "{}", attendee["name"]);
+        assert_eq!(shown["fix"] != "", attendee["seconds_to_fix"].is_f64(), "{}", attendee["name"]);
+    }
+    assert_eq!(page["stuck"], board["stuck"]);
+}
+
 fn row<'a>(board: &'a Value, name: &str) -> &'a Value {
     board["attendees"].as_array().unwrap().iter().find(|a| a["name"] == name).unwrap_or_else(|| panic!("{name}"))
 }
@@ -187,8 +243,13 @@ async fn thirty_attendees_reproduce_fix_and_ask_for_hints(backend: Backend) {
     assert_eq!(csv.lines().count(), 31, "{csv}");
     assert_eq!(csv.lines().filter(|l| l.contains(",fixed,")).count(), 20);
 
+    // On the projector: exactly what the JSON says.
+    assert_rendered(&Projector::open(&app, &expected, None).await.rendered().await, &state);
+
     // The presenter's lab restarts: the board is the same, the stream ends and a new one
-    // carries on, and the stuck attendees' next reports land.
+    // carries on, and the stuck attendees' next reports land — on a page left open too.
+    let later = json!({ "joined": 30, "reproduced": 20, "fixed": 21 });
+    let open_page = Projector::open(&app, &expected, Some(&later)).await;
     let app = app.restart_in_place().await;
     assert!(live.ends_within(Duration::from_secs(5)).await, "the old stream ended with the old server");
     let after = board(&app).await;
@@ -199,10 +260,13 @@ async fn thirty_attendees_reproduce_fix_and_ask_for_hints(backend: Backend) {
     lab.post_admin("/admin/bugs/stats-cache", Some(ADMIN_TOKEN), Some(&json!({ "fixed": true }))).await;
     let (status, out) = breakroom(lab.data_dir(), &["check", SCENARIO, "--url", &lab.url]).await;
     assert_eq!(status, 0, "{out}");
-    let expected = json!({ "joined": 30, "reproduced": 20, "fixed": 21 });
-    let pushed = live.until("room", Duration::from_secs(10), |b| b["counts"] == expected).await;
-    assert!(pushed.is_some(), "the restarted board is live: {expected}");
-    assert_eq!(row(&board(&app).await, &me.name)["checks"], 2);
+    let pushed = live.until("room", Duration::from_secs(10), |b| b["counts"] == later).await;
+    assert!(pushed.is_some(), "the restarted board is live: {later}");
+    let final_board = board(&app).await;
+    assert_eq!(row(&final_board, &me.name)["checks"], 2);
+    let page = open_page.rendered().await;
+    assert_rendered(&page, &final_board);
+    assert_eq!(page["status"], "live", "the page reconnected by itself");
 
     // Leaving stops the reports.
     let (status, out) = breakroom(lab.data_dir(), &["join", "--leave"]).await;

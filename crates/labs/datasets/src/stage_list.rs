@@ -97,6 +97,10 @@ pub async fn demonstrate(target: &Target, token: &str) -> Result<u8, StageError>
     println!(
         "The bug lives in crates/labs/datasets/src/listing.rs (page_row_by_row). Fix: breakroom serve datasets --fixed n-plus-one"
     );
+    platform::stage::found(platform::stage::Finding::Reproduced(format!(
+        "queries per list request grew from {} to {} with the rows",
+        before.queries, after.queries
+    )));
     Ok(0)
 }
 

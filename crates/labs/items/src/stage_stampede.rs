@@ -212,6 +212,10 @@ pub async fn demonstrate(target: &Target) -> Result<u8, StageError> {
     println!(
         "The bug lives in crates/labs/items/src/popular.rs (fill_every_miss). Fix: breakroom serve items --fixed cache-stampede"
     );
+    platform::stage::found(platform::stage::Finding::Reproduced(format!(
+        "one expiry, {} aggregations of the same view",
+        crowd.misses
+    )));
     Ok(0)
 }
 

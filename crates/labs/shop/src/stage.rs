@@ -285,6 +285,11 @@ async fn demonstrate(shop: Shop, args: &TimelineArgs) -> Result<u8, StageError> 
         }
         None => writeln!(out, "The run ended before the alert minute."),
     };
+    let figures = format!("{} of {} requests failed", snapshot.errors, snapshot.requests);
+    platform::stage::found(match (alert_seen, trouble) {
+        (Some(true), false) => Finding::Reproduced(format!("{figures}; the alert condition held at its minute")),
+        _ => Finding::NotReproduced(format!("{figures}; the alert condition did not hold")),
+    });
     Ok(if trouble || alert_seen == Some(false) { EXIT_FAILED } else { 0 })
 }
 

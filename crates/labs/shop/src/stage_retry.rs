@@ -276,6 +276,9 @@ async fn demonstrate(shop: &Shop, work_ms: u32) -> Result<u8, StageError> {
     println!(
         "The bug lives in crates/labs/shop/src/checkout/pay.rs (retry_immediately). Fix: breakroom serve shop --fixed {RETRY_BUG}"
     );
+    platform::stage::found(platform::stage::Finding::Reproduced(
+        "after the peak, at 40% of the processor's capacity, checkouts still failed".into(),
+    ));
     println!(
         "The processor stays slowed and buried so the room can look: `breakroom reset shop/retry-storm` puts it back \
          (`breakroom check shop/retry-storm` does too, after its measurement)."

@@ -80,6 +80,9 @@ pub async fn demonstrate(target: &Target, interval: Duration) -> Result<u8, Stag
     println!(
         "The bug lives in crates/labs/vote/src/referral.rs (validate_with_cache). Fix: breakroom serve vote --fixed referral"
     );
+    found(Finding::Reproduced(format!(
+        "{exhausted} referral votes hit the exhausted referral cache ({entries} entries) while /health said ok"
+    )));
     Ok(0)
 }
 

@@ -102,6 +102,10 @@ pub async fn demonstrate(target: &Target, interval: Duration) -> Result<u8, Stag
         "Every bad code kept its connection. The bug lives in crates/labs/vote/src/partners.rs \
          (find_checked_out_by_hand). Fix: breakroom serve vote --fixed connection-leak"
     );
+    platform::stage::found(platform::stage::Finding::Reproduced(format!(
+        "every bad partner code kept its connection; the next vote answered {}",
+        reply.status
+    )));
     Ok(0)
 }
 

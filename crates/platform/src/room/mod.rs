@@ -15,6 +15,7 @@ mod store;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use anyhow::Context;
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -62,14 +63,10 @@ impl Room {
     /// The lab's open room, or a new one when it has none (the last one was closed).
     pub async fn open(platform: &Platform, scenarios: Vec<&'static str>) -> anyhow::Result<Arc<Room>> {
         let db = platform.db.clone();
-        let code = match store::latest(&db).await? {
-            Some(room) if room.closed_at.is_none() => room.code,
-            _ => {
-                let code = new_code();
-                store::create(&db, &code, store::now_ms()).await?;
-                code
-            }
-        };
+        if store::open_room(&db).await?.is_none() {
+            store::create(&db, &new_code(), store::now_ms()).await?;
+        }
+        let code = store::open_room(&db).await?.map(|room| room.code).context("the room just opened is gone")?;
         let config = &platform.config;
         let lab = config.lab;
         let read = {
@@ -154,10 +151,9 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 async fn read_board(db: &Db, code: &str, lab: &'static str) -> Result<Board, sqlx::Error> {
-    let room = store::RoomRow { code: code.to_string(), opened_at: 0, closed_at: None };
+    let room = store::room(db, code).await?.ok_or(sqlx::Error::RowNotFound)?;
     let rows = store::attendees(db, code).await?;
-    let latest = store::latest(db).await?.filter(|r| r.code == code).unwrap_or(room);
-    Ok(board::board(&latest, lab, rows))
+    Ok(board::board(&room, lab, rows))
 }
 
 fn database(db: &Db, error: sqlx::Error) -> ApiError {

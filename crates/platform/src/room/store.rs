@@ -47,10 +47,16 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
-/// The room most recently opened, if any.
-pub async fn latest(db: &Db) -> Result<Option<RoomRow>, sqlx::Error> {
-    let sql = "SELECT code, opened_at, closed_at FROM room ORDER BY opened_at DESC LIMIT 1";
+/// The open room, if any: the first opened, so replicas that started together and each
+/// opened one all settle on the same.
+pub async fn open_room(db: &Db) -> Result<Option<RoomRow>, sqlx::Error> {
+    let sql = "SELECT code, opened_at, closed_at FROM room WHERE closed_at IS NULL ORDER BY opened_at, code LIMIT 1";
     on_pool!(db, |p| sqlx::query_as(sql).fetch_optional(p).await)
+}
+
+pub async fn room(db: &Db, code: &str) -> Result<Option<RoomRow>, sqlx::Error> {
+    let sql = "SELECT code, opened_at, closed_at FROM room WHERE code = $1";
+    on_pool!(db, |p| sqlx::query_as(sql).bind(code).fetch_optional(p).await)
 }
 
 pub async fn create(db: &Db, code: &str, opened_at: i64) -> Result<(), sqlx::Error> {
