@@ -141,6 +141,9 @@ pub struct ServeArgs {
     /// Open a workshop room: attendees `breakroom join` it, the board is at /room
     #[arg(long, env = "BREAKROOM_ROOM")]
     pub room: bool,
+    /// Take the client address from X-Forwarded-For for the rate limits (only behind a proxy you run)
+    #[arg(long, env = "BREAKROOM_TRUST_PROXY")]
+    pub trust_proxy: bool,
     #[command(flatten)]
     pub vote: VoteArgs,
     #[command(flatten)]
@@ -261,6 +264,7 @@ impl ServeConfig {
         platform.otlp_endpoint = empty_to_none(args.otlp_endpoint);
         platform.public_url = empty_to_none(args.public_url).map(|u| u.trim_end_matches('/').to_string());
         platform.room = args.room;
+        platform.trust_proxy = args.trust_proxy;
         let settings = LabSettings {
             vote: args.vote,
             items: args.items,

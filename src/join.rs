@@ -34,6 +34,8 @@ pub struct JoinArgs {
 const FILE: &str = "room.json";
 /// How long a report may take; a room that does not answer never holds up a command.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a report is sent when the room answers 429 (waiting as it says, 1-3 s).
+const REPORT_TRIES: u32 = 3;
 
 /// What this machine remembers of the room it joined.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,15 +46,48 @@ pub struct Membership {
     pub attendee: String,
     pub secret: String,
     pub lab: String,
+    /// Set by `join --leave`: nothing reports any more, but joining the same room again
+    /// takes the same place on the board (the name stays the attendee's).
+    #[serde(default)]
+    pub left: bool,
 }
 
 fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// The room this machine joined, if any (and still in the file as written).
-pub fn membership(dir: &Path) -> Option<Membership> {
+/// What the file remembers, whether or not this machine has left the room since.
+fn remembered(dir: &Path) -> Option<Membership> {
     serde_json::from_str(&std::fs::read_to_string(path(dir)).ok()?).ok()
+}
+
+/// The room this machine is in, if any.
+pub fn membership(dir: &Path) -> Option<Membership> {
+    remembered(dir).filter(|m| !m.left)
+}
+
+fn remember(dir: &Path, membership: &Membership) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    // The secret is this attendee's alone: the file is its owner's only.
+    platform::write_private(&path(dir), &serde_json::to_string_pretty(membership)?)?;
+    Ok(())
+}
+
+/// Codes as the room compares them: case and dashes do not matter.
+fn same_code(a: &str, b: &str) -> bool {
+    platform::room::normalize_code(a) == platform::room::normalize_code(b)
+}
+
+fn joined_text(m: &Membership, again: bool) -> String {
+    let how = if again { "Back in" } else { "Joined" };
+    format!(
+        "{how} room {} ({} lab) at {} as {}.\n\
+         From now on `breakroom demonstrate`, `check` and `hint` on this machine tell the room what they found \
+         (the outcome and the verdict's line; none of your code).\n\
+         Start with: breakroom demonstrate {}\n\
+         Stop reporting: breakroom join --leave\n",
+        m.code, m.lab, m.url, m.name, m.lab
+    )
 }
 
 fn client() -> anyhow::Result<reqwest::Client> {
@@ -61,24 +96,33 @@ fn client() -> anyhow::Result<reqwest::Client> {
 
 /// Joins (or leaves) and says what happens next.
 pub async fn run(args: &JoinArgs) -> anyhow::Result<String> {
-    let file = path(&args.data_dir);
     if args.leave {
         return Ok(match membership(&args.data_dir) {
             Some(m) => {
-                std::fs::remove_file(&file)?;
-                format!("Left room {} at {}: nothing reports to it any more.\n", m.code, m.url)
+                remember(&args.data_dir, &Membership { left: true, ..m.clone() })?;
+                format!(
+                    "Left room {} at {}: nothing reports to it any more (join it again to carry on).\n",
+                    m.code, m.url
+                )
             }
             None => "Not in a room: nothing to leave.\n".into(),
         });
     }
     let url = args.url.as_deref().unwrap_or_default().trim().trim_end_matches('/').to_string();
     let code = args.code.clone().unwrap_or_default();
-    let previous = membership(&args.data_dir);
+    let previous = remembered(&args.data_dir);
     let name = match (&args.name, &previous) {
-        (Some(name), _) => name.clone(),
+        (Some(name), _) => name.trim().to_string(),
         (None, Some(previous)) => previous.name.clone(),
         (None, None) => anyhow::bail!("say how the board should show you: --name NAME"),
     };
+    // The same room under the same name (a second join, or after --leave): the same
+    // attendee, not a clash with oneself.
+    if let Some(previous) = previous.filter(|p| p.url == url && same_code(&p.code, &code) && p.name == name) {
+        let back = Membership { left: false, ..previous };
+        remember(&args.data_dir, &back)?;
+        return Ok(joined_text(&back, true));
+    }
     let body = serde_json::json!({ "code": code, "name": name });
     let reply = client()?.post(format!("{url}/room/join")).json(&body).send().await.map_err(|error| {
         anyhow::anyhow!(
@@ -97,36 +141,46 @@ pub async fn run(args: &JoinArgs) -> anyhow::Result<String> {
     let joined: Joined =
         serde_json::from_str(&text).map_err(|_| anyhow::anyhow!("{url} answered, but not as a breakroom room does"))?;
     let membership = Membership {
-        url: url.clone(),
-        code: joined.code.clone(),
-        name: joined.name.clone(),
+        url,
+        code: joined.code,
+        name: joined.name,
         attendee: joined.attendee,
         secret: joined.secret,
-        lab: joined.lab.clone(),
+        lab: joined.lab,
+        left: false,
     };
-    std::fs::create_dir_all(&args.data_dir)?;
-    std::fs::write(&file, serde_json::to_string_pretty(&membership)?)?;
-    Ok(format!(
-        "Joined room {} ({} lab) at {url} as {}.\n\
-         From now on `breakroom demonstrate`, `check` and `hint` on this machine tell the room what they found \
-         (the outcome and the verdict's line; none of your code).\n\
-         Start with: breakroom demonstrate {}\n\
-         Stop reporting: breakroom join --leave\n",
-        joined.code, joined.lab, joined.name, joined.lab
-    ))
+    remember(&args.data_dir, &membership)?;
+    Ok(joined_text(&membership, false))
 }
 
 /// Sends one report; returns the line to print (a note when it could not be sent: the
 /// command's own result stands either way).
 async fn send(membership: &Membership, report: serde_json::Value) -> String {
     let sent = async {
-        let reply = client()?.post(format!("{}/room/report", membership.url)).json(&report).send().await?;
-        let status = reply.status();
-        if status.is_success() {
-            return Ok(None);
+        let client = client()?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let reply = client.post(format!("{}/room/report", membership.url)).json(&report).send().await?;
+            let status = reply.status();
+            if status.is_success() {
+                return Ok(None);
+            }
+            // A busy room (the whole class behind one address): wait as it says, a few times.
+            let wait = reply
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS && tries < REPORT_TRIES {
+                tokio::time::sleep(Duration::from_secs(wait.unwrap_or(1).clamp(1, 3))).await;
+                continue;
+            }
+            let body: serde_json::Value = reply.json().await.unwrap_or_default();
+            return Ok::<_, anyhow::Error>(Some(
+                body["detail"].as_str().map_or_else(|| format!("HTTP {status}"), str::to_owned),
+            ));
         }
-        let body: serde_json::Value = reply.json().await.unwrap_or_default();
-        Ok::<_, anyhow::Error>(Some(body["detail"].as_str().map_or_else(|| format!("HTTP {status}"), str::to_owned)))
     };
     match sent.await {
         Ok(None) => format!("(reported to room {} as {})", membership.code, membership.name),

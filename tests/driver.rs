@@ -374,6 +374,29 @@ async fn vote_audience_triggers_the_referral_bug() {
     );
 }
 
+/// A rate set from outside (the control API, the shop's rush) is kept when the driver's
+/// runtime is busy: arrivals it was late for are sent late, not dropped.
+#[tokio::test(flavor = "current_thread")]
+async fn a_set_rate_is_kept_when_the_runtime_is_starved() {
+    let server = test_server(Duration::MAX, Duration::ZERO).await;
+    let run = Arc::new(Run::new(get_ok(), server.url.clone(), None, Duration::from_secs(10), Vec::new()));
+    *run.rate_override.lock().unwrap() = Some(200.0);
+    // Something else on the one thread holds it 30 ms at a time: the engine wakes late
+    // every time (by up to six of its 5 ms arrivals).
+    let hog = tokio::spawn(async {
+        loop {
+            std::thread::sleep(Duration::from_millis(30));
+            tokio::task::yield_now().await;
+        }
+    });
+    let model = Model::Open { shape: Shape::constant(1.0, Duration::from_secs(2)), max_in_flight: 1000 };
+    tokio::time::timeout(Duration::from_secs(20), engine::drive(run.clone(), model)).await.unwrap();
+    hog.abort();
+    let report = breakroom::driver::control::snapshot(&run);
+    assert!(report.requests >= 340, "200 a second for 2 s, 400 asked for: {} sent", report.requests);
+    assert!(report.requests <= 402, "and no more: {}", report.requests);
+}
+
 /// A rate set through the control API changes the pace, never the run's length.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_rate_still_ends_with_the_timeline() {

@@ -497,10 +497,29 @@ async fn the_timeline_walks_its_phases_and_stop_demo_cleans_up(backend: Backend)
     let mut phases: Vec<String> = Vec::new();
     let mut saw_dropped = false;
     let mut saw_small_pool = false;
-    let mut saw_slow_payment = false;
+    // The slowed processor (minutes 10 to 12: one real second) is watched on its own,
+    // not between the status polls below, which a busy machine spaces out.
+    let slowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (client, payment, slowed) = (shop.client.clone(), shop.payment.clone(), slowed.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Ok(response) = client.get(format!("{payment}/health")).send().await {
+                    let health: Value = response.json().await.unwrap_or_default();
+                    if health["payment"]["settings"]["workers"] == 1 {
+                        slowed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let mut last = Value::Null;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::time::Instant::now() < deadline {
         let (_, status) = shop.get(&loadgen, "/admin/demo-status").await;
+        last = status.clone();
         for key in [
             "running",
             "elapsed_minutes",
@@ -516,9 +535,6 @@ async fn the_timeline_walks_its_phases_and_stop_demo_cleans_up(backend: Backend)
         if phases.last() != Some(&phase) {
             phases.push(phase.clone());
         }
-        if phase == "peak" {
-            saw_slow_payment |= shop.get(&shop.payment, "/health").await.1["payment"]["settings"]["workers"] == 1;
-        }
         if phase == "degradation" {
             saw_dropped |= indexes_present(&shop).await.iter().all(|p| !p);
         }
@@ -528,12 +544,21 @@ async fn the_timeline_walks_its_phases_and_stop_demo_cleans_up(backend: Backend)
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    watcher.abort();
+    let saw_slow_payment = slowed.load(std::sync::atomic::Ordering::Relaxed);
     let order = ["ramp_up", "peak", "degradation", "critical"];
     let seen: Vec<&str> = phases.iter().map(String::as_str).filter(|p| order.contains(p)).collect();
     assert_eq!(seen, order, "the phases in order: {phases:?}");
     assert!(saw_dropped, "the indexes were really dropped during degradation");
     assert!(saw_small_pool, "checkout's pool was really cut to 20 at the exhaustion minute");
-    assert!(saw_slow_payment, "the payment processor was really slowed at the peak");
+    // The storm is sized on the checkouts that really arrive in minute 9 (half a second
+    // here): beside the other tests on two cores, that can be fewer than it needs, and
+    // then the timeline says so and runs on (the retry-storm tests hold the storm itself).
+    let troubles: Vec<&str> = last["troubles"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let no_storm =
+        troubles.iter().any(|t| t.contains("no retry storm — the peak asks for") && t.contains("raise --peak-rpm"));
+    assert!(saw_slow_payment || no_storm, "the payment processor was really slowed at the peak: {troubles:?}");
+    assert!(troubles.iter().all(|t| t.contains("no retry storm")), "nothing else went wrong: {troubles:?}");
 
     let (status, stopped) = shop.post(&loadgen, "/admin/stop-demo", &json!({})).await;
     assert_eq!(status, 200);

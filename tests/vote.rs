@@ -149,7 +149,7 @@ async fn one_address_cannot_flood_the_poll(backend: Backend) {
     // Behind a trusted proxy, each forwarded address has its own bucket.
     let proxied = spawn_app(backend, |c| {
         c.settings.vote.vote_rate_limit = 1.0;
-        c.settings.vote.trust_proxy = true;
+        c.platform.trust_proxy = true;
     })
     .await;
     let vote_from = |ip: &'static str| {

@@ -76,8 +76,28 @@
     return 200;
   }
 
+  // The server sends at least a keep-alive every 15 s: a stream silent for longer is a
+  // connection that died without closing (Wi-Fi dropped, the laptop slept).
+  const SILENT_MS = 40000;
+
   async function stream() {
-    const response = await fetch("/room/events", { headers: { ...auth(), Accept: "text/event-stream" } });
+    const aborter = new AbortController();
+    let watchdog = setTimeout(() => aborter.abort(), SILENT_MS);
+    const heard = () => { clearTimeout(watchdog); watchdog = setTimeout(() => aborter.abort(), SILENT_MS); };
+    try {
+      return await read(aborter, heard);
+    } catch (error) {
+      throw aborter.signal.aborted ? new Error("nothing heard for 40 s") : error;
+    } finally {
+      clearTimeout(watchdog);
+    }
+  }
+
+  async function read(aborter, heard) {
+    const response = await fetch("/room/events", {
+      headers: { ...auth(), Accept: "text/event-stream" },
+      signal: aborter.signal,
+    });
     if (response.status === 401) { askForToken("Enter the admin token to show the board."); return false; }
     if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
     status(board && !board.open ? "closed" : "live");
@@ -87,6 +107,7 @@
     for (;;) {
       const { value, done } = await reader.read();
       if (done) throw new Error("the stream ended");
+      heard();
       buffer += value;
       let end;
       while ((end = buffer.indexOf("\n\n")) >= 0) {

@@ -80,6 +80,8 @@ pub struct Run {
     pub later_mix: std::sync::atomic::AtomicBool,
     sequence: AtomicU64,
     journeys: AtomicU64,
+    /// Requests of this run answered (or failed) so far; runs started alongside count their own.
+    answered: AtomicU64,
 }
 
 impl Run {
@@ -100,6 +102,7 @@ impl Run {
             later_mix: std::sync::atomic::AtomicBool::new(false),
             sequence: AtomicU64::new(0),
             journeys: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
         }
     }
 
@@ -112,6 +115,11 @@ impl Run {
         run.mark = self.mark.clone();
         run.stop = self.stop.child_token();
         run
+    }
+
+    /// How many of this run's own requests have an outcome (whatever its figures share).
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -282,6 +290,7 @@ async fn journey(transport: &mut Transport<'_>, run: &Run, journey: &Journey, in
         run.recorder.record(&step.name, outcome, latency);
         run.window.record(&step.name, outcome, latency);
         run.mark.record(&step.name, outcome, latency);
+        run.answered.fetch_add(1, Ordering::Relaxed);
         if outcome.error_kind().is_some() {
             break; // a failed step ends the journey, as it would for a person
         }
@@ -314,7 +323,12 @@ async fn open(run: Arc<Run>, client: HttpClient, shape: Shape, max_in_flight: us
         let end = shape.total().as_secs_f64();
         let next = match overridden {
             Some(rps) if rps > 0.0 => {
-                let next = t.max(start.elapsed().as_secs_f64() - 1.0 / rps) + 1.0 / rps;
+                // Arrivals due while this loop waited for a busy runtime are sent late,
+                // not skipped (up to a second of them, or one): a starved driver must
+                // not quietly ask for less than its rate. Longer gaps (a pause, a new
+                // rate after a slow one) start afresh.
+                let backlog = (1.0 / rps).max(1.0);
+                let next = t.max(start.elapsed().as_secs_f64() - backlog) + 1.0 / rps;
                 (next < end).then_some(next)
             }
             Some(_) => {

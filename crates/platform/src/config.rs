@@ -43,6 +43,9 @@ pub struct PlatformConfig {
     pub feed_refresh: Duration,
     /// Open a workshop room on the lab's first service (`/room`, `breakroom join`).
     pub room: bool,
+    /// Take a client's address from `X-Forwarded-For` (the per-address rate limits):
+    /// only behind a proxy the operator runs.
+    pub trust_proxy: bool,
 }
 
 impl PlatformConfig {
@@ -66,6 +69,7 @@ impl PlatformConfig {
             redis_timeout: Duration::from_millis(150),
             feed_refresh: Duration::from_secs(2),
             room: false,
+            trust_proxy: false,
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct DemoStatus {
     pub peak_rpm: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_minutes: Option<f64>,
+    /// What went wrong in this run so far (a fault not applied, a phase that could not
+    /// run and why), oldest first; empty when all went to plan.
+    pub troubles: Vec<String>,
 }
 
 impl DemoStatus {
@@ -72,6 +75,7 @@ impl DemoStatus {
             speedup: None,
             peak_rpm: None,
             duration_minutes: None,
+            troubles: Vec::new(),
         }
     }
 }

@@ -6,7 +6,8 @@
 //! fraction of that, so a cut pool never runs dry by itself. The rush is the story's
 //! crowd: at the cut a crowd twice what the pool can hold and place within one acquire
 //! timeout arrives at once, then a stream of buyers which, with the shoppers' own
-//! checkouts, asks for [`RUSH_DEMAND`] times what checkout places. With more asking than can be placed, buyers queue for a connection
+//! checkouts (measured as they come, not as they came before the cut), asks for
+//! [`RUSH_DEMAND`] times what checkout places. With more asking than can be placed, buyers queue for a connection
 //! and those who wait longer than the acquire timeout are turned away: the failed
 //! share settles at 1 − 1/[`RUSH_DEMAND`], about the story's 35%.
 //!
@@ -190,6 +191,17 @@ fn next_rate(rps: f64, placed_rate: f64, shoppers_rate: f64, gain: f64) -> f64 {
     (rps + gain * (target - rps)).clamp(MIN_RUSH_RPS, MAX_RUSH_RPS)
 }
 
+/// The shoppers' own checkouts a second over a window: every checkout answered, less
+/// the rush's buyers answered in it. Measured now, not taken from before the cut: with
+/// the catalog scanning, the shoppers reach checkout more slowly than they did then,
+/// and subtracting their earlier rate would shrink the stream until nothing queued.
+fn shoppers_rate(change: &Change, rush_answered: u64) -> f64 {
+    if change.seconds <= 0.0 {
+        return 0.0;
+    }
+    (change.attempted_rate() - rush_answered as f64 / change.seconds).max(0.0)
+}
+
 /// Resizes the stream toward [`RUSH_DEMAND`] times what checkout places, from checkout's
 /// counters over a sliding window; starts once the crowd's last buyer has been answered.
 async fn meter(run: Arc<Run>, shop: Shop, opening: Opening, metered: Arc<Mutex<Metered>>) {
@@ -204,7 +216,8 @@ async fn meter(run: Arc<Run>, shop: Shop, opening: Opening, metered: Arc<Mutex<M
     // Two full corrections per window, spread over its ticks: the peak failure's
     // minutes are only a few windows long.
     let gain = (2.0 * tick.as_secs_f64() / window.as_secs_f64()).min(0.5);
-    let mut readings: Vec<Reading> = Vec::new();
+    // Checkout's counters, and how many of the rush's own buyers had been answered then.
+    let mut readings: Vec<(Reading, u64)> = Vec::new();
     let mut rps = opening.stream();
     let mut interval = tokio::time::interval(tick);
     loop {
@@ -213,16 +226,19 @@ async fn meter(run: Arc<Run>, shop: Shop, opening: Opening, metered: Arc<Mutex<M
             _ = interval.tick() => {}
         }
         let Ok(now) = shop.reading().await else { continue };
-        readings.push(now);
+        let answered = run.answered();
+        readings.push((now, answered));
         // Keep the newest reading at least a window old, and all after it.
-        while readings.len() > 2 && now.at.saturating_duration_since(readings[1].at) >= window {
+        while readings.len() > 2 && now.at.saturating_duration_since(readings[1].0.at) >= window {
             readings.remove(0);
         }
-        let change = now.since(&readings[0]);
+        let (first, first_answered) = &readings[0];
+        let change = now.since(first);
         if change.seconds < window.as_secs_f64() * 0.5 || change.placed + change.failed_total() < MIN_ANSWERED {
             continue;
         }
-        rps = next_rate(rps, change.placed_rate(), opening.before.attempted_rate(), gain);
+        let shoppers = shoppers_rate(&change, answered.saturating_sub(*first_answered));
+        rps = next_rate(rps, change.placed_rate(), shoppers, gain);
         *run.rate_override.lock().unwrap_or_else(|p| p.into_inner()) = Some(rps);
         let mut m = metered.lock().unwrap_or_else(|p| p.into_inner());
         m.placed_rate = change.placed_rate();
@@ -230,6 +246,7 @@ async fn meter(run: Arc<Run>, shop: Shop, opening: Opening, metered: Arc<Mutex<M
         m.adjustments += 1;
         tracing::debug!(
             rps,
+            shoppers,
             placed_rate = m.placed_rate,
             attempted_rate = m.attempted_rate,
             pool_exhausted = change.pool_exhausted(),
@@ -336,5 +353,43 @@ mod tests {
         }
         assert!((rps - 13.5).abs() < 0.01, "it settles on the target: {rps}");
         assert_eq!(next_rate(1.0, 0.0, 5.0, 0.5), MIN_RUSH_RPS, "the doors stay open");
+    }
+
+    /// A window of a checkout that places at most `capacity` a second, asked by shoppers
+    /// at `shoppers` and the rush at `rush`: what its counters and the rush's say.
+    fn window(capacity: f64, shoppers: f64, rush: f64) -> (Change, u64) {
+        let seconds = 100.0;
+        let asked = shoppers + rush;
+        let placed = asked.min(capacity);
+        let mut failed = [0.0; 6];
+        failed[0] = (asked - placed) * seconds;
+        let change = Change {
+            seconds,
+            placed: placed * seconds,
+            failed,
+            reservation_seconds: 0.0,
+            reservations: 0.0,
+            payment_calls: 0.0,
+            payment_retries: 0.0,
+        };
+        (change, (rush * seconds).round() as u64)
+    }
+
+    #[test]
+    fn the_demand_stays_above_capacity_when_the_shoppers_slow_down() {
+        // Before the cut the shoppers asked 8 a second; behind the scanning catalog they
+        // now reach checkout at 2. Checkout places 10: the buyers must still ask 15.5.
+        let (capacity, shoppers_before, shoppers_now) = (10.0, 8.0, 2.0);
+        let mut rps = next_rate(0.0, capacity, shoppers_before, 1.0);
+        for _ in 0..40 {
+            let (change, rush_answered) = window(capacity, shoppers_now, rps);
+            assert!((shoppers_rate(&change, rush_answered) - shoppers_now).abs() < 0.01);
+            rps = next_rate(rps, change.placed_rate(), shoppers_rate(&change, rush_answered), 0.33);
+        }
+        let asked = shoppers_now + rps;
+        assert!((asked - RUSH_DEMAND * capacity).abs() < 0.05, "{asked} asked of {capacity} placed");
+        let (change, _) = window(capacity, shoppers_now, rps);
+        let failed_share = change.failed_total() / (change.placed + change.failed_total());
+        assert!((0.30..0.40).contains(&failed_share), "about a third turned away: {failed_share}");
     }
 }

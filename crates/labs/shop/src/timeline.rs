@@ -224,6 +224,7 @@ struct Progress {
     last_error_rate: f64,
     checkouts_attempted: u64,
     checkouts_failed: u64,
+    troubles: Vec<String>,
 }
 
 /// A timeline in progress.
@@ -309,6 +310,7 @@ impl Timeline {
             speedup: Some(self.settings.speedup),
             peak_rpm: Some(self.settings.peak_rpm),
             duration_minutes: Some(self.settings.duration_minutes),
+            troubles: progress.troubles,
         }
     }
 
@@ -320,6 +322,16 @@ impl Timeline {
     /// Runs the timeline to its end (or until stopped), then cleans up. Every event
     /// goes to `observer` as it happens; returns the whole run's figures.
     pub async fn run(self: &Arc<Self>, observer: &mut (dyn FnMut(Event) + Send)) -> Snapshot {
+        // Troubles are kept for the status too (at most 20: the first are the telling ones).
+        let observer = &mut |event: Event| {
+            if let Event::Trouble(text) = &event {
+                let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+                if progress.troubles.len() < 20 {
+                    progress.troubles.push(text.clone());
+                }
+            }
+            observer(event)
+        };
         self.running.store(true, Ordering::Release);
         let settings = &self.settings;
         tracing::info!(

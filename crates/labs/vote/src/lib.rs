@@ -268,7 +268,7 @@ async fn cast(
     choice: &str,
     referral: Option<String>,
 ) -> Result<Choice, ApiError> {
-    let client = platform::limit::client_ip(peer, headers, lab.settings.trust_proxy);
+    let client = platform::limit::client_ip(peer, headers, lab.platform.config.trust_proxy);
     if let Err(wait) = lab.limiter.check(client) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

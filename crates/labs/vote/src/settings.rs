@@ -24,9 +24,6 @@ pub struct VoteArgs {
     /// Live-results viewers one process serves at most; beyond it /stream answers 503
     #[arg(long, env = "BREAKROOM_MAX_VIEWERS", default_value_t = MAX_VIEWERS)]
     pub max_viewers: usize,
-    /// Take the client address from X-Forwarded-For (only behind a proxy you run)
-    #[arg(long, env = "BREAKROOM_TRUST_PROXY")]
-    pub trust_proxy: bool,
 }
 
 impl Default for VoteArgs {
@@ -36,7 +33,6 @@ impl Default for VoteArgs {
             referral_cache_capacity: REFERRAL_CACHE_CAPACITY,
             vote_rate_limit: VOTE_RATE_LIMIT,
             max_viewers: MAX_VIEWERS,
-            trust_proxy: false,
         }
     }
 }

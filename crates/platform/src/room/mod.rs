@@ -57,6 +57,8 @@ pub struct Room {
     feed: Feed,
     by_address: RateLimiter<IpAddr>,
     by_attendee: RateLimiter<String>,
+    /// Key the address limit by `X-Forwarded-For` (behind the operator's proxy).
+    trust_proxy: bool,
 }
 
 impl Room {
@@ -89,6 +91,7 @@ impl Room {
             feed,
             by_address: RateLimiter::new(ADDRESS_RATE, ADDRESS_BURST),
             by_attendee: RateLimiter::new(ATTENDEE_RATE, ATTENDEE_BURST),
+            trust_proxy: config.trust_proxy,
         }))
     }
 
@@ -134,6 +137,14 @@ fn new_code() -> String {
     (0..CODE_LEN).map(|_| CODE_ALPHABET[rng.random_range(0..CODE_ALPHABET.len())] as char).collect()
 }
 
+/// An attendee's id and secret: this many lowercase hex digits.
+const ATTENDEE_ID_CHARS: usize = 16;
+const SECRET_CHARS: usize = 32;
+
+fn is_hex(text: &str, chars: usize) -> bool {
+    text.len() == chars && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn random_hex(chars: usize) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
@@ -141,7 +152,7 @@ fn random_hex(chars: usize) -> String {
 }
 
 /// A code as typed: any case, spaces and dashes ignored.
-fn normalize_code(code: &str) -> String {
+pub fn normalize_code(code: &str) -> String {
     code.chars().filter(|c| !c.is_whitespace() && *c != '-').collect::<String>().to_uppercase()
 }
 
@@ -163,8 +174,9 @@ fn database(db: &Db, error: sqlx::Error) -> ApiError {
 }
 
 impl Room {
-    fn limit_address(&self, peer: SocketAddr) -> Result<(), ApiError> {
-        self.by_address.check(peer.ip()).map_err(|wait| {
+    fn limit_address(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+        let address = crate::limit::client_ip(peer, headers, self.trust_proxy);
+        self.by_address.check(address).map_err(|wait| {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many posts to the room from this address; slow down")
                 .with_retry_after(wait.as_secs().max(1) as u32)
         })
@@ -205,6 +217,28 @@ pub struct Joined {
     pub lab: String,
 }
 
+/// Characters that show nothing or reorder the text around them (Unicode's format
+/// characters and separators that matter in a name): a name with one could pass for
+/// another attendee's, or turn a row of the board around.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
 /// A name the board can show: trimmed, 1 to 40 characters, no control characters and
 /// no markup.
 fn valid_name(name: &str) -> Result<String, ApiError> {
@@ -218,8 +252,10 @@ fn valid_name(name: &str) -> Result<String, ApiError> {
             "The name has {chars} characters; the board shows at most {MAX_NAME_CHARS}"
         )));
     }
-    if name.chars().any(|c| c.is_control() || matches!(c, '<' | '>')) {
-        return Err(ApiError::bad_request("A name is plain text: no control characters, no < or >"));
+    if name.chars().any(|c| c.is_control() || invisible(c) || matches!(c, '<' | '>')) {
+        return Err(ApiError::bad_request(
+            "A name is plain text: no control or invisible characters (zero-width, direction marks), no < or >",
+        ));
     }
     Ok(name.to_string())
 }
@@ -228,16 +264,17 @@ fn valid_name(name: &str) -> Result<String, ApiError> {
 async fn join(
     State(room): State<Arc<Room>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     JsonBody(request): JsonBody<JoinRequest>,
 ) -> Result<Response, ApiError> {
-    room.limit_address(peer)?;
+    room.limit_address(peer, &headers)?;
     let name = valid_name(&request.name)?;
     room.admit(&request.code).await?;
     let db = &room.db;
     if store::attendee_count(db, &room.code).await.map_err(|e| database(db, e))? >= MAX_ATTENDEES {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("The room is full ({MAX_ATTENDEES} attendees)")));
     }
-    let (id, secret) = (random_hex(16), random_hex(32));
+    let (id, secret) = (random_hex(ATTENDEE_ID_CHARS), random_hex(SECRET_CHARS));
     if !store::join(db, &room.code, &id, &name, &secret, store::now_ms()).await.map_err(|e| database(db, e))? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -325,18 +362,26 @@ impl Room {
 async fn report(
     State(room): State<Arc<Room>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     JsonBody(report): JsonBody<Report>,
 ) -> Result<Response, ApiError> {
-    room.limit_address(peer)?;
+    room.limit_address(peer, &headers)?;
     let change = room.change(&report)?;
     room.admit(&report.code).await?;
+    let unknown = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Unknown attendee or wrong secret: join again with `breakroom join URL CODE --name NAME`",
+        )
+    };
+    // Only an id and a secret of the shape the room hands out are looked up.
+    if !is_hex(&report.attendee, ATTENDEE_ID_CHARS) || !is_hex(&report.secret, SECRET_CHARS) {
+        return Err(unknown());
+    }
     let db = &room.db;
     let stored = store::secret(db, &room.code, &report.attendee).await.map_err(|e| database(db, e))?;
     if !stored.is_some_and(|secret| same(&secret, &report.secret)) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Unknown attendee or wrong secret: join again with `breakroom join URL CODE --name NAME`",
-        ));
+        return Err(unknown());
     }
     room.by_attendee.check(report.attendee.clone()).map_err(|wait| {
         ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many reports from this attendee; slow down")
@@ -427,5 +472,20 @@ mod tests {
         assert!(valid_name("<b>me</b>").unwrap_err().detail().contains("plain text"));
         assert!(valid_name("a\u{7}b").unwrap_err().detail().contains("plain text"));
         assert_eq!(valid_name(&"é".repeat(40)).unwrap().chars().count(), 40, "characters, not bytes");
+        // Invisible characters would let a name pass for another or turn its row around.
+        for sneaky in ["Ann\u{200B}", "A\u{200D}nn", "\u{202E}nnA", "Ann\u{FEFF}", "An\u{00AD}n", "\u{2066}Ann"] {
+            assert!(valid_name(sneaky).unwrap_err().detail().contains("invisible"), "{sneaky:?}");
+        }
+        assert_eq!(valid_name("Zoë 🚀 李").unwrap(), "Zoë 🚀 李", "letters and emoji are fine");
+    }
+
+    #[test]
+    fn only_ids_and_secrets_of_the_room_s_shape_are_looked_up() {
+        assert!(is_hex(&random_hex(ATTENDEE_ID_CHARS), ATTENDEE_ID_CHARS));
+        assert!(is_hex(&random_hex(SECRET_CHARS), SECRET_CHARS));
+        assert!(!is_hex("0123456789abcde\0", ATTENDEE_ID_CHARS), "a NUL");
+        assert!(!is_hex("0123456789ABCDEF", ATTENDEE_ID_CHARS), "upper case is not what the room hands out");
+        assert!(!is_hex("0123456789abcdef0", ATTENDEE_ID_CHARS), "one too many");
+        assert!(!is_hex("ééééééééééééééé", ATTENDEE_ID_CHARS));
     }
 }
