@@ -115,8 +115,10 @@ await story("an open results page moves its bars when another client votes", asy
   await p.goto(`${BASE}/results`);
   await p.waitForFunction(() => document.querySelector("#live-dot").classList.contains("on"), null, { timeout: 5000 });
   for (const choice of ["ai", "ai", "ai", "print", "restart"]) await api("POST", "/vote", { choice, referral: null });
-  await p.waitForFunction(() => document.querySelector('[data-choice="ai"] .bar-count').textContent === "3", null, { timeout: 5000 });
-  expect((await p.textContent("#total")) === "5", "the total follows");
+  // The five votes may reach the page in more than one update: wait for the last.
+  await p.waitForFunction(() => document.querySelector("#total").textContent === "5", null, { timeout: 5000 })
+    .catch(async () => { throw new Error(`the total follows (shows ${await p.textContent("#total")})`); });
+  expect((await p.textContent('[data-choice="ai"] .bar-count')) === "3", "the ai bar follows");
   await p.waitForTimeout(600); // let the bars' transition finish for the screenshot
   await p.screenshot({ path: join(SHOTS, "results-projector.png") });
   await p.setViewportSize(PHONE);
