@@ -22,6 +22,8 @@ COPY src ./src
 COPY crates ./crates
 COPY migrations ./migrations
 COPY web ./web
+# The console evaluates the alert rules embedded at build time.
+COPY deploy/prometheus/rules ./deploy/prometheus/rules
 # Newer than the empty crates' build, so cargo rebuilds every crate of the workspace.
 RUN find src crates -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --bin breakroom

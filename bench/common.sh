@@ -17,6 +17,14 @@ wait_healthy() {
   done
 }
 
+# wrk_rate URL CONNECTIONS LUA SECONDS -> "rps p99": wrk's rate and 99th percentile.
+wrk_rate() {
+  local url=$1 c=$2 script=$3 seconds=$4
+  local args=(-t2 -c"$c" -d"${seconds}s" --latency)
+  [ -n "$script" ] && args+=(-s "$script")
+  wrk "${args[@]}" "$url" | awk '/Requests\/sec/ {rps=$2} /^ +99%/ {p=$2} END {print rps, p}'
+}
+
 # alternate SECONDS MEASURE_A MEASURE_B
 #
 # Compares two measurements on a shared, noisy machine: rather than A for SECONDS and

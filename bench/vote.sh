@@ -45,13 +45,6 @@ wrk.body = '{"choice":"ai","referral":null}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-# wrk_rate URL CONNECTIONS LUA SECONDS -> "rps p99"
-wrk_rate() {
-  local url=$1 c=$2 script=$3 seconds=$4
-  local args=(-t2 -c"$c" -d"${seconds}s" --latency)
-  [ -n "$script" ] && args+=(-s "$script")
-  wrk "${args[@]}" "$url" | awk '/Requests\/sec/ {rps=$2} /^ +99%/ {p=$2} END {print rps, p}'
-}
 wrk -t2 -c16 -d2s "http://127.0.0.1:$port/health" >/dev/null   # warm-up
 
 printf '%-34s %12s %10s %12s %8s\n' "measurement ($backend)" "breakroom" "p99" "bare axum" "ratio"

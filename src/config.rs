@@ -144,6 +144,16 @@ pub struct ServeArgs {
     /// Take the client address from X-Forwarded-For for the rate limits (only behind a proxy you run)
     #[arg(long, env = "BREAKROOM_TRUST_PROXY")]
     pub trust_proxy: bool,
+    /// The telemetry console at /console: on records traces, logs and metric history in the process
+    #[arg(long, env = "BREAKROOM_CONSOLE", default_value = "on", value_parser = ["on", "off"])]
+    pub console: String,
+    /// Traces the console keeps (the newest; about 10 KiB each at most)
+    #[arg(long, env = "BREAKROOM_CONSOLE_TRACES", default_value_t = platform::console::DEFAULT_TRACES as u64,
+          value_parser = clap::value_parser!(u64).range(10..=100_000))]
+    pub console_traces: u64,
+    /// Jaeger's UI (e.g. http://localhost:16686): the console links each trace to it
+    #[arg(long, env = "BREAKROOM_JAEGER_URL")]
+    pub jaeger_url: Option<String>,
     #[command(flatten)]
     pub vote: VoteArgs,
     #[command(flatten)]
@@ -265,6 +275,11 @@ impl ServeConfig {
         platform.public_url = empty_to_none(args.public_url).map(|u| u.trim_end_matches('/').to_string());
         platform.room = args.room;
         platform.trust_proxy = args.trust_proxy;
+        platform.console = platform::config::ConsoleConfig {
+            recording: args.console == "on",
+            traces: args.console_traces as usize,
+            jaeger_url: empty_to_none(args.jaeger_url).map(|u| u.trim_end_matches('/').to_string()),
+        };
         let settings = LabSettings {
             vote: args.vote,
             items: args.items,

@@ -72,6 +72,7 @@ pub async fn build(
     let platform = Platform::start(config.platform, lab.bugs(), shutdown).await?;
     let local: Vec<(&'static str, String)> =
         listeners.iter().filter_map(|(name, l)| l.local_addr().ok().map(|a| (*name, loopback_url(a)))).collect();
+    platform.console.configure(lab.console())?;
     let mut built = lab.build(&platform, &local).await?;
     let mut services = Vec::new();
     for (name, listener) in listeners {
@@ -90,6 +91,7 @@ pub async fn build(
         }
         services.push((service, listener));
     }
+    platform.console.start(platform.shutdown.clone());
     // The room lives on the lab's first service: one board, one join URL.
     let room = match (platform.config.room, services.first_mut()) {
         (true, Some((service, _))) => {

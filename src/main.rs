@@ -81,7 +81,7 @@ async fn stage(command: StageCommand, args: breakroom::config::StageArgs) -> any
 async fn seed(args: breakroom::config::SeedArgs) -> anyhow::Result<()> {
     let settings = labs::LabSettings { vote: args.vote, shop_data: args.shop, ..labs::LabSettings::default() };
     let lab = labs::lab(args.lab, &settings);
-    telemetry::init(lab.service_name(), None)?;
+    telemetry::init(lab.service_name(), None, telemetry::Recording::default())?;
     let backend = &args.backend;
     let database_url = backend.database_url.as_deref().filter(|u| !u.is_empty());
     let db = Db::open(database_url, &backend.data_dir, lab.name(), backend.db_max_connections).await?;
@@ -98,7 +98,11 @@ async fn serve(lab: labs::LabName, args: breakroom::config::ServeArgs) -> anyhow
     let lab = config.open();
     // A lab whose services export their own traces leaves the process's layer to logs.
     let otlp = if lab.traces_per_service() { None } else { config.platform.otlp_endpoint.as_deref() };
-    let _telemetry = telemetry::init(lab.service_name(), otlp)?;
+    let console = &config.platform.console;
+    breakroom::platform::console::traces::store().set_capacity(console.traces);
+    let recording =
+        telemetry::Recording { spans: console.recording && !lab.traces_per_service(), logs: console.recording };
+    let _telemetry = telemetry::init(lab.service_name(), otlp, recording)?;
     let mut listeners = Vec::new();
     for (name, address) in specs {
         listeners.push((name, listen(address, name).await?));
@@ -140,7 +144,7 @@ async fn listen(address: SocketAddr, what: &str) -> anyhow::Result<tokio::net::T
 /// `breakroom serve loadgen`: the Black Friday timeline as a service (port 8010).
 async fn serve_loadgen(args: breakroom::config::ServeArgs) -> anyhow::Result<()> {
     use breakroom::platform::http::AdminToken;
-    let _telemetry = telemetry::init("load-generator", None)?;
+    let _telemetry = telemetry::init("load-generator", None, telemetry::Recording::default())?;
     let (_, address) = args.listen_specs()[0];
     let port = address.port();
     let listener = listen(address, "loadgen").await?;

@@ -21,10 +21,7 @@ async fn the_pages_work_in_headless_chromium() {
     let room =
         common::spawn_lab(breakroom::labs::LabName::Datasets, Backend::Embedded, |c| c.platform.room = true).await;
     let shots = tempfile::tempdir().unwrap();
-    let shots_dir = std::env::var("BREAKROOM_SCREENSHOTS")
-        .map(|d| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(d))
-        .unwrap_or_else(|_| shots.path().to_path_buf());
-    std::fs::create_dir_all(&shots_dir).unwrap();
+    let shots_dir = common::screenshot_dir(&shots);
     let output = tokio::process::Command::new("node")
         .arg("e2e.mjs")
         .current_dir(dir)

@@ -1,22 +1,16 @@
 //! The `breakroom` binary as a speaker runs it: start, serve, export traces, stop.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::routing::post;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-/// `GET url` with breakroom's own HTTP client (reqwest's TLS has no provider of its own).
-async fn fetch(url: String) -> reqwest::Result<reqwest::Response> {
-    breakroom::platform::http::client().build().unwrap().get(url).send().await
-}
+mod common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::binary::sigterm;
+use common::fetch;
 
 /// Starts `breakroom serve vote` on a free port; returns once it answers `/health`.
 async fn serve(data_dir: &std::path::Path, envs: &[(&str, &str)]) -> (Child, String, Arc<Mutex<String>>) {
@@ -28,61 +22,10 @@ async fn serve_lab(
     data_dir: &std::path::Path,
     envs: &[(&str, &str)],
 ) -> (Child, String, Arc<Mutex<String>>) {
-    let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_breakroom"));
-    command
-        .args(["serve", lab, "--bind", "127.0.0.1", "--port", &port.to_string()])
-        // A vote lab's flag: other labs refuse it.
-        .args(if lab == "vote" { &["--seed-partners", "100"][..] } else { &[] })
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("BREAKROOM_ADMIN_TOKEN")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .envs(envs.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command.spawn().expect("breakroom starts");
-    // stdout (JSON logs) and stderr (the banner) both land in one transcript.
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut logs = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (sink, log_sink) = (stderr.clone(), stderr.clone());
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let mut text = sink.lock().unwrap();
-            text.push_str(&line);
-            text.push('\n');
-        }
-    });
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = logs.next_line().await {
-            let mut text = log_sink.lock().unwrap();
-            text.push_str(&line);
-            text.push('\n');
-        }
-    });
-    let url = format!("http://127.0.0.1:{port}");
-    let client = breakroom::platform::http::client().build().unwrap();
-    for _ in 0..100 {
-        if client.get(format!("{url}/health")).send().await.is_ok_and(|r| r.status() == 200) {
-            return (child, url, stderr);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("breakroom did not answer within 10 s:\n{}", stderr.lock().unwrap());
-}
-
-async fn sigterm(child: &mut Child) -> std::process::ExitStatus {
-    let pid = child.id().expect("still running").to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
-    assert!(killed.success());
-    tokio::time::timeout(Duration::from_secs(5), child.wait())
-        .await
-        .expect("breakroom exits within 5 s of SIGTERM")
-        .unwrap()
+    // A vote lab's flag: other labs refuse it.
+    let args: &[&str] = if lab == "vote" { &["--seed-partners", "100"] } else { &[] };
+    let served = common::binary::serve(lab, data_dir, args, envs).await;
+    (served.child, served.url, served.transcript)
 }
 
 #[tokio::test]
@@ -153,7 +96,9 @@ fn exported(received: &Mutex<Vec<Bytes>>, needle: &[u8]) -> bool {
 async fn traces_reach_an_otlp_collector() {
     let (endpoint, received) = collector().await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url, _) = serve(dir.path(), &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]).await;
+    let envs =
+        [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("BREAKROOM_JAEGER_URL", "http://jaeger.test:16686/")];
+    let (mut child, url, _) = serve(dir.path(), &envs).await;
     let client = breakroom::platform::http::client().build().unwrap();
     let vote = client
         .post(format!("{url}/vote"))
@@ -163,6 +108,13 @@ async fn traces_reach_an_otlp_collector() {
         .await
         .unwrap();
     assert_eq!(vote.status(), 200);
+    // The console keeps the same span under the same trace id, and links it to Jaeger.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let console: serde_json::Value =
+        fetch(format!("{url}/console/api/traces/{trace_id}")).await.unwrap().json().await.unwrap();
+    assert_eq!(console["trace"]["spans"][0]["name"], "POST /vote", "{console}");
+    assert_eq!(console["trace"]["spans"][0]["parent_id"], "00f067aa0ba902b7", "the caller's span is its parent");
+    assert_eq!(console["jaeger"], format!("http://jaeger.test:16686/trace/{trace_id}"));
     // Shutting down flushes the batch exporter.
     assert!(sigterm(&mut child).await.success());
 

@@ -584,11 +584,22 @@ pub async fn fetch(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Respo
     breakroom::platform::http::client().build().unwrap().get(url).send().await
 }
 
+/// Where a browser test writes its screenshots: `BREAKROOM_SCREENSHOTS` (relative to
+/// the repository, e.g. docs/screenshots, to refresh the README's) or else `scratch`.
+pub fn screenshot_dir(scratch: &tempfile::TempDir) -> std::path::PathBuf {
+    let dir = std::env::var("BREAKROOM_SCREENSHOTS")
+        .map(|d| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(d))
+        .unwrap_or_else(|_| scratch.path().to_path_buf());
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+pub mod binary;
 pub mod shop;
 
 /// A PostgreSQL cluster of the test's own (initdb in a temporary directory), so a test

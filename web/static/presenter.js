@@ -32,6 +32,9 @@
       $("strip-cache").textContent = `${entries} / ${capacity}`;
       $("strip-cache").classList.toggle("over", entries >= capacity);
       $("strip-errors").textContent = state.errors_last_minute;
+      const firing = state.alerts_firing || [];
+      $("strip-alerts").textContent = firing.length ? firing.join(", ") : "NONE FIRING";
+      $("strip-alerts").classList.toggle("over", firing.length > 0);
     } catch (_) { /* the next tick tries again */ }
   }
 

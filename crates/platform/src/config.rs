@@ -46,6 +46,25 @@ pub struct PlatformConfig {
     /// Take a client's address from `X-Forwarded-For` (the per-address rate limits):
     /// only behind a proxy the operator runs.
     pub trust_proxy: bool,
+    /// What `/console` records in the process: traces, logs and the metrics' history.
+    pub console: ConsoleConfig,
+}
+
+/// The telemetry console's recording (`/console`).
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// Record spans, log events and metric samples in the process (`--console off` stops it).
+    pub recording: bool,
+    /// Traces kept, newest first; each holds up to [`crate::console::SPANS_PER_TRACE`] spans.
+    pub traces: usize,
+    /// Jaeger's UI (e.g. http://localhost:16686): each trace links to it.
+    pub jaeger_url: Option<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { recording: true, traces: crate::console::DEFAULT_TRACES, jaeger_url: None }
+    }
 }
 
 impl PlatformConfig {
@@ -70,6 +89,7 @@ impl PlatformConfig {
             feed_refresh: Duration::from_secs(2),
             room: false,
             trust_proxy: false,
+            console: ConsoleConfig::default(),
         }
     }
 }

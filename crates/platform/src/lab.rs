@@ -123,6 +123,11 @@ pub trait Lab: Send + Sync {
     /// `breakroom seed LAB`: creates the tables and seed data; says what it did.
     fn seed<'a>(&'a self, db: &'a Db) -> Boxed<'a, anyhow::Result<String>>;
 
+    /// Its alert rules and telling graphs, for `/console`.
+    fn console(&self) -> crate::console::ConsoleSpec {
+        crate::console::ConsoleSpec::default()
+    }
+
     /// Whether the lab serves its own `/` (the vote lab's pages); the others get the
     /// platform's landing page there ([`crate::landing`]).
     fn home_page(&self) -> bool {

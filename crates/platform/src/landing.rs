@@ -143,9 +143,12 @@ fn render(landing: &Landing, host: &str, status: StatusCode, health: &serde_json
         html.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>\n", escape(&key), escape(&value)));
     }
     html.push_str("</table>\n</section>\n<section class=\"card\">\n<h2>Look closer</h2>\n<ul class=\"links\">\n");
-    for (path, what) in
-        [("/openapi.json", "the OpenAPI contract"), ("/health", "the health probe"), ("/metrics", "Prometheus metrics")]
-    {
+    for (path, what) in [
+        ("/console", "the telemetry console: traces, graphs, alerts, logs"),
+        ("/openapi.json", "the OpenAPI contract"),
+        ("/health", "the health probe"),
+        ("/metrics", "Prometheus metrics"),
+    ] {
         html.push_str(&format!("<li><a href=\"{path}\">{path}</a> — {what}</li>\n"));
     }
     for (name, url) in &landing.siblings {

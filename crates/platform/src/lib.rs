@@ -5,6 +5,7 @@ pub mod bugs;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod feed;
 pub mod http;
@@ -52,6 +53,8 @@ pub struct Platform {
     /// Fires on SIGTERM/Ctrl-C: long-lived work (SSE streams, subscriptions) ends on it.
     pub shutdown: CancellationToken,
     pub http_metrics: HttpMetrics,
+    /// `/console`: what the process records of its own telemetry.
+    pub console: console::Console,
 }
 
 /// One dependency's state, as `/ready` reports it.
@@ -93,7 +96,9 @@ impl Platform {
                 http::STRONG_TOKEN_HINT
             );
         }
+        let console = console::Console::new(config.console.clone());
         Ok(Platform {
+            console,
             config: Arc::new(config),
             db,
             redis,
@@ -131,15 +136,17 @@ impl Platform {
     }
 
     /// The lab's router plus what every lab serves: `/metrics`, `/static/*`,
-    /// `/admin/bugs`, JSON 404/405, request telemetry, a body limit and panic safety.
-    pub fn assemble(&self, lab: Router, registry: Registry) -> Router {
-        self.assemble_service(lab, registry, self.http_metrics.clone(), Some(self.db.clone()))
+    /// `/admin/bugs`, `/console`, JSON 404/405, request telemetry, a body limit and panic safety.
+    /// `job` is the name the lab's alert rules know it by (`vote-api`).
+    pub fn assemble(&self, job: &'static str, lab: Router, registry: Registry) -> Router {
+        self.assemble_service(job, lab, registry, self.http_metrics.clone(), Some(self.db.clone()))
     }
 
     /// [`assemble`](Self::assemble) for one of several services of a lab in one
     /// process: each has its own request metrics and reports the pool it uses.
     pub fn assemble_service(
         &self,
+        job: &'static str,
         lab: Router,
         mut registry: Registry,
         http_metrics: HttpMetrics,
@@ -154,12 +161,15 @@ impl Platform {
         if let Some(db) = &db {
             db.register_metrics(&mut registry);
         }
-        let scrape = Scrape { registry: Arc::new(registry), db };
+        let registry = Arc::new(registry);
+        self.console.add_source(job, registry.clone(), db.clone());
+        let scrape = Scrape { registry, db };
         let bug_admin = Router::new()
             .route("/admin/bugs", get(bugs::list))
             .route("/admin/bugs/{name}", post(bugs::flip))
             .with_state(self.bugs.clone());
         lab.merge(self.admin_only(bug_admin))
+            .merge(self.console.router())
             .route("/metrics", get(metrics).with_state(scrape))
             .route("/static/{*path}", get(http::static_file))
             .fallback(http::not_found)

@@ -56,7 +56,16 @@ impl IntoResponses for ResetRefusals {
 /// The platform's own routes, in every lab.
 #[derive(OpenApi)]
 #[openapi(
-    paths(crate::metrics, crate::bugs::list, crate::bugs::flip),
+    paths(
+        crate::metrics,
+        crate::bugs::list,
+        crate::bugs::flip,
+        crate::console::page::alerts,
+        crate::console::page::graphs,
+        crate::console::page::trace_list,
+        crate::console::page::trace,
+        crate::console::page::log_list,
+    ),
     components(schemas(ErrorBody, crate::bugs::FlipRequest, BugsBody, Confirm, ResetBody, crate::bugs::BugState)),
     modifiers(&AdminAuth)
 )]

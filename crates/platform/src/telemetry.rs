@@ -212,6 +212,15 @@ impl std::hash::Hasher for SmallKeyHasher {
     }
 }
 
+/// What of the process's telemetry the console records.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recording {
+    /// The spans of the process's tracing spans (a lab whose services trace on their
+    /// own providers records those instead).
+    pub spans: bool,
+    pub logs: bool,
+}
+
 /// Keeps the trace exporter alive; dropping it flushes and shuts it down.
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
@@ -228,16 +237,18 @@ impl Drop for TelemetryGuard {
 }
 
 /// JSON log lines on stdout (`RUST_LOG` filters them), plus OTLP/HTTP traces when
-/// `otlp_endpoint` is set. Each gets its own filter: the log lines carry events only
-/// (no span context), so without a collector nobody wants a span and none is made —
-/// a request then costs its log line, not a span's bookkeeping too.
-pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<TelemetryGuard> {
+/// `otlp_endpoint` is set, plus the console's recording: its spans when `console.spans`,
+/// its logs when `console.logs`. Each gets its own filter: the log lines carry events
+/// only (no span context), so with neither a collector nor the console nobody wants a
+/// span and none is made — a request then costs its log line, not a span's bookkeeping.
+pub fn init(service_name: &str, otlp_endpoint: Option<&str>, console: Recording) -> anyhow::Result<TelemetryGuard> {
     let directives = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| "info,sqlx=warn".into());
-    let provider = match otlp_endpoint {
-        Some(endpoint) => Some(tracer_provider(service_name, endpoint)?),
-        None => None,
+    let provider = match (otlp_endpoint, console.spans) {
+        (None, false) => None,
+        (endpoint, spans) => Some(tracer_provider(service_name, endpoint, spans)?),
     };
-    subscriber(&directives, provider.as_ref()).try_init()?;
+    subscriber(&directives, provider.as_ref(), console.logs).try_init()?;
+    crate::console::logs::remember_dispatch();
     Ok(TelemetryGuard { provider })
 }
 
@@ -255,14 +266,23 @@ pub fn init(service_name: &str, otlp_endpoint: Option<&str>) -> anyhow::Result<T
 fn subscriber(
     directives: &str,
     provider: Option<&SdkTracerProvider>,
+    recording: bool,
 ) -> Box<dyn tracing::Subscriber + Send + Sync + 'static> {
     let filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let console_logs = recording.then_some(crate::console::logs::LogLayer);
     match provider {
         Some(provider) => {
-            let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer("breakroom"));
-            Box::new(tracing_subscriber::registry().with(filter).with(log_lines()).with(traces))
+            // Where a span was made (code.file.path) stays: it points at the bug. Threads
+            // and busy/idle times are noise on every span.
+            let traces = tracing_opentelemetry::layer()
+                .with_threads(false)
+                .with_tracked_inactivity(false)
+                .with_tracer(provider.tracer("breakroom"));
+            Box::new(tracing_subscriber::registry().with(filter).with(log_lines()).with(console_logs).with(traces))
         }
-        None => Box::new(tracing_subscriber::registry().with(filter).with(events_only()).with(log_lines())),
+        None => Box::new(
+            tracing_subscriber::registry().with(filter).with(events_only()).with(log_lines()).with(console_logs),
+        ),
     }
 }
 
@@ -292,18 +312,33 @@ pub fn init_logs_only() {
 
 /// A tracer provider of its own for one service of a lab that runs several in one
 /// process (each keeps its `service.name`). Without an endpoint spans are still made,
-/// so trace context still flows between the services, but nothing is exported.
-pub fn service_tracer_provider(service_name: &str, endpoint: Option<&str>) -> anyhow::Result<SdkTracerProvider> {
-    match endpoint {
-        Some(endpoint) => tracer_provider(service_name, endpoint),
-        None => {
-            let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_string()).build();
-            Ok(SdkTracerProvider::builder().with_resource(resource).build())
-        }
-    }
+/// so trace context still flows between the services; they go to the console when
+/// `recording`, else nowhere.
+pub fn service_tracer_provider(
+    service_name: &str,
+    endpoint: Option<&str>,
+    recording: bool,
+) -> anyhow::Result<SdkTracerProvider> {
+    tracer_provider(service_name, endpoint, recording)
 }
 
-fn tracer_provider(service_name: &str, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
+/// Spans to the OTLP collector at `endpoint` (batched, on the exporter's thread) and,
+/// when `recording`, to the console's store, both under `service_name`: one span, one
+/// trace id, in both places.
+fn tracer_provider(service_name: &str, endpoint: Option<&str>, recording: bool) -> anyhow::Result<SdkTracerProvider> {
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_string()).build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if recording {
+        builder = builder.with_span_processor(crate::console::traces::RingProcessor::default());
+    }
+    if let Some(endpoint) = endpoint {
+        builder = builder.with_batch_exporter(otlp_exporter(endpoint)?);
+    }
+    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+    Ok(builder.build())
+}
+
+fn otlp_exporter(endpoint: &str) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
     let endpoint = endpoint.trim_end_matches('/');
     let url = if endpoint.ends_with("/v1/traces") { endpoint.to_string() } else { format!("{endpoint}/v1/traces") };
@@ -315,11 +350,7 @@ fn tracer_provider(service_name: &str, endpoint: &str) -> anyhow::Result<SdkTrac
         std::thread::spawn(|| super::http::blocking_client().timeout(std::time::Duration::from_secs(10)).build())
             .join()
             .map_err(|_| anyhow::anyhow!("building the OTLP exporter's HTTP client panicked"))??;
-    let exporter =
-        opentelemetry_otlp::SpanExporter::builder().with_http().with_http_client(client).with_endpoint(url).build()?;
-    opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_string()).build();
-    Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+    Ok(opentelemetry_otlp::SpanExporter::builder().with_http().with_http_client(client).with_endpoint(url).build()?)
 }
 
 #[cfg(test)]
@@ -353,14 +384,14 @@ mod tests {
 
     #[test]
     fn without_a_collector_no_span_is_made_and_events_still_are_logged() {
-        let quiet = subscriber("info", None);
+        let quiet = subscriber("info", None, false);
         tracing::subscriber::with_default(quiet, || {
             assert!(tracing::info_span!("request").is_disabled(), "a span without a collector costs every request");
             assert!(tracing::event_enabled!(tracing::Level::INFO), "info events are the log lines");
             assert!(!tracing::event_enabled!(tracing::Level::DEBUG));
         });
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        tracing::subscriber::with_default(subscriber("info", Some(&provider)), || {
+        tracing::subscriber::with_default(subscriber("info", Some(&provider), false), || {
             assert!(!tracing::info_span!("request").is_disabled(), "with a collector requests are traced");
         });
     }

@@ -11,7 +11,13 @@
 //! runs by default, `record_download_fixed` with `--fixed stats-cache`.
 //! `breakroom explain datasets` prints the fixed one from this very file.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use super::store::{DatasetStore, Statistics, User};
 use platform::bugs::BugSwitch;
@@ -30,6 +36,74 @@ pub struct Downloads {
     pub store: DatasetStore,
     pub cache: Cache,
     pub fix: BugSwitch,
+    pub freshness: Freshness,
+}
+
+/// How stale the statistics the dashboard was last given are, as the console graphs
+/// them: when this process computed each dataset's cached statistics and how many
+/// downloads it recorded since. (Another replica's computations and downloads are its
+/// own: each process reports what it saw.)
+#[derive(Default)]
+pub struct Freshness {
+    computed: Mutex<HashMap<String, (SystemTime, u64)>>,
+    /// Seconds since the statistics last answered were computed.
+    age: Gauge<f64, AtomicU64>,
+    /// Downloads recorded since the statistics last answered were computed: what the
+    /// dashboard does not show. Stays 0 once downloads invalidate the cache.
+    unseen: Gauge,
+}
+
+/// Datasets whose computations are remembered; past it the oldest memory is dropped
+/// (ids come from requests, though only existing datasets get this far).
+const REMEMBERED: usize = 10_000;
+
+impl Freshness {
+    pub fn new(registry: &mut Registry) -> Freshness {
+        let freshness = Freshness::default();
+        registry.register(
+            "datasets_statistics_age_seconds",
+            "Seconds since the statistics last answered were computed",
+            freshness.age.clone(),
+        );
+        registry.register(
+            "datasets_statistics_unseen_downloads",
+            "Downloads recorded since the statistics last answered were computed (this process's)",
+            freshness.unseen.clone(),
+        );
+        freshness
+    }
+
+    fn computed(&self, dataset_id: &str) {
+        let mut computed = self.computed.lock().unwrap_or_else(|p| p.into_inner());
+        if computed.len() >= REMEMBERED && !computed.contains_key(dataset_id) {
+            computed.clear();
+        }
+        computed.insert(dataset_id.to_string(), (SystemTime::now(), 0));
+        self.age.set(0.0);
+        self.unseen.set(0);
+    }
+
+    fn served_cached(&self, dataset_id: &str) {
+        let computed = self.computed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, unseen)) = computed.get(dataset_id) {
+            self.age.set(at.elapsed().unwrap_or_default().as_secs_f64());
+            self.unseen.set(*unseen as i64);
+        }
+    }
+
+    fn downloaded(&self, dataset_id: &str) {
+        let mut computed = self.computed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, unseen)) = computed.get_mut(dataset_id) {
+            *unseen += 1;
+        }
+    }
+
+    /// Forgets every computation (a reset cleared the cached statistics).
+    pub fn forget(&self) {
+        self.computed.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.age.set(0.0);
+        self.unseen.set(0);
+    }
 }
 
 impl Downloads {
@@ -39,9 +113,11 @@ impl Downloads {
         if let Ok(Some(cached)) = self.cache.get(&key).await
             && let Ok(stats) = serde_json::from_str::<Statistics>(&cached)
         {
+            self.freshness.served_cached(dataset_id);
             return Ok(stats);
         }
         let stats = self.store.statistics(dataset_id).await?;
+        self.freshness.computed(dataset_id);
         let json = serde_json::to_string(&stats).expect("statistics serialize");
         if let Err(error) = self.cache.set(&key, &json, STATS_TTL).await {
             tracing::warn!(%error, key, "statistics not cached");
@@ -52,10 +128,12 @@ impl Downloads {
     /// `POST /api/datasets/{id}/download/`: records the download for `user`.
     pub async fn record_download(&self, user: &User, dataset_id: &str, ip: Option<&str>) -> Result<(), sqlx::Error> {
         if self.fix.is_fixed() {
-            self.record_download_fixed(user, dataset_id, ip).await
+            self.record_download_fixed(user, dataset_id, ip).await?;
         } else {
-            self.record_download_buggy(user, dataset_id, ip).await
+            self.record_download_buggy(user, dataset_id, ip).await?;
         }
+        self.freshness.downloaded(dataset_id);
+        Ok(())
     }
 
     /// 🐛 BUGGY (default): the audit row is written, the cached statistics are not

@@ -4,6 +4,7 @@ use prometheus_client::registry::Registry;
 
 use platform::Platform;
 use platform::bugs::BugInfo;
+use platform::console::{ConsoleSpec, Graph, Line};
 use platform::db::Db;
 use platform::lab::{Boxed, Built, Lab, RehearsalContext, StageContext};
 use platform::rehearsal::Rehearsal;
@@ -23,6 +24,10 @@ impl Lab for DatasetsLab {
         NAME
     }
 
+    fn console(&self) -> ConsoleSpec {
+        CONSOLE
+    }
+
     fn bugs(&self) -> &'static [BugInfo] {
         BUGS
     }
@@ -39,7 +44,7 @@ impl Lab for DatasetsLab {
         Box::pin(async move {
             let mut registry = Registry::default();
             let router = crate::build(platform, &mut registry).await?;
-            Ok(Built::one(NAME, platform.assemble(router, registry)))
+            Ok(Built::one(NAME, platform.assemble(NAME, router, registry)))
         })
     }
 
@@ -97,3 +102,30 @@ impl Lab for DatasetsLab {
         stage::explain()
     }
 }
+
+/// The console's view of the lab: its alert rules (deploy/prometheus/rules/datasets.yml,
+/// the file promtool tests) and the graphs that tell its story.
+pub const CONSOLE: ConsoleSpec = ConsoleSpec {
+    rules: &[include_str!("../../../../deploy/prometheus/rules/datasets.yml")],
+    graphs: &[
+        Graph {
+            id: "queries",
+            title: "Database queries per list request",
+            unit: "queries",
+            lines: &[Line {
+                legend: "per list",
+                expr: "sum(rate(datasets_list_queries_sum[1m])) / sum(rate(datasets_list_queries_count[1m]))",
+            }],
+        },
+        Graph {
+            id: "stale",
+            title: "Dashboard statistics: downloads they miss, and their age",
+            unit: "downloads, s",
+            lines: &[
+                Line { legend: "downloads not shown", expr: "max(datasets_statistics_unseen_downloads)" },
+                Line { legend: "age (s)", expr: "max(datasets_statistics_age_seconds)" },
+            ],
+        },
+        platform::console::POOL_GRAPH,
+    ],
+};

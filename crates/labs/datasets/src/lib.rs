@@ -106,7 +106,8 @@ pub async fn build(platform: &Platform, registry: &mut Registry) -> anyhow::Resu
     let store = DatasetStore::new(platform.db.clone());
     store.seed().await?;
     let cache = Cache::journaled(platform.redis.clone(), platform.db.clone(), platform.shutdown.clone()).await;
-    let downloads = Downloads { store: store.clone(), cache, fix: platform.bugs.switch("stats-cache") };
+    let freshness = downloads::Freshness::new(registry);
+    let downloads = Downloads { store: store.clone(), cache, fix: platform.bugs.switch("stats-cache"), freshness };
     let listing = listing::Listing::new(store.clone(), platform.bugs.switch("n-plus-one"), registry);
     let lab = Arc::new(DatasetsApp { platform: platform.clone(), store, downloads, listing });
     let admin = platform.admin_only(
@@ -414,6 +415,7 @@ async fn reset(State(lab): Lab, _: Confirmed) -> Result<Json<platform::openapi::
         ))
         .with_retry_after(1)
     })?;
+    lab.downloads.freshness.forget();
     lab.platform.bugs.restore_everywhere().await;
     tracing::warn!("lab_reset");
     Ok(platform::openapi::ResetBody::success(

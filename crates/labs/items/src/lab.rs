@@ -4,6 +4,7 @@ use prometheus_client::registry::Registry;
 
 use platform::Platform;
 use platform::bugs::BugInfo;
+use platform::console::{ConsoleSpec, Graph, Line};
 use platform::db::Db;
 use platform::lab::{Boxed, Built, Lab, RehearsalContext, StageContext};
 use platform::rehearsal::Rehearsal;
@@ -26,6 +27,10 @@ impl Lab for ItemsLab {
         NAME
     }
 
+    fn console(&self) -> ConsoleSpec {
+        CONSOLE
+    }
+
     fn bugs(&self) -> &'static [BugInfo] {
         BUGS
     }
@@ -42,7 +47,7 @@ impl Lab for ItemsLab {
         Box::pin(async move {
             let mut registry = Registry::default();
             let router = crate::build(platform, &mut registry, &self.settings).await?;
-            Ok(Built::one(NAME, platform.assemble(router, registry)))
+            Ok(Built::one(NAME, platform.assemble(NAME, router, registry)))
         })
     }
 
@@ -98,3 +103,31 @@ impl Lab for ItemsLab {
             .to_string()
     }
 }
+
+/// The console's view of the lab: its alert rules (deploy/prometheus/rules/items.yml,
+/// the file promtool tests) and the graphs that tell its story.
+pub const CONSOLE: ConsoleSpec = ConsoleSpec {
+    rules: &[include_str!("../../../../deploy/prometheus/rules/items.yml")],
+    graphs: &[
+        Graph {
+            id: "cache",
+            title: "Item cache: hits and misses per second, Redis up",
+            unit: "per s",
+            lines: &[
+                Line { legend: "hits", expr: "sum(rate(cache_hits_total[1m]))" },
+                Line { legend: "misses", expr: "sum(rate(cache_misses_total[1m]))" },
+                Line { legend: "Redis up (1 = yes)", expr: "min(cache_up)" },
+            ],
+        },
+        Graph {
+            id: "popular",
+            title: "Popular views: aggregations and duplicates per second",
+            unit: "per s",
+            lines: &[
+                Line { legend: "aggregations", expr: "sum(rate(items_popular_recomputes_total[1m]))" },
+                Line { legend: "duplicates", expr: "sum(rate(items_popular_duplicate_recomputes_total[1m]))" },
+            ],
+        },
+        platform::console::POOL_GRAPH,
+    ],
+};

@@ -140,7 +140,7 @@ impl WriteThrough {
         let started = Instant::now();
         let result = self.store.update(id, fields).instrument(span.clone()).await;
         let updated = self.db_result("update", result)?;
-        span.record("db.rows_affected", u64::from(updated.is_some()));
+        span.record("db.rows_affected", i64::from(updated.is_some()));
         self.observe_write("postgres", started);
         if let Some(item) = &updated {
             self.put_in_cache(item).await;
@@ -160,7 +160,7 @@ impl WriteThrough {
         );
         let result = self.store.delete(id).instrument(span.clone()).await;
         let deleted = self.db_result("delete", result)?;
-        span.record("db.rows_affected", deleted);
+        span.record("db.rows_affected", deleted as i64);
         let key = key(id);
         let span = tracing::info_span!("redis_del", db.system = "redis", db.operation = "DEL", cache.key = %key);
         if let Err(error) = self.cache.delete(&[&key]).instrument(span).await {
@@ -228,7 +228,7 @@ impl WriteThrough {
         );
         let result = self.store.get(id).instrument(span.clone()).await;
         let item = self.db_result("select", result)?;
-        span.record("db.rows_affected", u64::from(item.is_some()));
+        span.record("db.rows_affected", i64::from(item.is_some()));
         if let Some(item) = &item {
             // A PUT that raced this read may have stored a newer version: it stays.
             self.put_in_cache(item).await;
@@ -246,7 +246,7 @@ impl WriteThrough {
         );
         let result = self.store.list(limit).instrument(span.clone()).await;
         let items = self.db_result("select_all", result)?;
-        span.record("db.rows_affected", items.len());
+        span.record("db.rows_affected", items.len() as i64);
         Ok(items)
     }
 

@@ -2,6 +2,7 @@
 //! its own port, which one process runs together or each alone.
 
 use platform::Platform;
+use platform::console::{ConsoleSpec, Graph, Line};
 use platform::db::Db;
 use platform::lab::{Boxed, Built, Lab, RehearsalContext, Service, ServiceSpec, StageContext};
 use platform::rehearsal::Rehearsal;
@@ -41,6 +42,10 @@ impl ShopLab {
 impl Lab for ShopLab {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn console(&self) -> ConsoleSpec {
+        CONSOLE
     }
 
     fn bugs(&self) -> &'static [BugInfo] {
@@ -166,3 +171,48 @@ mod tests {
         assert!(lines[1].starts_with("  cart           http://h:2/cart/demo-user"), "{lines:?}");
     }
 }
+
+/// The console's view of the lab: its alert rules (deploy/prometheus/rules/shop.yml,
+/// the file promtool tests) and the graphs that tell its story.
+pub const CONSOLE: ConsoleSpec = ConsoleSpec {
+    rules: &[include_str!("../../../../deploy/prometheus/rules/shop.yml")],
+    graphs: &[
+        Graph {
+            id: "checkout",
+            title: "Checkouts per second by outcome",
+            unit: "per s",
+            lines: &[Line {
+                legend: "{status}",
+                expr: r#"sum by (status) (rate(http_requests_total{job="checkout", endpoint="/orders/create"}[1m]))"#,
+            }],
+        },
+        Graph {
+            id: "pool",
+            title: "Checkout's database pool: size, exhausted per second",
+            unit: "connections",
+            lines: &[
+                Line { legend: "size", expr: r#"sum(shop_db_pool_size{job="checkout"})"# },
+                Line {
+                    legend: "exhausted per s",
+                    expr: r#"sum(rate(shop_db_pool_exhausted_total{job="checkout"}[1m]))"#,
+                },
+            ],
+        },
+        Graph {
+            id: "queries",
+            title: "Catalog queries: slow per second, full scans per second",
+            unit: "per s",
+            lines: &[
+                Line { legend: "slow {shape}", expr: "sum by (shape) (rate(shop_slow_queries_total[1m]))" },
+                Line { legend: "full scans", expr: r#"sum(rate(shop_db_queries_total{plan="full_scan"}[1m]))"# },
+                Line { legend: "indexes present", expr: "sum(shop_index_present)" },
+            ],
+        },
+        Graph {
+            id: "payment",
+            title: "Payment calls per second: first tries and retries",
+            unit: "per s",
+            lines: &[Line { legend: "{attempt}", expr: "sum by (attempt) (rate(shop_payment_calls_total[1m]))" }],
+        },
+    ],
+};

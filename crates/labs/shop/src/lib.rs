@@ -186,7 +186,11 @@ pub async fn build(platform: &Platform, settings: &ShopArgs, products: u64, peer
     let wanted = |s: ShopService| if service == ShopService::All { s != ShopService::All } else { s == service };
     let mut services = Services { routers: Vec::new(), providers: Vec::new(), pools: Vec::new(), checkout_pool: None };
     let tracer = |s: ShopService| -> anyhow::Result<(SdkTracerProvider, ServiceTrace)> {
-        let provider = platform::telemetry::service_tracer_provider(service_name(s), config.otlp_endpoint.as_deref())?;
+        let provider = platform::telemetry::service_tracer_provider(
+            service_name(s),
+            config.otlp_endpoint.as_deref(),
+            config.console.recording,
+        )?;
         let trace = ServiceTrace::new(service_name(s), &provider, demo_start);
         Ok((provider, trace))
     };
@@ -238,7 +242,7 @@ pub async fn build(platform: &Platform, settings: &ShopArgs, products: u64, peer
             ShopService::Cart => Some(platform.db.clone()),
             _ => None,
         };
-        let assembled = platform.assemble_service(router, registry, HttpMetrics::new(), db);
+        let assembled = platform.assemble_service(service_name(s), router, registry, HttpMetrics::new(), db);
         services.routers.push((s, assembled));
     }
     Ok(services)

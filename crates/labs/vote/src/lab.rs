@@ -4,6 +4,7 @@ use prometheus_client::registry::Registry;
 
 use platform::Platform;
 use platform::bugs::BugInfo;
+use platform::console::{ConsoleSpec, Graph, Line};
 use platform::db::Db;
 use platform::lab::{Boxed, Built, Lab, RehearsalContext, StageContext};
 use platform::rehearsal::Rehearsal;
@@ -34,6 +35,10 @@ impl Lab for VoteLab {
         true
     }
 
+    fn console(&self) -> ConsoleSpec {
+        CONSOLE
+    }
+
     fn bugs(&self) -> &'static [BugInfo] {
         BUGS
     }
@@ -50,7 +55,7 @@ impl Lab for VoteLab {
         Box::pin(async move {
             let mut registry = Registry::default();
             let router = crate::build(platform, &mut registry, &self.settings).await?;
-            Ok(Built::one(SERVICE, platform.assemble(router, registry)))
+            Ok(Built::one(SERVICE, platform.assemble(SERVICE, router, registry)))
         })
     }
 
@@ -105,3 +110,27 @@ impl Lab for VoteLab {
         Ok(Box::new(stage::Rehearse::new(context.target, context.token)))
     }
 }
+
+/// The console's view of the lab: its alert rules (deploy/prometheus/rules/vote.yml,
+/// the file promtool tests) and the graphs that tell its story.
+pub const CONSOLE: ConsoleSpec = ConsoleSpec {
+    rules: &[include_str!("../../../../deploy/prometheus/rules/vote.yml")],
+    graphs: &[
+        Graph {
+            id: "referral",
+            title: "Referral cache: entries and capacity",
+            unit: "entries",
+            lines: &[
+                Line { legend: "entries", expr: "sum(referral_cache_entries)" },
+                Line { legend: "capacity", expr: "sum(referral_cache_capacity)" },
+            ],
+        },
+        Graph {
+            id: "exhausted",
+            title: "Referral validations refused (cache exhausted)",
+            unit: "per s",
+            lines: &[Line { legend: "refused", expr: "sum(rate(referral_cache_exhausted_total[1m]))" }],
+        },
+        platform::console::POOL_GRAPH,
+    ],
+};

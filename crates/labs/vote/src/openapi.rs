@@ -55,6 +55,8 @@ pub struct StateBody {
     /// The latest 5xx answers, newest first (at most 20).
     pub recent_errors: Vec<platform::telemetry::ErrorAnswer>,
     pub viewers: usize,
+    /// The alerts firing now on the console (`/console`), by name.
+    pub alerts_firing: Vec<String>,
 }
 
 /// How full the referral cache is.

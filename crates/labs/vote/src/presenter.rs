@@ -253,7 +253,15 @@ fn state_of(lab: &VoteApp) -> super::openapi::StateBody {
         errors_last_minute: lab.platform.http_metrics.recent_errors.last_minute(),
         recent_errors: lab.platform.http_metrics.recent_errors.latest(),
         viewers: lab.feed.viewers(),
+        alerts_firing: firing_alerts(lab),
     }
+}
+
+/// The names of the console's firing alerts, each once.
+fn firing_alerts(lab: &VoteApp) -> Vec<String> {
+    let mut names: Vec<String> = lab.platform.console.firing().into_iter().map(|a| a.name).collect();
+    names.dedup();
+    names
 }
 
 #[cfg(test)]

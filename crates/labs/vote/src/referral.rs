@@ -89,12 +89,26 @@ impl ReferralValidator {
     }
 
     /// Checks a referral code with whichever implementation is switched on.
+    /// In a span of its own (the console's trace of a vote): `referral.cache.entries`
+    /// and `referral.cache.exhausted` say what the cache held when it answered.
     pub async fn validate(&self, partners: &PartnerLookup, code: &str) -> Result<Partner, ReferralError> {
-        if self.fix.is_fixed() {
-            self.validate_in_database(partners, code).await
-        } else {
-            self.validate_with_cache(partners, code).await
-        }
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "referral.validate",
+            referral.fixed = self.fix.is_fixed(),
+            referral.cache.capacity = self.capacity as i64,
+            referral.cache.entries = tracing::field::Empty,
+            referral.cache.exhausted = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let validation = async {
+            if self.fix.is_fixed() {
+                self.validate_in_database(partners, code).await
+            } else {
+                self.validate_with_cache(partners, code).await
+            }
+        };
+        validation.instrument(span).await
     }
 
     /// 🐛 BUGGY (default): an unbounded cache in front of the lookup.
@@ -108,10 +122,14 @@ impl ReferralValidator {
             cache.len()
         };
         self.entries.set(entries as i64);
+        let span = tracing::Span::current();
+        span.record("referral.cache.entries", entries as i64);
+        span.record("referral.cache.exhausted", entries > self.capacity);
         // In production the process would run out of memory after many thousands of
         // entries; the capacity makes that failure arrive after ten.
         if entries > self.capacity {
             self.exhausted.inc();
+            span.record("otel.status_code", "ERROR");
             tracing::error!(
                 entries,
                 capacity = self.capacity,

@@ -66,7 +66,10 @@ where
         let method = method_label(request.method());
         // The scrape is Prometheus's, not the lab's: neither timed out nor counted.
         let scrape = endpoint == "/metrics";
-        let span = if scrape {
+        // Nor traced are the console's own questions (its page polls every few seconds)
+        // and the static files: the console's trace list is the lab's traffic.
+        let untraced = scrape || endpoint.starts_with("/console") || endpoint.starts_with("/static/");
+        let span = if untraced {
             tracing::Span::none()
         } else {
             tracing::info_span!(
@@ -76,6 +79,7 @@ where
                 http.request.method = method,
                 http.route = endpoint,
                 http.response.status_code = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
             )
         };
         if !span.is_disabled() {
@@ -172,8 +176,10 @@ fn record(
     response: &Response,
 ) {
     let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
+    // As a signed integer: tracing-opentelemetry records unsigned ones as text.
+    span.record("http.response.status_code", i64::from(status));
     if status >= 500 {
+        span.record("otel.status_code", "ERROR");
         metrics.recent_errors.record(method, endpoint, status);
     }
     metrics.count(method, endpoint, status, elapsed);
