@@ -152,6 +152,15 @@ async fn referral_exhaustion_fires_and_its_vote_is_traced(backend: Backend) {
     assert_eq!(referral["attributes"]["referral.cache.entries"], 11);
     assert!(referral["error"].is_string(), "the span failed: {referral}");
     assert!(referral["events"].as_array().unwrap().iter().any(|e| e["name"] == "referral_cache_exhausted"));
+    let before = lab.first_trace("status=200&route=/vote").await;
+    let spans = lab.trace(before["trace_id"].as_str().unwrap()).await;
+    let query = spans.iter().find(|s| s["name"] == "SELECT referral_partners").expect("the partner query's span");
+    let system = if backend == Backend::Services { "postgresql" } else { "sqlite" };
+    assert_eq!((query["kind"].as_str(), query["attributes"]["db.system"].as_str()), (Some("client"), Some(system)));
+    assert_eq!(query["attributes"]["db.rows_affected"], 1);
+    let acquire = spans.iter().find(|s| s["name"] == "db.pool.acquire").expect("the pool wait's span");
+    assert!(acquire["attributes"]["db.connection.pool.wait_time_ms"].as_f64().is_some(), "{acquire}");
+    assert_eq!(acquire["attributes"]["db.connection.pool.exhausted"], false);
     let passing = lab.traces("status=200&attr=referral.cache.exhausted%3Dfalse").await;
     assert_eq!(passing.len(), 10, "the ten votes before it passed");
 

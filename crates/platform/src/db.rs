@@ -138,6 +138,11 @@ impl Db {
         matches!(self.pool, Pool::Postgres(_))
     }
 
+    /// The OpenTelemetry `db.system` of this database: `postgresql` or `sqlite`.
+    pub fn system(&self) -> &'static str {
+        if self.is_postgres() { "postgresql" } else { "sqlite" }
+    }
+
     pub fn backend_name(&self) -> &'static str {
         match self.pool {
             Pool::Postgres(_) => "postgres",

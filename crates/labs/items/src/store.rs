@@ -138,7 +138,7 @@ impl ItemStore {
     }
 
     pub fn system(&self) -> &'static str {
-        if self.db.is_postgres() { "postgresql" } else { "sqlite" }
+        self.db.system()
     }
 
     /// Inserts the runbook's three items unless they exist.

@@ -64,8 +64,27 @@ impl PartnerLookup {
     }
 
     /// The partner a referral code belongs to, with whichever implementation is on.
+    /// In a client span of its own (the console's trace of a referral vote).
     pub async fn find(&self, code: &str) -> Result<Option<Partner>, sqlx::Error> {
-        if self.fix.is_fixed() { self.find_scoped(code).await } else { self.find_checked_out_by_hand(code).await }
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "SELECT referral_partners",
+            otel.kind = "client",
+            db.system = self.db.system(),
+            db.operation = "SELECT",
+            db.statement = FIND_PARTNER_SQL,
+            db.rows_affected = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let lookup = async {
+            if self.fix.is_fixed() { self.find_scoped(code).await } else { self.find_checked_out_by_hand(code).await }
+        };
+        let found = lookup.instrument(span.clone()).await;
+        match &found {
+            Ok(partner) => span.record("db.rows_affected", i64::from(partner.is_some())),
+            Err(_) => span.record("otel.status_code", "ERROR"),
+        };
+        found
     }
 
     /// 🐛 BUGGY (default): the connection is checked out by hand, and one path forgets
@@ -93,12 +112,33 @@ impl PartnerLookup {
     }
 
     /// Takes a connection from the pool and files it under a new ticket.
+    /// In a span that says how long the pool made it wait and how many connections
+    /// were already held by hand (`db.connection.pool.*`).
     async fn check_out(&self) -> Result<(u64, Held), sqlx::Error> {
-        let connection = match self.db.pool() {
-            Pool::Postgres(pool) => pool.acquire().await.map(Connection::Postgres),
-            Pool::Sqlite(pool) => pool.acquire().await.map(Connection::Sqlite),
+        use tracing::Instrument as _;
+        let span = tracing::info_span!(
+            "db.pool.acquire",
+            db.connection.pool.checked_out_by_hand = lock(&self.checked_out).len() as i64,
+            db.connection.pool.wait_time_ms = tracing::field::Empty,
+            db.connection.pool.exhausted = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let acquired = async {
+            match self.db.pool() {
+                Pool::Postgres(pool) => pool.acquire().await.map(Connection::Postgres),
+                Pool::Sqlite(pool) => pool.acquire().await.map(Connection::Sqlite),
+            }
         }
-        .map_err(|e| self.db.observe(e))?;
+        .instrument(span.clone())
+        .await;
+        span.record("db.connection.pool.wait_time_ms", started.elapsed().as_secs_f64() * 1000.0);
+        let exhausted = matches!(acquired, Err(sqlx::Error::PoolTimedOut));
+        span.record("db.connection.pool.exhausted", exhausted);
+        if acquired.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        let connection = acquired.map_err(|e| self.db.observe(e))?;
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         let held = Arc::new(tokio::sync::Mutex::new(connection));
         lock(&self.checked_out).insert(ticket, held.clone());

@@ -218,8 +218,8 @@ fn bounded(
     path = "/console/api/graphs",
     tag = "console",
     params(
-        ("minutes" = Option<i64>, Query, description = "How far back, 1 to 15 (default 15)"),
-        ("step" = Option<i64>, Query, description = "Seconds between points, 1 to 60 (default 5)"),
+        ("minutes" = Option<i64>, Query, minimum = 1, maximum = 15, description = "How far back, 1 to 15 (default 15)"),
+        ("step" = Option<i64>, Query, minimum = 1, maximum = 60, description = "Seconds between points, 1 to 60 (default 5)"),
         ("id" = Option<String>, Query, description = "One graph only, e.g. latency"),
     ),
     responses(
@@ -303,11 +303,11 @@ pub(crate) struct TraceQuery {
     tag = "console",
     params(
         ("route" = Option<String>, Query, description = "The root span's route, e.g. /vote"),
-        ("status" = Option<String>, Query, description = "A status (503) or a class (5xx)"),
-        ("min_ms" = Option<f64>, Query, description = "Only traces at least this long"),
-        ("attr" = Option<String>, Query, description = "key=value some span carries, e.g. db.slow_query=true"),
+        ("status" = Option<String>, Query, pattern = "^([1-5][0-9][0-9]|[1-5]xx)?$", description = "A status (503) or a class (5xx)"),
+        ("min_ms" = Option<f64>, Query, minimum = 0, description = "Only traces at least this long"),
+        ("attr" = Option<String>, Query, pattern = "^([^=]+=.*)?$", description = "key=value some span carries, e.g. db.slow_query=true"),
         ("service" = Option<String>, Query, description = "Only traces with a span of this service"),
-        ("limit" = Option<i64>, Query, description = "At most this many, 1 to 500 (default 100)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "At most this many, 1 to 500 (default 100)"),
     ),
     responses(
         (status = 200, description = "The newest traces that pass the filter", body = TracesBody),
@@ -340,7 +340,7 @@ pub(crate) async fn trace_list(
     let attribute = match query.attr.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(pair) => match pair.split_once('=') {
-            Some((key, value)) if !key.trim().is_empty() => Some((key.trim().to_string(), value.trim().to_string())),
+            Some((key, value)) if !key.is_empty() => Some((key.trim().to_string(), value.trim().to_string())),
             _ => return Err(ApiError::bad_request("attr must be key=value, e.g. db.slow_query=true")),
         },
     };
@@ -368,7 +368,7 @@ pub(crate) async fn trace_list(
     get,
     path = "/console/api/traces/{trace_id}",
     tag = "console",
-    params(("trace_id" = String, Path, description = "32 hexadecimal digits")),
+    params(("trace_id" = String, Path, pattern = "^[0-9a-fA-F]{32}$", description = "32 hexadecimal digits")),
     responses(
         (status = 200, description = "The trace's spans by start time", body = TraceBody),
         (status = 400, description = "Not a trace id", body = crate::openapi::ErrorBody),
@@ -379,7 +379,8 @@ pub(crate) async fn trace(
     State(console): State<Console>,
     PathParam(trace_id): PathParam<String>,
 ) -> Result<Json<TraceBody>, ApiError> {
-    let id = (trace_id.len() == 32).then(|| u128::from_str_radix(&trace_id, 16).ok()).flatten();
+    let hex = trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit());
+    let id = hex.then(|| u128::from_str_radix(&trace_id, 16).ok()).flatten();
     let Some(id) = id else {
         return Err(ApiError::bad_request("a trace id is 32 hexadecimal digits"));
     };
@@ -404,9 +405,9 @@ pub(crate) struct LogQuery {
     path = "/console/api/logs",
     tag = "console",
     params(
-        ("level" = Option<String>, Query, description = "This level or worse: error, warn, info, debug, trace"),
+        ("level" = Option<String>, Query, pattern = "^(|error|warn|info|debug|trace|ERROR|WARN|INFO|DEBUG|TRACE)$", description = "This level or worse: error, warn, info, debug, trace"),
         ("event" = Option<String>, Query, description = "One event's name, e.g. referral_cache_exhausted"),
-        ("limit" = Option<i64>, Query, description = "At most this many, 1 to 500 (default 200)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "At most this many, 1 to 500 (default 200)"),
     ),
     responses(
         (status = 200, description = "The newest log events, newest first", body = LogsBody),
@@ -421,10 +422,15 @@ pub(crate) async fn log_list(
     let limit = bounded(query.limit.as_deref(), "limit", 1..=logs::CAPACITY as i64, 200)? as usize;
     let level = match query.level.as_deref().filter(|l| !l.is_empty()) {
         None => None,
-        Some(text) => Some(
-            text.parse::<tracing::Level>()
-                .map_err(|_| ApiError::bad_request("level must be one of error, warn, info, debug, trace"))?,
-        ),
+        Some(text) => {
+            let known = ["error", "warn", "info", "debug", "trace"];
+            let lower = text.to_ascii_lowercase();
+            let exact = text == lower || text == text.to_ascii_uppercase();
+            match lower.parse::<tracing::Level>() {
+                Ok(level) if exact && known.contains(&lower.as_str()) => Some(level),
+                _ => return Err(ApiError::bad_request("level must be one of error, warn, info, debug, trace")),
+            }
+        }
     };
     let event = query.event.as_deref().filter(|e| !e.is_empty());
     let found = logs::store().list(level, event, limit);
