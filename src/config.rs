@@ -151,6 +151,9 @@ pub struct ServeArgs {
     #[arg(long, env = "BREAKROOM_CONSOLE_TRACES", default_value_t = platform::console::DEFAULT_TRACES as u64,
           value_parser = clap::value_parser!(u64).range(10..=100_000))]
     pub console_traces: u64,
+    /// New traces a second the console starts at most (0: every request; with a collector, every request)
+    #[arg(long, env = "BREAKROOM_CONSOLE_TRACE_RATE", default_value_t = platform::console::DEFAULT_TRACE_RATE)]
+    pub console_trace_rate: u32,
     /// Jaeger's UI (e.g. http://localhost:16686): the console links each trace to it
     #[arg(long, env = "BREAKROOM_JAEGER_URL")]
     pub jaeger_url: Option<String>,
@@ -278,6 +281,7 @@ impl ServeConfig {
         platform.console = platform::config::ConsoleConfig {
             recording: args.console == "on",
             traces: args.console_traces as usize,
+            trace_rate: args.console_trace_rate,
             jaeger_url: empty_to_none(args.jaeger_url).map(|u| u.trim_end_matches('/').to_string()),
         };
         let settings = LabSettings {

@@ -100,6 +100,9 @@ async fn serve(lab: labs::LabName, args: breakroom::config::ServeArgs) -> anyhow
     let otlp = if lab.traces_per_service() { None } else { config.platform.otlp_endpoint.as_deref() };
     let console = &config.platform.console;
     breakroom::platform::console::traces::store().set_capacity(console.traces);
+    // A collector wants every span; the console alone keeps to its budget.
+    let collector = config.platform.otlp_endpoint.is_some();
+    breakroom::platform::console::traces::set_rate(if collector { 0 } else { console.trace_rate });
     let recording =
         telemetry::Recording { spans: console.recording && !lab.traces_per_service(), logs: console.recording };
     let _telemetry = telemetry::init(lab.service_name(), otlp, recording)?;

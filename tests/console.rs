@@ -261,9 +261,8 @@ async fn a_redis_outage_shows_on_the_graph_and_fires_items_cache_down() {
     lab.alert_reaches("ItemsCacheDown", "inactive", Duration::from_secs(30)).await;
 }
 
-/// Seed 003: once the catalog's indexes are dropped, its product queries are spans
-/// with `db.full_table_scan=true` (and the console is the same on every service).
-async fn the_shop_shows_full_table_scans_once_the_indexes_are_dropped(backend: Backend) {
+/// The shop's four services on free ports (the catalog first), with a small catalog.
+async fn start_shop(backend: Backend) -> (Lab, Vec<String>) {
     let ports: Vec<String> = (0..4).map(|_| common::free_port().to_string()).collect();
     let args = [
         "--catalog-port",
@@ -277,7 +276,13 @@ async fn the_shop_shows_full_table_scans_once_the_indexes_are_dropped(backend: B
         "--products",
         "2000",
     ];
-    let lab = start_on(ports[0].parse().unwrap(), "shop", backend, &args, None).await;
+    (start_on(ports[0].parse().unwrap(), "shop", backend, &args, None).await, ports)
+}
+
+/// Seed 003: once the catalog's indexes are dropped, its product queries are spans
+/// with `db.full_table_scan=true` (and the console is the same on every service).
+async fn the_shop_shows_full_table_scans_once_the_indexes_are_dropped(backend: Backend) {
+    let (lab, ports) = start_shop(backend).await;
     let catalog = format!("http://127.0.0.1:{}", ports[0]);
     let search = |lab: &Lab| {
         let url = format!("{catalog}/products?category=electronics&price_min=0&price_max=1000");
@@ -384,6 +389,30 @@ on_both_backends!(
     the_datasets_graph_counts_the_downloads_the_dashboard_misses,
 );
 
+/// A flood past the console's budget of new traces a second: only the budget's worth
+/// of requests is traced, and the requests it skipped leave no stray spans of their
+/// own (their referral spans would otherwise be roots of traces of their own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_traced_within_the_budget_and_leaves_no_stray_spans() {
+    let lab = start("vote", Backend::Embedded, &["--seed-partners", "50", "--console-trace-rate", "5"], None).await;
+    let started = std::time::Instant::now();
+    let votes = (0..80).map(|_| {
+        let body = json!({ "choice": "ai", "referral": "conf-partner-2026" });
+        lab.client.post(format!("{}/vote", lab.served.url)).json(&body).send()
+    });
+    for answer in futures_util::future::join_all(votes).await {
+        answer.unwrap();
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let traces = lab.traces("limit=500").await;
+    assert!(!traces.is_empty() && traces.len() as u64 <= 5 * (seconds + 1), "{} traces in {seconds} s", traces.len());
+    let names: Vec<&str> = traces.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.iter().all(|n| *n == "POST /vote" || *n == "GET /health"), "only requests are roots: {names:?}");
+    let (_, metrics) = lab.get("/console/api/alerts").await;
+    assert!(metrics["rules"].is_array());
+}
+
 /// `--console off`: nothing is recorded, and the page says how to turn it on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recording_off_records_nothing_and_says_so() {
@@ -402,32 +431,89 @@ async fn recording_off_records_nothing_and_says_so() {
     assert!(page.contains("Recording is off"), "{page}");
 }
 
-/// The console in headless Chromium (tests/browser/console.mjs): the alert firing, the
-/// failing vote's waterfall, the projector view, a phone. Needs chromium and `npm ci`
-/// in tests/browser (.ci/run does both). `BREAKROOM_SCREENSHOTS=docs/screenshots`
-/// refreshes the README's picture of it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_shows_the_exhaustion_in_chromium() {
+/// tests/browser/console.mjs for `lab` against `url`; with `redis`, stops it when the
+/// page asks ("stop redis"). Returns what it printed once it ended.
+async fn chromium(lab: &str, url: &str, mut redis: Option<&mut common::PrivateRedis>) -> (bool, String) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     assert!(
         std::path::Path::new(dir).join("node_modules/playwright-core").exists(),
         "playwright-core is not installed: run `npm ci` in tests/browser (.ci/run does)"
     );
+    let shots = tempfile::tempdir().unwrap();
+    let mut node = tokio::process::Command::new("node")
+        .arg("console.mjs")
+        .current_dir(dir)
+        .env("BASE_URL", url)
+        .env("LAB", lab)
+        .env("SCREENSHOT_DIR", common::screenshot_dir(&shots))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut stdin = node.stdin.take();
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let reading = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line == "stop redis"
+                && let Some(redis) = redis.as_mut()
+            {
+                redis.stop();
+                // Written, then closed: the page goes on, and node may end.
+                if let Some(mut input) = stdin.take() {
+                    input.write_all(b"stopped\n").await.unwrap();
+                }
+            }
+            printed.push_str(&line);
+            printed.push('\n');
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), reading).await.expect("the browser test ends within 2 minutes");
+    let output = node.wait_with_output().await.unwrap();
+    printed.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success() && printed.trim_end().ends_with("ok"), printed)
+}
+
+/// The console in headless Chromium (tests/browser/console.mjs): the alert firing, the
+/// failing vote's waterfall, the projector view, a phone. Needs chromium and `npm ci`
+/// in tests/browser (.ci/run does both). `BREAKROOM_SCREENSHOTS=docs/screenshots`
+/// refreshes the README's pictures of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_the_exhaustion_in_chromium() {
     let lab = start("vote", Backend::Embedded, &["--seed-partners", "50"], None).await;
     for _ in 0..11 {
         let body = json!({ "choice": "ai", "referral": "conf-partner-2026" });
         lab.client.post(format!("{}/vote", lab.served.url)).json(&body).send().await.unwrap();
     }
-    let shots = tempfile::tempdir().unwrap();
-    let shots_dir = common::screenshot_dir(&shots);
-    let output = tokio::process::Command::new("node")
-        .arg("console.mjs")
-        .current_dir(dir)
-        .env("BASE_URL", &lab.served.url)
-        .env("SCREENSHOT_DIR", &shots_dir)
-        .output()
-        .await
-        .expect("node runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && text.trim_end().ends_with("ok"), "{text}\n{}", lab.transcript());
+    let (ok, printed) = chromium("vote", &lab.served.url, None).await;
+    assert!(ok, "{printed}\n{}", lab.transcript());
+}
+
+/// Seed 002 in Chromium: a write's database and Redis spans, then Redis stops and the
+/// console shows the Redis-up line at 0 and ItemsCacheDown firing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_items_console_shows_a_write_and_a_redis_outage_in_chromium() {
+    let mut redis = common::PrivateRedis::start();
+    let lab = start("items", Backend::Services, &[], Some(redis.url())).await;
+    let body = json!({ "name": "Traced", "price": 1.5 });
+    let created = lab.client.post(format!("{}/items", lab.served.url)).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), 200);
+    let (ok, printed) = chromium("items", &lab.served.url, Some(&mut redis)).await;
+    assert!(ok, "{printed}\n{}", lab.transcript());
+}
+
+/// Seed 003 in Chromium: the catalog's full-table-scan spans once its indexes are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_console_shows_full_table_scans_in_chromium() {
+    let (lab, _) = start_shop(Backend::Embedded).await;
+    let catalog = &lab.served.url;
+    let dropped = lab.client.post(format!("{catalog}/admin/indexes/drop")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(dropped.status(), 200);
+    let products = format!("{catalog}/products?category=electronics&price_min=0&price_max=1000");
+    assert_eq!(lab.client.get(products).send().await.unwrap().status(), 200);
+    let (ok, printed) = chromium("shop", catalog, None).await;
+    assert!(ok, "{printed}\n{}", lab.transcript());
 }

@@ -349,6 +349,7 @@ await story("every conference's banner fits a phone, its logo drawn without font
 const AXE = readFileSync(join(dirname(fileURLToPath(import.meta.url)), "node_modules/axe-core/axe.min.js"), "utf8");
 const SIZES = [{ width: 390, height: 844 }, { width: 320, height: 568 }, { width: 1280, height: 720 }, PROJECTOR];
 const PAGES = [`${BASE}/`, `${BASE}/?referral=conf-partner-2026`, `${BASE}/results`, `${BASE}/admin`, `${BASE}/presenter`,
+  `${BASE}/console`, `${BASE}/console?view=projector`,
   ...(process.env.ITEMS_URL ? [`${process.env.ITEMS_URL}/`] : []), ...(ROOM ? [`${ROOM}/room`, `${ROOM}/room/join?code=ABCDEF`] : [])];
 await story("every page fits every size and axe-core finds no serious violation", async () => {
   const problems = [];
@@ -357,6 +358,8 @@ await story("every page fits every size and axe-core finds no serious violation"
     for (const url of PAGES) {
       await p.goto(url);
       await p.evaluate(() => document.fonts.ready);
+      // The console draws what it fetched: its alert panel and graphs.
+      if (url.includes("/console")) await p.waitForSelector("#alert-list article", { timeout: 10000 });
       const wide = await p.evaluate(() => {
         const out = [];
         for (const el of document.querySelectorAll("body *")) {

@@ -57,13 +57,20 @@ pub struct ConsoleConfig {
     pub recording: bool,
     /// Traces kept, newest first; each holds up to [`crate::console::SPANS_PER_TRACE`] spans.
     pub traces: usize,
+    /// New traces a second at most (0: every request); an OTLP collector gets them all.
+    pub trace_rate: u32,
     /// Jaeger's UI (e.g. http://localhost:16686): each trace links to it.
     pub jaeger_url: Option<String>,
 }
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        ConsoleConfig { recording: true, traces: crate::console::DEFAULT_TRACES, jaeger_url: None }
+        ConsoleConfig {
+            recording: true,
+            traces: crate::console::DEFAULT_TRACES,
+            trace_rate: crate::console::DEFAULT_TRACE_RATE,
+            jaeger_url: None,
+        }
     }
 }
 

@@ -245,7 +245,7 @@ pub fn init(service_name: &str, otlp_endpoint: Option<&str>, console: Recording)
     let directives = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| "info,sqlx=warn".into());
     let provider = match (otlp_endpoint, console.spans) {
         (None, false) => None,
-        (endpoint, spans) => Some(tracer_provider(service_name, endpoint, spans)?),
+        (endpoint, spans) => Some(tracer_provider(service_name, endpoint, spans, None)?),
     };
     subscriber(&directives, provider.as_ref(), console.logs).try_init()?;
     crate::console::logs::remember_dispatch();
@@ -278,7 +278,15 @@ fn subscriber(
                 .with_threads(false)
                 .with_tracked_inactivity(false)
                 .with_tracer(provider.tracer("breakroom"));
-            Box::new(tracing_subscriber::registry().with(filter).with(log_lines()).with(console_logs).with(traces))
+            let untraced = crate::console::traces::SkipUntraced;
+            Box::new(
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(untraced)
+                    .with(log_lines())
+                    .with(console_logs)
+                    .with(traces),
+            )
         }
         None => Box::new(
             tracing_subscriber::registry().with(filter).with(events_only()).with(log_lines()).with(console_logs),
@@ -314,20 +322,34 @@ pub fn init_logs_only() {
 /// process (each keeps its `service.name`). Without an endpoint spans are still made,
 /// so trace context still flows between the services; they go to the console when
 /// `recording`, else nowhere.
+///
+/// Its root spans are sampled by the console's budget ([`crate::console::traces::admit`]:
+/// every one with a collector), a child span as its parent was; the process's own
+/// provider samples every span it is given, since its requests were already sampled
+/// before their spans were made ([`crate::http::Observe`]).
 pub fn service_tracer_provider(
     service_name: &str,
     endpoint: Option<&str>,
     recording: bool,
 ) -> anyhow::Result<SdkTracerProvider> {
-    tracer_provider(service_name, endpoint, recording)
+    let sampler = opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(crate::console::traces::BudgetSampler));
+    tracer_provider(service_name, endpoint, recording, Some(sampler))
 }
 
 /// Spans to the OTLP collector at `endpoint` (batched, on the exporter's thread) and,
 /// when `recording`, to the console's store, both under `service_name`: one span, one
 /// trace id, in both places.
-fn tracer_provider(service_name: &str, endpoint: Option<&str>, recording: bool) -> anyhow::Result<SdkTracerProvider> {
+fn tracer_provider(
+    service_name: &str,
+    endpoint: Option<&str>,
+    recording: bool,
+    sampler: Option<opentelemetry_sdk::trace::Sampler>,
+) -> anyhow::Result<SdkTracerProvider> {
     let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name.to_string()).build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if let Some(sampler) = sampler {
+        builder = builder.with_sampler(sampler);
+    }
     if recording {
         builder = builder.with_span_processor(crate::console::traces::RingProcessor::default());
     }

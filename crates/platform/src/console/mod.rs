@@ -28,6 +28,9 @@ use crate::db::Db;
 /// Traces kept by default: a trace of the labs is at most a few KiB (a shop checkout's
 /// dozen spans), so 2,000 of them stay well under 20 MiB.
 pub const DEFAULT_TRACES: usize = 2000;
+/// New traces a second by default (`--console-trace-rate`): every request of a room
+/// voting from its phones, a sample of a load test's.
+pub const DEFAULT_TRACE_RATE: u32 = 100;
 /// Spans kept of one trace; the rest are counted.
 pub const SPANS_PER_TRACE: usize = 64;
 /// How often the registry is sampled and the rules evaluated (Prometheus's scrape and

@@ -235,17 +235,29 @@ pub(crate) async fn graphs(
 ) -> Result<Json<GraphsBody>, ApiError> {
     let minutes = bounded(query.minutes.as_deref(), "minutes", 1..=15, 15)?;
     let step = bounded(query.step.as_deref(), "step", 1..=60, 5)?;
-    let compiled = console.inner.graphs.read().unwrap_or_else(|p| p.into_inner());
-    if let Some(id) = &query.id
-        && !compiled.iter().any(|g| g.spec.id == id)
-    {
-        let known: Vec<&str> = compiled.iter().map(|g| g.spec.id).collect();
-        return Err(ApiError::not_found(format!("no graph '{}'; the console has: {}", escape(id), known.join(", "))));
+    if let Some(id) = &query.id {
+        let compiled = console.inner.graphs.read().unwrap_or_else(|p| p.into_inner());
+        if !compiled.iter().any(|g| g.spec.id == id) {
+            let known: Vec<&str> = compiled.iter().map(|g| g.spec.id).collect();
+            let known = known.join(", ");
+            return Err(ApiError::not_found(format!("no graph '{}'; the console has: {known}", escape(id))));
+        }
     }
+    let recording = console.recording();
+    // Hundreds of evaluations over the history: off the runtime's threads.
+    let views = tokio::task::spawn_blocking(move || draw(&console, query.id.as_deref(), minutes, step))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(GraphsBody { recording, step, graphs: views }))
+}
+
+/// Each graph (or the one named `id`) over the last `minutes`, a point every `step` s.
+fn draw(console: &Console, id: Option<&str>, minutes: i64, step: i64) -> Vec<GraphView> {
+    let compiled = console.inner.graphs.read().unwrap_or_else(|p| p.into_inner());
     let now = now_ms() / 1000 * 1000;
     let history = console.inner.history.read().unwrap_or_else(|p| p.into_inner());
     let mut views = Vec::new();
-    for graph in compiled.iter().filter(|g| query.id.as_ref().is_none_or(|id| g.spec.id == id)) {
+    for graph in compiled.iter().filter(|g| id.is_none_or(|id| g.spec.id == id)) {
         let mut lines: Vec<LineView> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         for (legend, expr) in &graph.lines {
@@ -266,7 +278,7 @@ pub(crate) async fn graphs(
         }
         views.push(GraphView { id: graph.spec.id, title: graph.spec.title, unit: graph.spec.unit, lines });
     }
-    Ok(Json(GraphsBody { recording: console.recording(), step, graphs: views }))
+    views
 }
 
 /// A legend with each `{label}` replaced by the series' value of it.

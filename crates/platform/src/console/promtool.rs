@@ -216,14 +216,34 @@ promtool_test!(items_rules_agree_with_promtool, "items");
 promtool_test!(shop_rules_agree_with_promtool, "shop");
 promtool_test!(vote_rules_agree_with_promtool, "vote");
 
+/// The rule files the tests above cover, by name.
+const COVERED: [(&str, &str); 4] = [
+    ("datasets", include_str!("../../../../deploy/prometheus/rules/datasets.yml")),
+    ("items", include_str!("../../../../deploy/prometheus/rules/items.yml")),
+    ("shop", include_str!("../../../../deploy/prometheus/rules/shop.yml")),
+    ("vote", include_str!("../../../../deploy/prometheus/rules/vote.yml")),
+];
+
+/// A rule file added to deploy/prometheus/rules without its agreement test here would
+/// be a silent gap: every file there must be covered, and have its promtool test.
+#[test]
+fn every_rule_file_is_covered() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus");
+    let mut files: Vec<String> = std::fs::read_dir(root.join("rules"))
+        .expect("deploy/prometheus/rules")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.strip_suffix(".yml").map(str::to_string))
+        .collect();
+    files.sort();
+    let covered: Vec<&str> = COVERED.iter().map(|(name, _)| *name).collect();
+    assert_eq!(files, covered, "add the new rule file to COVERED and a promtool_test! line");
+    for name in covered {
+        assert!(root.join("tests").join(format!("{name}_test.yml")).exists(), "{name} has a promtool test");
+    }
+}
+
 #[test]
 fn every_rule_file_parses() {
-    for (file, yaml) in [
-        ("datasets", include_str!("../../../../deploy/prometheus/rules/datasets.yml")),
-        ("items", include_str!("../../../../deploy/prometheus/rules/items.yml")),
-        ("shop", include_str!("../../../../deploy/prometheus/rules/shop.yml")),
-        ("vote", include_str!("../../../../deploy/prometheus/rules/vote.yml")),
-    ] {
+    for (file, yaml) in COVERED {
         let rules = parse_rules(yaml).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(!rules.is_empty(), "{file} has rules");
     }

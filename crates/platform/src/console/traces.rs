@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::Status;
@@ -234,6 +234,101 @@ fn text(value: &Json) -> String {
     }
 }
 
+/// How many new traces a second the console starts, like Jaeger's rate-limiting
+/// sampler: a request past the second's budget is counted and logged as ever, but not
+/// traced, so a flood of requests costs the lab almost nothing (a span costs a request
+/// more than its handler does). 0: every request (as with an OTLP collector, which
+/// wants them all).
+static TRACES_PER_SECOND: AtomicU64 = AtomicU64::new(super::DEFAULT_TRACE_RATE as u64);
+/// The current second (since the epoch) and how many traces it started, in one word:
+/// second << 20 | started.
+static THIS_SECOND: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_rate(traces_per_second: u32) {
+    TRACES_PER_SECOND.store(traces_per_second.into(), Ordering::Relaxed);
+}
+
+/// Whether a new trace may start now (and counts it when it may).
+pub fn admit() -> bool {
+    let rate = TRACES_PER_SECOND.load(Ordering::Relaxed);
+    if rate == 0 {
+        return true;
+    }
+    let second = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut current = THIS_SECOND.load(Ordering::Relaxed);
+    loop {
+        let (at, started) = (current >> 20, current & 0xF_FFFF);
+        let next = if at == second { started + 1 } else { 1 };
+        if at == second && started >= rate.min(0xF_FFFF) {
+            return false;
+        }
+        match THIS_SECOND.compare_exchange_weak(current, second << 20 | next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+thread_local! {
+    /// Set while a request the budget refused is being handled on this thread: the
+    /// spans its handler would open are not made either.
+    static UNTRACED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as handling an untraced request (or not) until dropped.
+pub struct Untraced(bool);
+
+impl Untraced {
+    pub fn enter(untraced: bool) -> Untraced {
+        Untraced(UNTRACED.replace(untraced))
+    }
+}
+
+impl Drop for Untraced {
+    fn drop(&mut self) {
+        UNTRACED.set(self.0);
+    }
+}
+
+/// The subscriber's global filter that turns off the spans of an untraced request.
+/// Asked at every span (its answer depends on the request), never at events.
+pub struct SkipUntraced;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SkipUntraced {
+    fn register_callsite(&self, metadata: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        if metadata.is_span() {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
+    }
+
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, _: tracing_subscriber::layer::Context<'_, S>) -> bool {
+        !metadata.is_span() || !UNTRACED.get()
+    }
+}
+
+/// The same budget for services that make their spans with OpenTelemetry itself (the
+/// shop): a root span is sampled when [`admit`] says so; a child follows its parent.
+#[derive(Debug, Clone)]
+pub struct BudgetSampler;
+
+impl opentelemetry_sdk::trace::ShouldSample for BudgetSampler {
+    fn should_sample(
+        &self,
+        _parent: Option<&opentelemetry::Context>,
+        _trace_id: opentelemetry::trace::TraceId,
+        _name: &str,
+        _kind: &opentelemetry::trace::SpanKind,
+        _attributes: &[KeyValue],
+        _links: &[opentelemetry::trace::Link],
+    ) -> opentelemetry_sdk::trace::SamplingResult {
+        use opentelemetry_sdk::trace::SamplingDecision;
+        let decision = if admit() { SamplingDecision::RecordAndSample } else { SamplingDecision::Drop };
+        opentelemetry_sdk::trace::SamplingResult { decision, attributes: Vec::new(), trace_state: Default::default() }
+    }
+}
+
 /// The process's trace store; its capacity is set once telemetry starts.
 pub fn store() -> &'static TraceStore {
     static STORE: std::sync::LazyLock<TraceStore> = std::sync::LazyLock::new(|| TraceStore::new(super::DEFAULT_TRACES));
@@ -336,6 +431,17 @@ mod tests {
             attributes: attributes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
             events: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_budget_admits_its_rate_a_second_and_everything_at_zero() {
+        set_rate(3);
+        let admitted = (0..10).filter(|_| admit()).count();
+        // Three a second; a second boundary during the loop may admit three more.
+        assert!(admitted == 3 || admitted == 6, "{admitted}");
+        set_rate(0);
+        assert!((0..10).all(|_| admit()));
+        set_rate(crate::console::DEFAULT_TRACE_RATE);
     }
 
     #[test]

@@ -69,7 +69,10 @@ where
         // Nor traced are the console's own questions (its page polls every few seconds)
         // and the static files: the console's trace list is the lab's traffic.
         let untraced = scrape || endpoint.starts_with("/console") || endpoint.starts_with("/static/");
-        let span = if untraced {
+        // Past the console's budget of new traces a second, a request is not traced
+        // (asked only when spans are made at all: the budget is for traces).
+        let traced = !untraced && tracing::span_enabled!(tracing::Level::INFO) && crate::console::traces::admit();
+        let span = if !traced {
             tracing::Span::none()
         } else {
             tracing::info_span!(
@@ -92,6 +95,7 @@ where
             None => Ok(self.inner.call(request)),
         };
         Observing {
+            untraced: !traced,
             answer,
             deadline: (!scrape).then(|| started + REQUEST_TIMEOUT),
             timer: None,
@@ -109,6 +113,8 @@ where
 /// and the access log. Written out rather than as an `async` block, so a request costs
 /// no allocation of its own (the timer too is made only once an answer has to wait).
 pub struct Observing<F> {
+    /// Not traced: the spans its handler would open are not made either.
+    untraced: bool,
     /// The route's answer, or the refusal given before the route was asked.
     answer: Result<F, Option<ApiError>>,
     deadline: Option<tokio::time::Instant>,
@@ -136,6 +142,7 @@ where
             Ok(answer) => {
                 let polled = {
                     let _entered = this.span.enter();
+                    let _untraced = crate::console::traces::Untraced::enter(this.untraced);
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Pin::new(answer).poll(cx)))
                 };
                 match polled {
