@@ -53,15 +53,30 @@ line "POST /vote, c=64" /vote 64 "$data/vote.lua"
 line "GET /health, c=64" /health 64
 
 # Memory: the console's stores are bounded, so RSS levels off while the drive goes on.
-kill "${pids[1]}" 2>/dev/null || true
+# Both sides run the fixed referral validation: the planted bug's cache really grows
+# with every referral vote (its story), which would hide what the console keeps.
+kill "${pids[@]}" 2>/dev/null || true
+wait 2>/dev/null || true
+pids=()
+on=$(free_port); off=$(free_port)
+serve "$on" on-fixed --fixed referral
+serve "$off" off-fixed --fixed referral --console off
+wait_healthy "$on" "$off"
 echo
-echo "the console on, driven at full rate (the audience's mix: referral votes, reads):"
-printf '%-8s %10s %10s %10s %14s %16s\n' "minute" "RSS MiB" "req/s" "traces" "spans" "series/samples"
+echo "both sides fixed, driven at once at full rate (the audience's mix: referral votes, reads), $minutes minutes:"
+printf '%-8s %12s %12s %10s %10s %10s %16s\n' "minute" "on: RSS MiB" "off: RSS MiB" "on: req/s" "traces" "spans" "series/samples"
 for minute in $(seq 1 "$minutes"); do
-  "$bin" drive vote-audience --url "http://127.0.0.1:$on" --rate max --connections 32 --duration 60s \
-    --out "$data/drive.json" >/dev/null 2>&1 || true
-  rss=$(ps -o rss= -p "${pids[0]}")
+  drivers=()
+  for side in on off; do
+    port=${!side}
+    "$bin" drive vote-audience --url "http://127.0.0.1:$port" --rate max --connections 16 --duration 60s \
+      --out "$data/drive-$side.json" >/dev/null 2>&1 &
+    drivers+=($!)
+  done
+  wait "${drivers[@]}" || true
+  rss_on=$(ps -o rss= -p "${pids[0]}"); rss_off=$(ps -o rss= -p "${pids[1]}")
   read -r kept spans < <(curl -s "http://127.0.0.1:$on/console/api/traces?limit=1" | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b["kept"], b["spans"])')
   series=$(curl -s "http://127.0.0.1:$on/console/api/alerts" | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b["history_series"], b["history_samples"], sep="/")')
-  printf '%-8s %10.1f %10.0f %10s %14s %16s\n' "$minute" "$(echo "$rss / 1024" | bc -l)" "$(achieved_rps "$data/drive.json")" "$kept" "$spans" "$series"
+  printf '%-8s %12.1f %12.1f %10.0f %10s %10s %16s\n' "$minute" "$(echo "$rss_on / 1024" | bc -l)" "$(echo "$rss_off / 1024" | bc -l)" \
+    "$(achieved_rps "$data/drive-on.json")" "$kept" "$spans" "$series"
 done

@@ -483,14 +483,14 @@ async fn page(State(console): State<Console>) -> Html<String> {
          <label>Attribute <input name=\"attr\" placeholder=\"db.slow_query=true\"></label>\
          <button class=\"button\" type=\"submit\">Filter</button></form>\n\
          <p id=\"trace-error\" class=\"console-error\" role=\"alert\" hidden></p>\
-         <div id=\"trace-list\"></div><div id=\"trace-detail\" class=\"waterfall\"></div></section>\n\
+         <div id=\"trace-list\" class=\"scroll-region\" tabindex=\"0\" role=\"region\" aria-label=\"Traces\"></div><div id=\"trace-detail\" class=\"waterfall\"></div></section>\n\
          <section id=\"logs\" class=\"console-panel\"><h2>Logs</h2>\n\
          <form id=\"log-filter\" class=\"console-filter\">\
          <label>Level <select name=\"level\"><option value=\"\">any</option><option>error</option>\
          <option>warn</option><option>info</option></select></label>\
          <label>Event <input name=\"event\" placeholder=\"referral_cache_exhausted\"></label>\
          <button class=\"button\" type=\"submit\">Filter</button></form>\n\
-         <div id=\"log-list\"></div></section>\n\
+         <div id=\"log-list\" class=\"scroll-region\" tabindex=\"0\" role=\"region\" aria-label=\"Log events\"></div></section>\n\
          </main>\n<script src=\"/static/console.js\" defer></script>\n\
          <div class=\"taxi-stripe\" aria-hidden=\"true\"></div>\n</body>\n</html>\n"
     ))
