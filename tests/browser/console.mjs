@@ -26,7 +26,12 @@ const check = (ok, what) => { if (!ok) failures.push(what); };
 async function openTrace(page, filter, name) {
   for (const [field, value] of Object.entries(filter)) await page.fill(`#trace-filter [name="${field}"]`, value);
   await page.click("#trace-filter button");
-  await page.waitForSelector("#trace-list .trace-row", { timeout: 10000 });
+  // The rows of this filter, not those the page showed before it.
+  const shown = Object.entries(filter).map(([k, v]) => `${k}=${encodeURIComponent(v).replace(/%20/g, "+")}`);
+  await page.waitForFunction((parts) => {
+    const list = document.getElementById("trace-list");
+    return parts.every((p) => (list.dataset.query || "").includes(p)) && list.querySelector(".trace-row");
+  }, shown, { timeout: 10000 });
   await page.click("#trace-list .trace-row");
   await page.waitForSelector(`#trace-detail [data-span="${name}"]`, { timeout: 10000 });
 }

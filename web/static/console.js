@@ -161,6 +161,7 @@
       el("td", {}, t.status === null ? "" : t.status), el("td", {}, t.duration_ms.toFixed(1)), el("td", {}, t.spans)));
     const caption = el("caption", {}, `${view.traces.length} shown of ${view.kept} traces kept`);
     traceList.replaceChildren(el("table", { class: "trace-table" }, caption, el("thead", {}, head), el("tbody", {}, ...rows)));
+    traceList.dataset.query = query.toString(); // what the rows answer, for a test to wait on
   }
 
   async function showTrace(id) {

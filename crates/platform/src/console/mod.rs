@@ -16,6 +16,7 @@ pub mod store;
 pub mod traces;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -36,6 +37,10 @@ pub const SPANS_PER_TRACE: usize = 64;
 /// How often the registry is sampled and the rules evaluated (Prometheus's scrape and
 /// evaluation interval in deploy/prometheus is 5 s; the console's is finer).
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Graph requests drawn at once; one more is answered 503 with Retry-After (a
+/// projector and a laptop or two are what a talk has open).
+pub const GRAPH_DRAWS: usize = 2;
 
 /// What a lab brings to its console: its rule files and its telling graphs.
 #[derive(Clone, Copy, Default)]
@@ -127,6 +132,10 @@ struct Inner {
     instance: String,
     sources: Mutex<Vec<Source>>,
     history: RwLock<store::MetricStore>,
+    /// Its series and samples, as of the last tick.
+    history_size: [AtomicUsize; 2],
+    /// Graph draws at once: each reads the whole history hundreds of times.
+    drawing: Arc<tokio::sync::Semaphore>,
     rules: Mutex<Vec<alerts::RuleState>>,
     graphs: RwLock<Vec<CompiledGraph>>,
     /// When the rules were last evaluated (ms since the epoch).
@@ -141,6 +150,8 @@ impl Console {
                 instance: hostname(),
                 sources: Mutex::default(),
                 history: RwLock::default(),
+                history_size: Default::default(),
+                drawing: Arc::new(tokio::sync::Semaphore::new(GRAPH_DRAWS)),
                 rules: Mutex::default(),
                 graphs: RwLock::default(),
                 evaluated_at: Mutex::default(),
@@ -196,7 +207,12 @@ impl Console {
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = ticks.tick() => console.tick(now_ms()),
+                    // Off the runtime's threads: the history's write lock may wait for
+                    // a graph being drawn.
+                    _ = ticks.tick() => {
+                        let console = console.clone();
+                        let _ = tokio::task::spawn_blocking(move || console.tick(now_ms())).await;
+                    }
                 }
             }
         });
@@ -222,6 +238,9 @@ impl Console {
             for (job, samples) in scraped {
                 history.add(at_ms, samples, &[("job", job), ("instance", &self.inner.instance)]);
             }
+            let (series, samples) = history.len();
+            self.inner.history_size[0].store(series, Ordering::Relaxed);
+            self.inner.history_size[1].store(samples, Ordering::Relaxed);
         }
         let history = self.inner.history.read().unwrap_or_else(|p| p.into_inner());
         for rule in lock(&self.inner.rules).iter_mut() {
@@ -240,9 +259,11 @@ impl Console {
         *lock(&self.inner.evaluated_at) = Some(at_ms);
     }
 
-    /// Series and samples in the history.
+    /// Series and samples in the history at the last tick (read without its lock: a
+    /// graph being drawn holds it).
     pub fn history_size(&self) -> (usize, usize) {
-        self.inner.history.read().unwrap_or_else(|p| p.into_inner()).len()
+        let size = &self.inner.history_size;
+        (size[0].load(Ordering::Relaxed), size[1].load(Ordering::Relaxed))
     }
 
     /// Every rule with its state, as the alert panel shows it.

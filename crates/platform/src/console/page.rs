@@ -227,6 +227,7 @@ fn bounded(
         (status = 400, description = "minutes or step out of range", body = crate::openapi::ErrorBody),
         (status = 404, description = "No graph of that id", body = crate::openapi::ErrorBody),
         (status = 422, description = "An unknown parameter", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Other graph requests are being drawn; Retry-After says when to ask again", body = crate::openapi::ErrorBody),
     )
 )]
 pub(crate) async fn graphs(
@@ -244,6 +245,13 @@ pub(crate) async fn graphs(
         }
     }
     let recording = console.recording();
+    let Ok(_permit) = console.inner.drawing.clone().try_acquire_owned() else {
+        return Err(ApiError::unavailable(format!(
+            "{} graph requests are being drawn already; try again in a second",
+            super::GRAPH_DRAWS
+        ))
+        .with_retry_after(1));
+    };
     // Hundreds of evaluations over the history: off the runtime's threads.
     let views = tokio::task::spawn_blocking(move || draw(&console, query.id.as_deref(), minutes, step))
         .await

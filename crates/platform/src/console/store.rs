@@ -30,6 +30,8 @@ impl MetricStore {
             }
             let full = self.series.len() >= MAX_SERIES;
             match self.series.get_mut(&labels) {
+                // Samples stay in time order (the clock may step back): a late one is dropped.
+                Some(samples) if samples.back().is_some_and(|(t, _)| *t >= at_ms) => {}
                 Some(samples) => samples.push_back((at_ms, value)),
                 None if full => self.refused += 1,
                 None => {

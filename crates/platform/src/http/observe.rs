@@ -67,8 +67,9 @@ where
         // The scrape is Prometheus's, not the lab's: neither timed out nor counted.
         let scrape = endpoint == "/metrics";
         // Nor traced are the console's own questions (its page polls every few seconds)
-        // and the static files: the console's trace list is the lab's traffic.
-        let untraced = scrape || endpoint.starts_with("/console") || endpoint.starts_with("/static/");
+        // and the static files (labelled `/static`): the trace list is the lab's traffic.
+        let console = endpoint.starts_with("/console");
+        let untraced = scrape || console || endpoint == "/static";
         // Past the console's budget of new traces a second, a request is not traced
         // (asked only when spans are made at all: the budget is for traces).
         let traced = !untraced && tracing::span_enabled!(tracing::Level::INFO) && crate::console::traces::admit();
@@ -100,7 +101,9 @@ where
             deadline: (!scrape).then(|| started + REQUEST_TIMEOUT),
             timer: None,
             span,
-            metrics: (!scrape).then(|| self.metrics.clone()),
+            // Nor is the console's polling counted: an open console would dilute the
+            // lab's error rate and put its graph draws into the lab's latency alert.
+            metrics: (!scrape && !console).then(|| self.metrics.clone()),
             method,
             endpoint,
             started,
@@ -120,7 +123,7 @@ pub struct Observing<F> {
     deadline: Option<tokio::time::Instant>,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     span: tracing::Span,
-    /// `None` for what is not counted (the scrape).
+    /// `None` for what is not counted (the scrape, the console).
     metrics: Option<std::sync::Arc<HttpMetrics>>,
     method: &'static str,
     endpoint: &'static str,
