@@ -4,15 +4,19 @@
 //! the low-stock rows, SQLite's one write lock), so checkout places at most about one
 //! checkout per mean reservation, whatever its pool. The shoppers alone ask for a
 //! fraction of that, so a cut pool never runs dry by itself. The rush is the story's
-//! crowd: at the cut a crowd twice what the pool can hold and place within one acquire
-//! timeout arrives at once, then a stream of buyers which, with the shoppers' own
+//! crowd: at the cut a crowd twice what the pool can hold and place within one
+//! acquire timeout arrives at once, then a stream of buyers which, with the shoppers' own
 //! checkouts (measured as they come, not as they came before the cut), asks for
 //! [`RUSH_DEMAND`] times what checkout places. With more asking than can be placed, buyers queue for a connection
 //! and those who wait longer than the acquire timeout are turned away: the failed
 //! share settles at 1 − 1/[`RUSH_DEMAND`], about the story's 35%.
 //!
 //! What checkout can place is measured, not assumed: first from the reservation's own
-//! histogram since the indexes were dropped, then — while the pool turns buyers away —
+//! histogram since the indexes were dropped; then, while the crowd's first buyers can
+//! still time out, from what checkout places as the crowd queues (the service rate
+//! itself, where the estimate before the cut only bounds it: a machine shared with
+//! other work can free its cores at the cut) — when that is more, more buyers make up
+//! the difference and the stream starts from it; then — while the pool turns buyers away —
 //! from the rate at which checkout really places orders, read from its `/metrics` a few
 //! times a timeline minute (see `next_rate`). The stream is resized toward that; nothing is staged, every
 //! failure is a real acquire timeout.
@@ -35,6 +39,12 @@ pub const RUSH_DEMAND: f64 = 1.55;
 const MAX_RUSH_RPS: f64 = 400.0;
 /// The stream never stops entirely: the doors stay open.
 const MIN_RUSH_RPS: f64 = 0.2;
+/// The crowd, in what the pool holds and places within one acquire timeout. (Three was
+/// too many: at the cut, the payment calls of so many buyers at once timed out on a
+/// release build and the planted retries buried the processor.)
+const CROWD_TIMES: f64 = 2.0;
+/// A placed rate this much over the estimate tops the crowd up (less is noise).
+const TOP_UP_OVER: f64 = 1.2;
 /// Checkouts answered in a window before its rates are trusted.
 const MIN_ANSWERED: f64 = 6.0;
 
@@ -72,10 +82,28 @@ impl Opening {
         measured.min(spare).clamp(1.0, MAX_RUSH_RPS)
     }
 
-    /// The crowd at the doors: twice what the pool holds and places within one timeout.
+    /// The crowd at the doors: [`CROWD_TIMES`] what the pool holds and places within one timeout.
     pub fn crowd(&self) -> u64 {
-        let placed_in_timeout = self.capacity() * self.acquire_timeout.as_secs_f64();
-        (2.0 * (f64::from(self.pool_size) + placed_in_timeout)).ceil() as u64
+        self.crowd_for(self.capacity())
+    }
+
+    /// The crowd for a checkout that places `capacity` a second.
+    fn crowd_for(&self, capacity: f64) -> u64 {
+        let placed_in_timeout = capacity * self.acquire_timeout.as_secs_f64();
+        (CROWD_TIMES * (f64::from(self.pool_size) + placed_in_timeout)).ceil() as u64
+    }
+
+    /// What checkout placed while the crowd queued (`queued`: its counts from the cut
+    /// to now), when that is more than the crowd was sized for: that capacity, and the
+    /// buyers that make the crowd (`sent` so far) the size it calls for, twice the first
+    /// crowd at the most. None while too few were placed to tell, or when the estimate held.
+    fn top_up(&self, queued: &Change, sent: u64) -> Option<(f64, u64)> {
+        if queued.seconds <= 0.0 || queued.placed < MIN_ANSWERED {
+            return None;
+        }
+        let capacity = queued.placed_rate().min(MAX_RUSH_RPS);
+        let extra = self.crowd_for(capacity).min(2 * self.crowd()).saturating_sub(sent);
+        (capacity > TOP_UP_OVER * self.capacity() && extra > 0).then_some((capacity, extra))
     }
 
     /// The first stream: the demand on what can be placed, less what the shoppers ask.
@@ -108,6 +136,10 @@ pub struct Metered {
     pub attempted_rate: f64,
     /// Times the stream was resized.
     pub adjustments: u64,
+    /// Buyers sent after the crowd, once checkout was seen placing more than estimated,
+    /// and the most it placed a second while the crowd queued.
+    pub topped_up: u64,
+    pub queued_capacity: f64,
 }
 
 /// A rush in progress.
@@ -123,7 +155,10 @@ impl Rush {
     /// Starts the crowd and the stream on `alongside`'s figures, and the meter.
     pub fn start(alongside: &Run, shop: Shop, opening: Opening) -> Rush {
         let profile = profile::doorbuster_rush(&shop.urls.checkout_url, opening.products);
-        let run = Arc::new(alongside.alongside(profile));
+        let run = Arc::new(alongside.alongside(profile.clone()));
+        // The second crowd's buyers, should checkout place more than estimated: they
+        // count in the same figures, and stop with the rush.
+        let second = Arc::new(run.alongside(profile));
         let crowd_seconds = opening.crowd_seconds();
         let crowd = Phase {
             duration: Duration::from_secs_f64(crowd_seconds),
@@ -135,7 +170,7 @@ impl Rush {
         let model = Model::Open { shape: Shape { phases: vec![crowd, stream] }, max_in_flight: 20_000 };
         let engine = tokio::spawn(engine::drive(run.clone(), model));
         let metered = Arc::new(Mutex::new(Metered::default()));
-        let meter = tokio::spawn(meter(run.clone(), shop, opening, metered.clone()));
+        let meter = tokio::spawn(meter(run.clone(), second, shop, opening, metered.clone()));
         tracing::info!(
             crowd = opening.crowd(),
             stream_rps = opening.stream(),
@@ -167,6 +202,20 @@ impl Rush {
             o.crowd(),
             o.stream(),
             o.capacity()
+        )
+    }
+
+    /// The second crowd, in a clause of a sentence; empty when there was none.
+    pub fn describe_top_up(&self) -> String {
+        let m = self.metered();
+        if m.topped_up == 0 {
+            return String::new();
+        }
+        format!(
+            "; then {} more buyers, as checkout placed up to {:.1} a second while the crowd queued, not {:.1}",
+            m.topped_up,
+            m.queued_capacity,
+            self.opening.capacity()
         )
     }
 
@@ -203,22 +252,22 @@ fn shoppers_rate(change: &Change, rush_answered: u64) -> f64 {
 }
 
 /// Resizes the stream toward [`RUSH_DEMAND`] times what checkout places, from checkout's
-/// counters over a sliding window; starts once the crowd's last buyer has been answered.
-async fn meter(run: Arc<Run>, shop: Shop, opening: Opening, metered: Arc<Mutex<Metered>>) {
-    let settle = Duration::from_secs_f64(opening.crowd_seconds()) + opening.acquire_timeout;
-    // Waiting for the crowd to be answered before measuring (not part of any symptom:
-    // the crowd's failures are real acquire timeouts, and would skew the first window).
+/// counters over a sliding window; first, once the crowd has queued for a tick, sends
+/// the second crowd if checkout places more than the first was sized for.
+async fn meter(run: Arc<Run>, second: Arc<Run>, shop: Shop, opening: Opening, metered: Arc<Mutex<Metered>>) {
+    let (tick, window) = (opening.tick(), opening.window());
+    let Some(mut rps) = top_up(&run, &second, &shop, &opening, &metered).await else { return };
+    // Waiting for the last crowd to be answered before measuring (not part of any
+    // symptom: its failures are real acquire timeouts, and would skew the first window).
     tokio::select! {
         _ = run.stop.cancelled() => return,
-        _ = tokio::time::sleep(settle) => {}
+        _ = tokio::time::sleep(opening.acquire_timeout) => {}
     }
-    let (tick, window) = (opening.tick(), opening.window());
     // Two full corrections per window, spread over its ticks: the peak failure's
     // minutes are only a few windows long.
     let gain = (2.0 * tick.as_secs_f64() / window.as_secs_f64()).min(0.5);
     // Checkout's counters, and how many of the rush's own buyers had been answered then.
     let mut readings: Vec<(Reading, u64)> = Vec::new();
-    let mut rps = opening.stream();
     let mut interval = tokio::time::interval(tick);
     loop {
         tokio::select! {
@@ -226,7 +275,7 @@ async fn meter(run: Arc<Run>, shop: Shop, opening: Opening, metered: Arc<Mutex<M
             _ = interval.tick() => {}
         }
         let Ok(now) = shop.reading().await else { continue };
-        let answered = run.answered();
+        let answered = run.answered() + second.answered();
         readings.push((now, answered));
         // Keep the newest reading at least a window old, and all after it.
         while readings.len() > 2 && now.at.saturating_duration_since(readings[1].0.at) >= window {
@@ -252,6 +301,45 @@ async fn meter(run: Arc<Run>, shop: Shop, opening: Opening, metered: Arc<Mutex<M
             pool_exhausted = change.pool_exhausted(),
             "doorbuster_rush_resized"
         );
+    }
+}
+
+/// While the crowd's first buyers can still time out, once a tick: what checkout has
+/// placed since the cut, and the buyers that make the crowd the size that calls for, if
+/// that is more than were sent; the stream is resized to match. The stream's rate once
+/// the last buyers sent are in; None if the rush was stopped.
+async fn top_up(run: &Run, second: &Arc<Run>, shop: &Shop, opening: &Opening, metered: &Mutex<Metered>) -> Option<f64> {
+    let crowd_seconds = Duration::from_secs_f64(opening.crowd_seconds());
+    let at_cut = shop.reading().await.ok();
+    let until = tokio::time::Instant::now() + crowd_seconds + opening.acquire_timeout;
+    let (mut rps, mut sent, mut last) = (opening.stream(), opening.crowd(), at_cut);
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + crowd_seconds, opening.tick());
+    loop {
+        tokio::select! {
+            _ = run.stop.cancelled() => return None,
+            _ = interval.tick() => {}
+        }
+        if tokio::time::Instant::now() + crowd_seconds > until {
+            return Some(rps);
+        }
+        let Ok(now) = shop.reading().await else { continue };
+        // Since the cut, and since the last tick: the new pool opens its connections in
+        // the first, so the latest tick can show the service rate sooner.
+        let (since_cut, since_last) = (at_cut.map(|r| now.since(&r)), last.map(|r| now.since(&r)));
+        last = Some(now);
+        let best = [since_cut, since_last].into_iter().flatten().filter_map(|c| opening.top_up(&c, sent));
+        let Some((capacity, extra)) = best.max_by(|a, b| a.1.cmp(&b.1)) else { continue };
+        let rate = extra as f64 / crowd_seconds.as_secs_f64();
+        let crowd = Phase { duration: crowd_seconds, from: rate, to: rate };
+        let model = Model::Open { shape: Shape { phases: vec![crowd] }, max_in_flight: 20_000 };
+        tokio::spawn(engine::drive(second.clone(), model));
+        sent += extra;
+        rps = rps.max(next_rate(0.0, capacity, opening.before.attempted_rate(), 1.0));
+        *run.rate_override.lock().unwrap_or_else(|p| p.into_inner()) = Some(rps);
+        let mut m = metered.lock().unwrap_or_else(|p| p.into_inner());
+        m.topped_up += extra;
+        m.queued_capacity = m.queued_capacity.max(capacity);
+        tracing::info!(extra, capacity_rps = capacity, stream_rps = rps, "doorbuster_rush_topped_up");
     }
 }
 
@@ -340,6 +428,26 @@ mod tests {
         let busy = Opening { spare_scans: Some(4.0), ..opening(20.0, 20.0, 0.2, 1000) };
         assert!((busy.capacity() - 4.0).abs() < 1e-9, "{}", busy.capacity());
         assert!((Opening { spare_scans: Some(-3.0), ..busy }.capacity() - 1.0).abs() < 1e-9, "at least one");
+    }
+
+    #[test]
+    fn a_second_crowd_makes_up_for_a_capacity_the_estimate_missed() {
+        // Estimated 4 a second (the database's spare scans), crowd 2 × (20 + 4) = 48.
+        let o = Opening { spare_scans: Some(4.0), ..opening(20.0, 20.0, 0.2, 1000) };
+        assert_eq!(o.crowd(), 48);
+        let queued = |seconds: f64, placed: f64| {
+            let mut change = o.before;
+            (change.seconds, change.placed) = (seconds, placed);
+            change
+        };
+        // Placed 10 a second while the crowd queued: the crowd 2 × (20 + 10) calls for 12 more.
+        assert_eq!(o.top_up(&queued(1.0, 10.0), 48), Some((10.0, 12)));
+        assert_eq!(o.top_up(&queued(2.0, 24.0), 60), Some((12.0, 4)), "then 4 more than the 60 sent");
+        assert_eq!(o.top_up(&queued(1.0, 10.0), 60), None, "no more once they are sent");
+        assert_eq!(o.top_up(&queued(1.0, 100.0), 48), Some((100.0, 48)), "twice the first crowd at most");
+        assert_eq!(o.top_up(&queued(1.0, 4.0), 48), None, "too few placed to tell");
+        assert_eq!(o.top_up(&queued(2.0, 9.0), 48), None, "within the estimate's noise");
+        assert_eq!(o.top_up(&queued(0.0, 0.0), 48), None);
     }
 
     #[test]

@@ -504,6 +504,10 @@ impl Timeline {
         *self.rush.lock().unwrap_or_else(|p| p.into_inner()) = Some(rush);
     }
 
+    fn with_rush<T>(&self, f: impl FnOnce(&Rush) -> T) -> Option<T> {
+        self.rush.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(f)
+    }
+
     /// The alert's condition on every checkout since the pool was cut.
     fn alert_condition(&self) -> Event {
         let since = self.run.mark.snapshot("blackfriday", "open", self.run.elapsed(), 0.0);
@@ -513,11 +517,12 @@ impl Timeline {
         let p95 = checkout.map_or(0.0, |s| s.latency_ms.p95);
         let threshold = self.settings.alert_p95_ms();
         let compressed = if self.settings.compressed() { " — compressed with the clock" } else { "" };
+        let top_up = self.with_rush(Rush::describe_top_up).unwrap_or_default();
         Event::AlertCondition {
             holds: error_rate > ALERT_ERROR_RATE && p95 > threshold,
             detail: format!(
                 "since the pool cut: checkout errors {:.1}% of {checkouts} (alert > {:.0}%), \
-                 checkout p95 {p95:.0} ms (alert > {threshold:.0} ms{compressed})",
+                 checkout p95 {p95:.0} ms (alert > {threshold:.0} ms{compressed}){top_up}",
                 error_rate * 100.0,
                 ALERT_ERROR_RATE * 100.0,
             ),
@@ -564,12 +569,7 @@ impl Timeline {
             checkout_p95_ms: checkout.map_or(0.0, |s| s.latency_ms.p95),
             catalog_p95_ms: window.steps.get(CATALOG_STEP).map_or(0.0, |s| s.latency_ms.p95),
             revenue_lost: failed as f64 * self.order_value,
-            rush_rpm: self
-                .rush
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .map_or(0.0, |r| (r.rps() * 60.0).round()),
+            rush_rpm: self.with_rush(|r| (r.rps() * 60.0).round()).unwrap_or(0.0),
         };
         {
             let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
