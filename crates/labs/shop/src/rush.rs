@@ -4,8 +4,8 @@
 //! the low-stock rows, SQLite's one write lock), so checkout places at most about one
 //! checkout per mean reservation, whatever its pool. The shoppers alone ask for a
 //! fraction of that, so a cut pool never runs dry by itself. The rush is the story's
-//! crowd: at the cut a crowd twice what the pool can hold and place within one
-//! acquire timeout arrives at once, then a stream of buyers which, with the shoppers' own
+//! crowd: at the cut a crowd twice what the pool can hold and place within one acquire
+//! timeout arrives at once, then a stream of buyers which, with the shoppers' own
 //! checkouts (measured as they come, not as they came before the cut), asks for
 //! [`RUSH_DEMAND`] times what checkout places. With more asking than can be placed, buyers queue for a connection
 //! and those who wait longer than the acquire timeout are turned away: the failed
@@ -40,8 +40,8 @@ const MAX_RUSH_RPS: f64 = 400.0;
 /// The stream never stops entirely: the doors stay open.
 const MIN_RUSH_RPS: f64 = 0.2;
 /// The crowd, in what the pool holds and places within one acquire timeout. (Three was
-/// too many: at the cut, the payment calls of so many buyers at once timed out on a
-/// release build and the planted retries buried the processor.)
+/// too many: in CI's rehearsal the payment calls of so many buyers at once timed out
+/// and the planted retries buried the processor.)
 const CROWD_TIMES: f64 = 2.0;
 /// A placed rate this much over the estimate tops the crowd up (less is noise).
 const TOP_UP_OVER: f64 = 1.2;
