@@ -360,6 +360,7 @@ async fn bad_console_queries_are_refused_with_a_reason(backend: Backend) {
         ("/console/api/traces?status=5x", 400),
         ("/console/api/traces?min_ms=-1", 400),
         ("/console/api/traces?min_ms=NaN", 400),
+        ("/console/api/traces?min_ms=", 400),
         ("/console/api/traces?attr=novalue", 400),
         ("/console/api/traces?limit=0", 400),
         ("/console/api/traces?colour=red", 422),

@@ -350,7 +350,8 @@ pub(crate) async fn trace_list(
         }
         Some(_) => return Err(ApiError::bad_request("status must be a status (503) or a class (5xx)")),
     };
-    let min_ms = match query.min_ms.as_deref().filter(|s| !s.is_empty()) {
+    // An empty one is refused, as its schema (a number) says; the page leaves it out.
+    let min_ms = match query.min_ms.as_deref() {
         None => None,
         Some(text) => match text.parse::<f64>() {
             Ok(ms) if ms.is_finite() && ms >= 0.0 => Some(ms),
